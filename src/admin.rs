@@ -1,0 +1,78 @@
+//! The admin listener: liveness, readiness, Prometheus metrics and, when the embedded
+//! simulator plays the SMSC, the sandbox inbox that lets testers read the code they were sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::api::error::ApiError;
+use crate::metrics::Metrics;
+use crate::otp::OtpService;
+use crate::smpp::SmppClient;
+use crate::smsc_sim::SmscHandle;
+
+/// What the admin handlers read.
+pub struct AdminState {
+    /// For readiness.
+    pub otp: Arc<OtpService>,
+    /// For the bind gauge.
+    pub smpp: SmppClient,
+    /// Metrics to render.
+    pub metrics: Metrics,
+    /// Present only with the embedded simulator.
+    pub simulator: Option<SmscHandle>,
+}
+
+/// Registers the admin routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics))
+        .route("/sandbox/v1/messages", web::get().to(messages));
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "UP"}))
+}
+
+async fn ready(state: web::Data<AdminState>) -> HttpResponse {
+    let store_ok = state.otp.store_ready().await;
+    let bound = state.smpp.is_bound();
+    let body = json!({
+        "status": if store_ok && bound { "UP" } else { "DOWN" },
+        "checks": {"store": store_ok, "smpp_bound": bound}
+    });
+    if store_ok && bound {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+    state
+        .metrics
+        .smpp_bound
+        .set(i64::from(state.smpp.is_bound()));
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+async fn messages(
+    state: web::Data<AdminState>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let sim = state.simulator.as_ref().ok_or(ApiError::NotFound)?;
+    let list = match query.get("phoneNumber") {
+        // A '+' left unencoded in a query string arrives as a space; accept both spellings.
+        Some(p) => match p.strip_prefix(' ') {
+            Some(rest) => sim.messages_for(&format!("+{rest}")),
+            None => sim.messages_for(p),
+        },
+        None => sim.messages(),
+    };
+    Ok(HttpResponse::Ok().json(list))
+}

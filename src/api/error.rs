@@ -1,0 +1,371 @@
+//! The one table from outcomes to CAMARA `ErrorInfo` answers. Every error the public listener
+//! can produce (handler outcomes, auth failures and framework rejections) passes through
+//! [`ApiError`], so the body shape, `Content-Type` and status/code pairs are decided here only.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::otp::{DeliveryError, OtpError};
+
+/// CAMARA `ErrorInfo`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorInfo {
+    /// HTTP status code.
+    pub status: u16,
+    /// Machine-readable error code.
+    pub code: &'static str,
+    /// Human-readable description.
+    pub message: String,
+}
+
+/// Every error answer of the public API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: the request does not match the schema; the text says what is wrong.
+    InvalidArgument(String),
+    /// 401: missing, invalid or expired token.
+    Unauthenticated,
+    /// 403: the token lacks the scope.
+    PermissionDenied,
+    /// 403: too many codes for the number.
+    MaxOtpCodesExceeded,
+    /// 403: the number cannot receive SMS.
+    PhoneNumberNotAllowed,
+    /// 403: SMS barring.
+    PhoneNumberBlocked,
+    /// 404: unknown resource (number outside the operator, unknown id, unknown path).
+    NotFound,
+    /// 405: method not allowed on an existing path.
+    MethodNotAllowed,
+    /// 415: the body is not JSON.
+    UnsupportedMediaType,
+    /// 400: wrong code, attempts remain.
+    InvalidOtp,
+    /// 400: used, superseded or expired id.
+    VerificationExpired,
+    /// 400: attempts exhausted.
+    VerificationFailed,
+    /// 400: declared by the spec for validateCode; no field of this API has a range, so the
+    /// gateway never answers it (kept so the documented table is complete).
+    OutOfRange,
+    /// 429: rate limit.
+    TooManyRequests,
+    /// 429: a business quota (per-client volume) is spent.
+    QuotaExceeded,
+    /// 500: a bug or an unexpected failure; details only in the log.
+    Internal,
+    /// 503: the SMS channel or the store cannot serve now.
+    Unavailable,
+    /// 504: the SMSC did not answer in time.
+    Timeout,
+}
+
+impl ApiError {
+    /// Status, CAMARA code and default message. No `_` arm: a new variant forces a decision.
+    pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::InvalidArgument(_) => (
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                "Client specified an invalid argument, request body or query param.",
+            ),
+            ApiError::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "Request not authenticated due to missing, invalid, or expired credentials.",
+            ),
+            ApiError::PermissionDenied => (
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                "Client does not have sufficient permissions to perform this action.",
+            ),
+            ApiError::MaxOtpCodesExceeded => (
+                StatusCode::FORBIDDEN,
+                "ONE_TIME_PASSWORD_SMS.MAX_OTP_CODES_EXCEEDED",
+                "Too many OTPs have been requested for this MSISDN. Try later.",
+            ),
+            ApiError::PhoneNumberNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "ONE_TIME_PASSWORD_SMS.PHONE_NUMBER_NOT_ALLOWED",
+                "Phone_number can't receive an SMS due to business reasons in the operator.",
+            ),
+            ApiError::PhoneNumberBlocked => (
+                StatusCode::FORBIDDEN,
+                "ONE_TIME_PASSWORD_SMS.PHONE_NUMBER_BLOCKED",
+                "Phone_number is blocked to receive SMS due to any blocking business reason in the operator.",
+            ),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The specified resource is not found.",
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "The requested method is not allowed/supported on the target resource.",
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "The server refuses to accept the request because the payload format is in an unsupported format.",
+            ),
+            ApiError::InvalidOtp => (
+                StatusCode::BAD_REQUEST,
+                "ONE_TIME_PASSWORD_SMS.INVALID_OTP",
+                "The provided OTP is not valid for this authenticationId.",
+            ),
+            ApiError::VerificationExpired => (
+                StatusCode::BAD_REQUEST,
+                "ONE_TIME_PASSWORD_SMS.VERIFICATION_EXPIRED",
+                "The authenticationId is no longer valid.",
+            ),
+            ApiError::VerificationFailed => (
+                StatusCode::BAD_REQUEST,
+                "ONE_TIME_PASSWORD_SMS.VERIFICATION_FAILED",
+                "The maximum number of attempts for this authenticationId was exceeded without providing a valid OTP.",
+            ),
+            ApiError::OutOfRange => (
+                StatusCode::BAD_REQUEST,
+                "OUT_OF_RANGE",
+                "Client specified an invalid range.",
+            ),
+            ApiError::QuotaExceeded => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "QUOTA_EXCEEDED",
+                "Out of resource quota.",
+            ),
+            ApiError::TooManyRequests => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_REQUESTS",
+                "Rate limit reached.",
+            ),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "Unknown server error. Typically a server bug.",
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "Service Unavailable.",
+            ),
+            ApiError::Timeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "TIMEOUT",
+                "Request timeout exceeded.",
+            ),
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> ErrorInfo {
+        let (status, code, message) = self.parts();
+        let message = match self {
+            ApiError::InvalidArgument(detail) if !detail.is_empty() => {
+                format!("Client specified an invalid argument: {detail}.")
+            }
+            _ => message.to_string(),
+        };
+        ErrorInfo {
+            status: status.as_u16(),
+            code,
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (status, code, _) = self.parts();
+        write!(f, "{} {}", status.as_u16(), code)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ));
+        match self {
+            ApiError::Unauthenticated => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::PermissionDenied => {
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    "Bearer error=\"insufficient_scope\", scope=\"one-time-password-sms:send-validate\"",
+                ));
+            }
+            ApiError::MethodNotAllowed => {
+                res.insert_header((header::ALLOW, "POST"));
+            }
+            _ => {}
+        }
+        let body = serde_json::to_string(&self.body()).unwrap_or_else(|_| {
+            r#"{"status":500,"code":"INTERNAL","message":"Unknown server error."}"#.into()
+        });
+        res.body(body)
+    }
+}
+
+impl From<OtpError> for ApiError {
+    fn from(e: OtpError) -> ApiError {
+        match e {
+            OtpError::NotOperatorNumber | OtpError::UnknownId => ApiError::NotFound,
+            OtpError::PhoneNotAllowed => ApiError::PhoneNumberNotAllowed,
+            OtpError::PhoneBlocked => ApiError::PhoneNumberBlocked,
+            OtpError::TooManyCodes => ApiError::MaxOtpCodesExceeded,
+            OtpError::Expired => ApiError::VerificationExpired,
+            OtpError::InvalidCode => ApiError::InvalidOtp,
+            OtpError::Locked => ApiError::VerificationFailed,
+            OtpError::Delivery(DeliveryError::Unavailable(_)) => ApiError::Unavailable,
+            OtpError::Delivery(DeliveryError::Timeout) => ApiError::Timeout,
+            OtpError::Delivery(DeliveryError::DestinationRejected(_)) => {
+                ApiError::PhoneNumberNotAllowed
+            }
+            OtpError::Store(_) => ApiError::Unavailable,
+            OtpError::Random => ApiError::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn json(e: &ApiError) -> (u16, String) {
+        let res = e.error_response();
+        assert_eq!(
+            res.headers().get(header::CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
+        let status = res.status().as_u16();
+        let bytes = res.into_body().try_into_bytes().unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn every_error_renders_its_exact_camara_json() {
+        let table = [
+            (
+                ApiError::InvalidArgument(String::new()),
+                400,
+                r#"{"status":400,"code":"INVALID_ARGUMENT","message":"Client specified an invalid argument, request body or query param."}"#,
+            ),
+            (
+                ApiError::InvalidArgument("phoneNumber is missing".into()),
+                400,
+                r#"{"status":400,"code":"INVALID_ARGUMENT","message":"Client specified an invalid argument: phoneNumber is missing."}"#,
+            ),
+            (
+                ApiError::Unauthenticated,
+                401,
+                r#"{"status":401,"code":"UNAUTHENTICATED","message":"Request not authenticated due to missing, invalid, or expired credentials."}"#,
+            ),
+            (
+                ApiError::PermissionDenied,
+                403,
+                r#"{"status":403,"code":"PERMISSION_DENIED","message":"Client does not have sufficient permissions to perform this action."}"#,
+            ),
+            (
+                ApiError::MaxOtpCodesExceeded,
+                403,
+                r#"{"status":403,"code":"ONE_TIME_PASSWORD_SMS.MAX_OTP_CODES_EXCEEDED","message":"Too many OTPs have been requested for this MSISDN. Try later."}"#,
+            ),
+            (
+                ApiError::PhoneNumberNotAllowed,
+                403,
+                r#"{"status":403,"code":"ONE_TIME_PASSWORD_SMS.PHONE_NUMBER_NOT_ALLOWED","message":"Phone_number can't receive an SMS due to business reasons in the operator."}"#,
+            ),
+            (
+                ApiError::PhoneNumberBlocked,
+                403,
+                r#"{"status":403,"code":"ONE_TIME_PASSWORD_SMS.PHONE_NUMBER_BLOCKED","message":"Phone_number is blocked to receive SMS due to any blocking business reason in the operator."}"#,
+            ),
+            (
+                ApiError::NotFound,
+                404,
+                r#"{"status":404,"code":"NOT_FOUND","message":"The specified resource is not found."}"#,
+            ),
+            (
+                ApiError::MethodNotAllowed,
+                405,
+                r#"{"status":405,"code":"METHOD_NOT_ALLOWED","message":"The requested method is not allowed/supported on the target resource."}"#,
+            ),
+            (
+                ApiError::UnsupportedMediaType,
+                415,
+                r#"{"status":415,"code":"UNSUPPORTED_MEDIA_TYPE","message":"The server refuses to accept the request because the payload format is in an unsupported format."}"#,
+            ),
+            (
+                ApiError::InvalidOtp,
+                400,
+                r#"{"status":400,"code":"ONE_TIME_PASSWORD_SMS.INVALID_OTP","message":"The provided OTP is not valid for this authenticationId."}"#,
+            ),
+            (
+                ApiError::VerificationExpired,
+                400,
+                r#"{"status":400,"code":"ONE_TIME_PASSWORD_SMS.VERIFICATION_EXPIRED","message":"The authenticationId is no longer valid."}"#,
+            ),
+            (
+                ApiError::VerificationFailed,
+                400,
+                r#"{"status":400,"code":"ONE_TIME_PASSWORD_SMS.VERIFICATION_FAILED","message":"The maximum number of attempts for this authenticationId was exceeded without providing a valid OTP."}"#,
+            ),
+            (
+                ApiError::OutOfRange,
+                400,
+                r#"{"status":400,"code":"OUT_OF_RANGE","message":"Client specified an invalid range."}"#,
+            ),
+            (
+                ApiError::QuotaExceeded,
+                429,
+                r#"{"status":429,"code":"QUOTA_EXCEEDED","message":"Out of resource quota."}"#,
+            ),
+            (
+                ApiError::TooManyRequests,
+                429,
+                r#"{"status":429,"code":"TOO_MANY_REQUESTS","message":"Rate limit reached."}"#,
+            ),
+            (
+                ApiError::Internal,
+                500,
+                r#"{"status":500,"code":"INTERNAL","message":"Unknown server error. Typically a server bug."}"#,
+            ),
+            (
+                ApiError::Unavailable,
+                503,
+                r#"{"status":503,"code":"UNAVAILABLE","message":"Service Unavailable."}"#,
+            ),
+            (
+                ApiError::Timeout,
+                504,
+                r#"{"status":504,"code":"TIMEOUT","message":"Request timeout exceeded."}"#,
+            ),
+        ];
+        for (err, status, body) in table {
+            assert_eq!(json(&err), (status, body.to_string()), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn auth_errors_carry_www_authenticate_and_405_carries_allow() {
+        let r = ApiError::Unauthenticated.error_response();
+        assert_eq!(r.headers().get(header::WWW_AUTHENTICATE).unwrap(), "Bearer");
+        let r = ApiError::PermissionDenied.error_response();
+        assert!(r.headers().get(header::WWW_AUTHENTICATE).is_some());
+        let r = ApiError::MethodNotAllowed.error_response();
+        assert_eq!(r.headers().get(header::ALLOW).unwrap(), "POST");
+    }
+}

@@ -1,0 +1,299 @@
+//! Client secrets: how they are configured and how a presented secret is checked.
+//!
+//! A secret is configured either in clear or as a PBKDF2-HMAC-SHA256 hash
+//! (`pbkdf2-sha256$<iterations>$<salt base64>$<hash base64>`), so that a
+//! configuration file leak does not leak usable credentials. Every comparison
+//! runs in constant time with respect to the presented secret.
+
+use std::fmt;
+use std::num::NonZeroU32;
+
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::{digest, pbkdf2};
+use subtle::ConstantTimeEq;
+
+use crate::auth::AuthError;
+
+/// Prefix marking the hashed form of a secret.
+const PBKDF2_PREFIX: &str = "pbkdf2-sha256$";
+/// Salt length used by [`ClientSecret::hash`].
+const SALT_LEN: usize = 16;
+/// Derived-key length used by [`ClientSecret::hash`] (one SHA-256 block).
+const HASH_LEN: usize = 32;
+/// Upper bound on configured iterations: beyond this a single token request
+/// would pin a worker for seconds, which is a denial-of-service lever.
+const MAX_ITERATIONS: u32 = 10_000_000;
+
+/// Standard base64 that accepts the value with or without `=` padding, since
+/// hand-written configuration files are inconsistent about it.
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// A registered client's secret, as configured.
+#[derive(Clone)]
+pub enum ClientSecret {
+    /// The secret in clear.
+    Plain(String),
+    /// A PBKDF2-HMAC-SHA256 hash of the secret.
+    Pbkdf2 {
+        /// PBKDF2 iteration count (at least 1).
+        iterations: u32,
+        /// Salt the hash was derived with.
+        salt: Vec<u8>,
+        /// Derived key to compare against.
+        hash: Vec<u8>,
+    },
+}
+
+// Hand-written so that secrets never reach logs through `{:?}`.
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientSecret::Plain(_) => f.write_str("Plain(<redacted>)"),
+            ClientSecret::Pbkdf2 { iterations, .. } => f
+                .debug_struct("Pbkdf2")
+                .field("iterations", iterations)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl ClientSecret {
+    /// Parses a configured secret.
+    ///
+    /// `pbkdf2-sha256$<iterations>$<salt base64>$<hash base64>` yields
+    /// [`ClientSecret::Pbkdf2`]; anything else is taken as a clear secret.
+    /// Errors for a malformed hashed form and for an empty secret.
+    pub fn parse(s: &str) -> Result<ClientSecret, String> {
+        let Some(rest) = s.strip_prefix(PBKDF2_PREFIX) else {
+            if s.is_empty() {
+                return Err("client secret must not be empty".to_owned());
+            }
+            return Ok(ClientSecret::Plain(s.to_owned()));
+        };
+        let parts: Vec<&str> = rest.split('$').collect();
+        let [iterations, salt, hash] = parts.as_slice() else {
+            return Err(
+                "pbkdf2 secret must look like pbkdf2-sha256$<iterations>$<salt>$<hash>".to_owned(),
+            );
+        };
+        let iterations: u32 = iterations
+            .parse()
+            .map_err(|_| "pbkdf2 iterations must be a positive integer".to_owned())?;
+        if iterations == 0 || iterations > MAX_ITERATIONS {
+            return Err(format!(
+                "pbkdf2 iterations must be between 1 and {MAX_ITERATIONS}"
+            ));
+        }
+        let salt = LENIENT_BASE64
+            .decode(salt)
+            .map_err(|_| "pbkdf2 salt is not valid base64".to_owned())?;
+        if salt.is_empty() {
+            return Err("pbkdf2 salt must not be empty".to_owned());
+        }
+        let hash = LENIENT_BASE64
+            .decode(hash)
+            .map_err(|_| "pbkdf2 hash is not valid base64".to_owned())?;
+        // Shorter hashes are too weak, longer ones add cost without strength
+        // (PBKDF2 output beyond one digest block is just more iterations).
+        if !(16..=64).contains(&hash.len()) {
+            return Err("pbkdf2 hash must be 16 to 64 bytes long".to_owned());
+        }
+        Ok(ClientSecret::Pbkdf2 {
+            iterations,
+            salt,
+            hash,
+        })
+    }
+
+    /// Produces the hashed configuration form of `secret` with a fresh random
+    /// 16-byte salt, e.g. for documentation or a CLI helper.
+    pub fn hash(secret: &str, iterations: u32) -> Result<String, AuthError> {
+        let rounds = NonZeroU32::new(iterations)
+            .filter(|n| n.get() <= MAX_ITERATIONS)
+            .ok_or(AuthError::Crypto("pbkdf2 iterations out of range"))?;
+        let mut salt = [0u8; SALT_LEN];
+        SystemRandom::new()
+            .fill(&mut salt)
+            .map_err(|_| AuthError::Crypto("random generator failed"))?;
+        let mut hash = [0u8; HASH_LEN];
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            rounds,
+            &salt,
+            secret.as_bytes(),
+            &mut hash,
+        );
+        Ok(format!(
+            "{PBKDF2_PREFIX}{iterations}${}${}",
+            STANDARD.encode(salt),
+            STANDARD.encode(hash)
+        ))
+    }
+
+    /// Checks a presented secret in constant time.
+    pub fn verify(&self, presented: &str) -> bool {
+        match self {
+            ClientSecret::Plain(expected) => {
+                // Comparing digests rather than the strings keeps the time
+                // independent of the lengths too (a plain slice `ct_eq`
+                // returns early when lengths differ).
+                let a = digest::digest(&digest::SHA256, expected.as_bytes());
+                let b = digest::digest(&digest::SHA256, presented.as_bytes());
+                a.as_ref().ct_eq(b.as_ref()).into()
+            }
+            ClientSecret::Pbkdf2 {
+                iterations,
+                salt,
+                hash,
+            } => {
+                let Some(rounds) = NonZeroU32::new(*iterations) else {
+                    return false;
+                };
+                // Derive into a buffer of the stored length and compare with
+                // `subtle` so the comparison itself is constant time.
+                let mut derived = vec![0u8; hash.len()];
+                pbkdf2::derive(
+                    pbkdf2::PBKDF2_HMAC_SHA256,
+                    rounds,
+                    salt,
+                    presented.as_bytes(),
+                    &mut derived,
+                );
+                !hash.is_empty() && bool::from(derived.as_slice().ct_eq(hash.as_slice()))
+            }
+        }
+    }
+
+    /// A secret nobody knows that costs as much to check as `like`.
+    ///
+    /// Used for unknown client ids so that the response time does not reveal
+    /// which ids are registered.
+    pub(crate) fn decoy(like: Option<&ClientSecret>) -> ClientSecret {
+        let rng = SystemRandom::new();
+        let mut random = [0u8; 32];
+        // If the generator fails the decoy is all zeros: still not a value a
+        // client could guess from the outside, and never a hard failure.
+        let _ = rng.fill(&mut random);
+        match like {
+            Some(ClientSecret::Pbkdf2 {
+                iterations,
+                salt,
+                hash,
+            }) => ClientSecret::Pbkdf2 {
+                iterations: *iterations,
+                salt: random[..salt.len().min(32)].to_vec(),
+                hash: vec![0u8; hash.len()],
+            },
+            Some(ClientSecret::Plain(_)) | None => ClientSecret::Plain(STANDARD.encode(random)),
+        }
+    }
+
+    /// PBKDF2 iteration count, 0 for a clear secret; used to pick the most
+    /// expensive secret as the decoy model.
+    pub(crate) fn cost(&self) -> u32 {
+        match self {
+            ClientSecret::Plain(_) => 0,
+            ClientSecret::Pbkdf2 { iterations, .. } => *iterations,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_secret_verifies() {
+        let s = ClientSecret::parse("s3cret").unwrap();
+        assert!(matches!(s, ClientSecret::Plain(_)));
+        assert!(s.verify("s3cret"));
+        assert!(!s.verify("s3cret "));
+        assert!(!s.verify("S3cret"));
+        assert!(!s.verify(""));
+    }
+
+    #[test]
+    fn pbkdf2_secret_round_trip() {
+        let stored = ClientSecret::hash("correct horse", 1_000).unwrap();
+        assert!(stored.starts_with("pbkdf2-sha256$1000$"));
+        let s = ClientSecret::parse(&stored).unwrap();
+        assert!(matches!(
+            s,
+            ClientSecret::Pbkdf2 {
+                iterations: 1000,
+                ..
+            }
+        ));
+        assert!(s.verify("correct horse"));
+        assert!(!s.verify("correct horse battery"));
+        assert!(!s.verify(""));
+    }
+
+    #[test]
+    fn pbkdf2_accepts_unpadded_base64() {
+        let stored = ClientSecret::hash("x", 10).unwrap();
+        let unpadded = stored.replace('=', "");
+        assert!(ClientSecret::parse(&unpadded).unwrap().verify("x"));
+    }
+
+    #[test]
+    fn pbkdf2_parse_errors() {
+        let good_salt = STANDARD.encode([1u8; 16]);
+        let good_hash = STANDARD.encode([2u8; 32]);
+        for bad in [
+            "pbkdf2-sha256$".to_owned(),
+            "pbkdf2-sha256$1000".to_owned(),
+            format!("pbkdf2-sha256$1000${good_salt}"),
+            format!("pbkdf2-sha256$1000${good_salt}${good_hash}$extra"),
+            format!("pbkdf2-sha256$0${good_salt}${good_hash}"),
+            format!("pbkdf2-sha256$-1${good_salt}${good_hash}"),
+            format!("pbkdf2-sha256$abc${good_salt}${good_hash}"),
+            format!("pbkdf2-sha256$99999999999${good_salt}${good_hash}"),
+            format!("pbkdf2-sha256$1000$!!!${good_hash}"),
+            format!("pbkdf2-sha256$1000${good_salt}$***"),
+            format!("pbkdf2-sha256$1000$${good_hash}"),
+            format!(
+                "pbkdf2-sha256$1000${good_salt}${}",
+                STANDARD.encode([2u8; 8])
+            ),
+        ] {
+            assert!(ClientSecret::parse(&bad).is_err(), "accepted {bad}");
+        }
+        assert!(ClientSecret::parse("").is_err());
+        assert!(ClientSecret::hash("x", 0).is_err());
+    }
+
+    #[test]
+    fn other_prefixes_are_plain() {
+        let s = ClientSecret::parse("pbkdf2-sha512$1$a$b").unwrap();
+        assert!(s.verify("pbkdf2-sha512$1$a$b"));
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let s = ClientSecret::parse("hunter2").unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let h = ClientSecret::parse(&ClientSecret::hash("hunter2", 5).unwrap()).unwrap();
+        let shown = format!("{h:?}");
+        assert!(shown.contains("iterations"));
+        assert!(!shown.contains("hash:"));
+    }
+
+    #[test]
+    fn decoys_reject_everything() {
+        let model = ClientSecret::parse(&ClientSecret::hash("a", 10).unwrap()).unwrap();
+        let decoy = ClientSecret::decoy(Some(&model));
+        assert_eq!(decoy.cost(), 10);
+        assert!(!decoy.verify("a"));
+        assert!(!decoy.verify(""));
+        assert!(!ClientSecret::decoy(None).verify(""));
+    }
+}

@@ -1,0 +1,630 @@
+//! Typed settings: embedded defaults, then an optional TOML file, then `OTPGW_<SECTION>__<KEY>`
+//! environment variables. Everything is validated once, in [`Settings::validate`], which turns
+//! raw values into the types the rest of the gateway uses, so no later code re-checks them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The demo client that exists only when no client is configured and the API listens on loopback.
+pub const DEMO_CLIENT_ID: &str = "demo";
+/// Its secret; printed in the start-up banner.
+pub const DEMO_CLIENT_SECRET: &str = "demo-secret";
+
+/// Raw settings as read from defaults, file and environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Public API listener.
+    pub http: HttpSettings,
+    /// Admin listener (metrics, health, sandbox inbox).
+    pub admin: AdminSettings,
+    /// Token issuing and validation.
+    pub auth: AuthSettings,
+    /// SMSC connection.
+    pub smpp: SmppConfig,
+    /// One-time-password rules.
+    pub otp: OtpSettings,
+    /// Challenge store.
+    pub store: StoreSettings,
+    /// Operator number policy.
+    pub policy: PolicySettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address of the public API.
+    pub listen: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Address of the admin listener.
+    pub listen: String,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9091".into(),
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// `iss` of issued tokens and the base of the discovery document.
+    pub issuer: String,
+    /// `aud` of issued tokens, required on presented tokens.
+    pub audience: String,
+    /// Lifetime of issued access tokens.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// OAuth2 clients allowed to obtain tokens.
+    pub clients: Vec<ClientEntry>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:8080".into(),
+            audience: "one-time-password-sms".into(),
+            token_ttl: Duration::from_secs(3600),
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// One `[[auth.clients]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientEntry {
+    /// `client_id`.
+    pub id: String,
+    /// Plain secret or its `pbkdf2-sha256$…` hashed form.
+    pub secret: String,
+    /// Scopes the client may request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// `[smpp]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmppConfig {
+    /// `smpp://SYSTEM_ID:PASSWORD@HOST:PORT`, or `embedded` for the built-in simulator.
+    pub url: String,
+    /// Sender address: alphanumeric (max 11) or a number.
+    pub source_addr: String,
+    /// `system_type` sent in the bind.
+    pub system_type: String,
+    /// Deadline for the SMSC to acknowledge a submit.
+    #[serde(with = "humantime_serde")]
+    pub submit_timeout: Duration,
+    /// Interval between enquire_link PDUs.
+    #[serde(with = "humantime_serde")]
+    pub enquire_link_interval: Duration,
+    /// Maximum submits awaiting their response.
+    pub window: usize,
+    /// First reconnect delay.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    /// Cap of the reconnect back-off.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+    /// Delay before the embedded simulator sends a delivery receipt.
+    #[serde(with = "humantime_serde")]
+    pub embedded_receipt_delay: Duration,
+}
+
+impl Default for SmppConfig {
+    fn default() -> Self {
+        Self {
+            url: "embedded".into(),
+            source_addr: "OTPGateway".into(),
+            system_type: String::new(),
+            submit_timeout: Duration::from_secs(5),
+            enquire_link_interval: Duration::from_secs(30),
+            window: 64,
+            reconnect_min: Duration::from_millis(250),
+            reconnect_max: Duration::from_secs(30),
+            embedded_receipt_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// `[otp]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtpSettings {
+    /// Digits per code (4..=10).
+    pub code_length: usize,
+    /// How long a code can be validated.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Wrong answers after which an authenticationId is locked.
+    pub max_attempts: u32,
+    /// Codes accepted per phone number within `max_codes_window`.
+    pub max_codes_per_number: u32,
+    /// The sliding window of `max_codes_per_number`.
+    #[serde(with = "humantime_serde")]
+    pub max_codes_window: Duration,
+    /// How long a used, superseded or expired id answers VERIFICATION_EXPIRED rather than 404.
+    #[serde(with = "humantime_serde")]
+    pub id_retention: Duration,
+    /// Key for code hashes and authenticationId MACs (at least 32 bytes); random when absent.
+    pub hash_key: Option<String>,
+}
+
+impl Default for OtpSettings {
+    fn default() -> Self {
+        Self {
+            code_length: 6,
+            ttl: Duration::from_secs(300),
+            max_attempts: 3,
+            max_codes_per_number: 5,
+            max_codes_window: Duration::from_secs(600),
+            id_retention: Duration::from_secs(24 * 3600),
+            hash_key: None,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `memory` (the only backend so far).
+    pub backend: String,
+    /// Upper bound of live challenges held in memory.
+    pub max_challenges: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            backend: "memory".into(),
+            max_challenges: 1_000_000,
+        }
+    }
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySettings {
+    /// E.164 prefixes served by this operator; others get 404. Empty: every number.
+    pub operator_prefixes: Vec<String>,
+    /// Prefixes that cannot receive SMS (landlines, data-only ranges): 403 PHONE_NUMBER_NOT_ALLOWED.
+    pub not_allowed_prefixes: Vec<String>,
+    /// Numbers with SMS barring: 403 PHONE_NUMBER_BLOCKED.
+    pub blocked_numbers: Vec<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: String,
+    /// tracing filter directive, e.g. `info` or `otp_gateway=debug`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration problem, naming the key that caused it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read or has the wrong shape.
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of range or inconsistent with another.
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted key, e.g. `otp.code_length`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Where SMS go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmscTarget {
+    /// Start the built-in simulator in-process on a free loopback port.
+    Embedded,
+    /// A real SMSC.
+    Remote {
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// Bind `system_id`.
+        system_id: String,
+        /// Bind password.
+        password: String,
+    },
+}
+
+/// Settings after validation.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The raw settings (for the parts that need no conversion).
+    pub raw: Settings,
+    /// Parsed public listener address.
+    pub http_listen: SocketAddr,
+    /// Parsed admin listener address.
+    pub admin_listen: SocketAddr,
+    /// The SMSC to use.
+    pub smsc: SmscTarget,
+    /// The secret key, and whether it was generated because none was configured.
+    pub hash_key: Vec<u8>,
+    /// True when `hash_key` was generated at start.
+    pub hash_key_generated: bool,
+    /// True when the demo client was added because no client was configured.
+    pub demo_client: bool,
+}
+
+impl Settings {
+    /// Defaults, then `file` (when given), then `OTPGW_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("OTPGW_").split("__"));
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))
+    }
+
+    /// Checks every value and derives the typed forms.
+    pub fn validate(mut self) -> Result<Validated, ConfigError> {
+        let http_listen: SocketAddr = self
+            .http
+            .listen
+            .parse()
+            .map_err(|e| invalid("http.listen", format!("not an address:port ({e})")))?;
+        let admin_listen: SocketAddr = self
+            .admin
+            .listen
+            .parse()
+            .map_err(|e| invalid("admin.listen", format!("not an address:port ({e})")))?;
+        if self.http.max_body_bytes < 512 {
+            return Err(invalid("http.max_body_bytes", "must be at least 512"));
+        }
+        if !(4..=10).contains(&self.otp.code_length) {
+            return Err(invalid("otp.code_length", "must be between 4 and 10"));
+        }
+        if self.otp.ttl < Duration::from_secs(1) || self.otp.ttl > Duration::from_secs(24 * 3600) {
+            return Err(invalid("otp.ttl", "must be between 1s and 24h"));
+        }
+        if self.otp.max_attempts == 0 {
+            return Err(invalid("otp.max_attempts", "must be at least 1"));
+        }
+        if self.otp.max_codes_per_number == 0 {
+            return Err(invalid("otp.max_codes_per_number", "must be at least 1"));
+        }
+        if self.otp.max_codes_window.is_zero() {
+            return Err(invalid("otp.max_codes_window", "must be longer than 0s"));
+        }
+        if self.otp.id_retention < self.otp.ttl {
+            return Err(invalid(
+                "otp.id_retention",
+                "must not be shorter than otp.ttl",
+            ));
+        }
+        let (hash_key, hash_key_generated) = match &self.otp.hash_key {
+            Some(k) if k.len() < 32 => {
+                return Err(invalid("otp.hash_key", "must be at least 32 bytes long"))
+            }
+            Some(k) => (k.as_bytes().to_vec(), false),
+            None => (random_key()?, true),
+        };
+        if self.store.backend != "memory" {
+            return Err(invalid(
+                "store.backend",
+                format!(
+                    "unknown backend {:?} (supported: memory)",
+                    self.store.backend
+                ),
+            ));
+        }
+        if self.store.max_challenges < 1000 {
+            return Err(invalid("store.max_challenges", "must be at least 1000"));
+        }
+        let smsc = parse_smpp_url(&self.smpp.url)?;
+        if self.smpp.source_addr.is_empty() || self.smpp.source_addr.len() > 20 {
+            return Err(invalid("smpp.source_addr", "must be 1 to 20 characters"));
+        }
+        if self
+            .smpp
+            .source_addr
+            .chars()
+            .any(|c| !c.is_ascii_digit() && c != '+')
+            && self.smpp.source_addr.len() > 11
+        {
+            return Err(invalid(
+                "smpp.source_addr",
+                "an alphanumeric sender is at most 11 characters",
+            ));
+        }
+        if self.smpp.window == 0 || self.smpp.window > 10_000 {
+            return Err(invalid("smpp.window", "must be between 1 and 10000"));
+        }
+        if self.smpp.submit_timeout < Duration::from_millis(10) {
+            return Err(invalid("smpp.submit_timeout", "must be at least 10ms"));
+        }
+        if self.smpp.reconnect_min.is_zero() || self.smpp.reconnect_max < self.smpp.reconnect_min {
+            return Err(invalid(
+                "smpp.reconnect_max",
+                "reconnect_min must be > 0 and reconnect_max >= reconnect_min",
+            ));
+        }
+        for p in self
+            .policy
+            .operator_prefixes
+            .iter()
+            .chain(&self.policy.not_allowed_prefixes)
+        {
+            if !is_prefix(p) {
+                return Err(invalid(
+                    "policy.operator_prefixes",
+                    format!("{p:?} is not a '+' followed by digits"),
+                ));
+            }
+        }
+        for n in &self.policy.blocked_numbers {
+            if crate::domain::PhoneNumber::parse(n).is_err() {
+                return Err(invalid(
+                    "policy.blocked_numbers",
+                    format!("{n:?} is not an E.164 number"),
+                ));
+            }
+        }
+        if self.log.format != "text" && self.log.format != "json" {
+            return Err(invalid("log.format", "must be `text` or `json`"));
+        }
+        if self.auth.token_ttl < Duration::from_secs(10) {
+            return Err(invalid("auth.token_ttl", "must be at least 10s"));
+        }
+        if self.auth.issuer.trim().is_empty() {
+            return Err(invalid("auth.issuer", "must not be empty"));
+        }
+        self.auth.issuer = self.auth.issuer.trim_end_matches('/').to_string();
+        for c in &self.auth.clients {
+            if c.id.is_empty() || c.secret.len() < 8 {
+                return Err(invalid(
+                    "auth.clients",
+                    "each client needs an id and a secret of at least 8 characters",
+                ));
+            }
+        }
+        let mut demo_client = false;
+        if self.auth.clients.is_empty() {
+            if !http_listen.ip().is_loopback() {
+                return Err(invalid(
+                    "auth.clients",
+                    "no client configured; the demo client is only offered on a loopback listener",
+                ));
+            }
+            self.auth.clients.push(ClientEntry {
+                id: DEMO_CLIENT_ID.into(),
+                secret: DEMO_CLIENT_SECRET.into(),
+                scopes: vec![crate::auth::SEND_VALIDATE_SCOPE.into()],
+            });
+            demo_client = true;
+        }
+        Ok(Validated {
+            raw: self,
+            http_listen,
+            admin_listen,
+            smsc,
+            hash_key,
+            hash_key_generated,
+            demo_client,
+        })
+    }
+}
+
+fn is_prefix(p: &str) -> bool {
+    p.len() >= 2
+        && p.len() <= 16
+        && p.starts_with('+')
+        && p[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+fn random_key() -> Result<Vec<u8>, ConfigError> {
+    use ring::rand::SecureRandom;
+    let mut key = vec![0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| invalid("otp.hash_key", "the system random generator failed"))?;
+    Ok(key)
+}
+
+/// Parses `embedded` or `smpp://SYSTEM_ID:PASSWORD@HOST:PORT` (user info percent-decoded).
+pub fn parse_smpp_url(url: &str) -> Result<SmscTarget, ConfigError> {
+    if url == "embedded" {
+        return Ok(SmscTarget::Embedded);
+    }
+    let bad = |why: &str| {
+        invalid(
+            "smpp.url",
+            format!("{why}; expected `embedded` or smpp://SYSTEM_ID:PASSWORD@HOST:PORT"),
+        )
+    };
+    let rest = url
+        .strip_prefix("smpp://")
+        .ok_or_else(|| bad("unsupported scheme"))?;
+    let (userinfo, hostport) = rest
+        .rsplit_once('@')
+        .ok_or_else(|| bad("missing credentials"))?;
+    let (user, pass) = userinfo
+        .split_once(':')
+        .ok_or_else(|| bad("missing password"))?;
+    let hostport = hostport.trim_end_matches('/');
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .ok_or_else(|| bad("missing port"))?;
+    let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || user.is_empty() {
+        return Err(bad("empty host or system id"));
+    }
+    let system_id = percent_decode(user).ok_or_else(|| bad("bad escape in system id"))?;
+    let password = percent_decode(pass).ok_or_else(|| bad("bad escape in password"))?;
+    if system_id.len() > 15 || password.len() > 8 {
+        return Err(bad(
+            "SMPP 3.4 limits system_id to 15 and password to 8 characters",
+        ));
+    }
+    Ok(SmscTarget::Remote {
+        host: host.to_string(),
+        port,
+        system_id,
+        password,
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_with_the_demo_client_on_loopback() {
+        let v = Settings::default().validate().unwrap();
+        assert!(v.demo_client);
+        assert!(v.hash_key_generated);
+        assert_eq!(v.smsc, SmscTarget::Embedded);
+        assert_eq!(v.raw.auth.clients[0].id, DEMO_CLIENT_ID);
+    }
+
+    #[test]
+    fn no_demo_client_on_a_public_listener() {
+        let mut s = Settings::default();
+        s.http.listen = "0.0.0.0:8080".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.clients"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        type Mutation = fn(&mut Settings);
+        let cases: Vec<(Mutation, &str)> = vec![
+            (|s| s.otp.code_length = 3, "otp.code_length"),
+            (|s| s.otp.code_length = 11, "otp.code_length"),
+            (|s| s.otp.max_attempts = 0, "otp.max_attempts"),
+            (|s| s.otp.hash_key = Some("short".into()), "otp.hash_key"),
+            (|s| s.smpp.url = "http://x".into(), "smpp.url"),
+            (|s| s.store.backend = "etcd".into(), "store.backend"),
+            (|s| s.http.listen = "nowhere".into(), "http.listen"),
+            (
+                |s| s.policy.blocked_numbers = vec!["123".into()],
+                "policy.blocked_numbers",
+            ),
+            (
+                |s| s.otp.id_retention = Duration::from_secs(1),
+                "otp.id_retention",
+            ),
+        ];
+        for (mutate, key) in cases {
+            let mut s = Settings::default();
+            mutate(&mut s);
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "expected {key} in {err}");
+        }
+    }
+
+    #[test]
+    fn smpp_urls_parse_with_escapes() {
+        assert_eq!(
+            parse_smpp_url("smpp://otp:p%40ss@smsc.example:2775").unwrap(),
+            SmscTarget::Remote {
+                host: "smsc.example".into(),
+                port: 2775,
+                system_id: "otp".into(),
+                password: "p@ss".into()
+            }
+        );
+        assert!(parse_smpp_url("smpp://otp@host:1").is_err());
+        assert!(parse_smpp_url("smpp://a:b@host:notaport").is_err());
+        assert!(parse_smpp_url("smpp://a:b@host:1%").is_err());
+    }
+
+    #[test]
+    fn file_and_environment_layers_apply_in_order() {
+        let dir = std::env::temp_dir().join(format!("otpgw-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[otp]\ncode_length = 8\nttl = \"2m\"\n").unwrap();
+        let s = Settings::load(Some(&file)).unwrap();
+        assert_eq!(s.otp.code_length, 8);
+        assert_eq!(s.otp.ttl, Duration::from_secs(120));
+        std::fs::write(&file, "[otp]\nunknown_key = 1\n").unwrap();
+        assert!(Settings::load(Some(&file)).is_err());
+        assert!(Settings::load(Some(&dir.join("missing.toml"))).is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! E.164 phone numbers as CAMARA writes them: `^\+[1-9][0-9]{4,14}$`.
+
+use std::fmt;
+
+/// A phone number in international format with a leading `+`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// Accepts exactly the CAMARA `PhoneNumber` pattern.
+    pub fn parse(s: &str) -> Result<PhoneNumber, String> {
+        let digits = s
+            .strip_prefix('+')
+            .ok_or_else(|| "phoneNumber must start with '+'".to_string())?;
+        let ok = (5..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if ok {
+            Ok(PhoneNumber(s.to_string()))
+        } else {
+            Err("phoneNumber must match ^\\+[1-9][0-9]{4,14}$".into())
+        }
+    }
+
+    /// The number with its leading `+`.
+    pub fn as_e164(&self) -> &str {
+        &self.0
+    }
+
+    /// The first four and last two characters, the rest starred: safe for logs.
+    pub fn masked(&self) -> String {
+        let n = self.0.len();
+        self.0
+            .char_indices()
+            .map(|(i, c)| if i < 4 || i + 2 >= n { c } else { '*' })
+            .collect()
+    }
+}
+
+/// Debug never prints the full number, so a stray `{:?}` cannot leak it into a log.
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PhoneNumber({})", self.masked())
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_camara_pattern_only() {
+        for ok in ["+12345", "+346661113334", "+123456789012345"] {
+            assert!(PhoneNumber::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "+",
+            "3301",
+            "+1234",
+            "+0123456",
+            "+1234567890123456",
+            "+12 345",
+            "12345678",
+            "+12345a",
+            "++12345",
+            "+١٢٣٤٥٦",
+        ] {
+            assert!(PhoneNumber::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn display_and_debug_are_masked() {
+        let p = PhoneNumber::parse("+346661113334").unwrap();
+        assert_eq!(p.to_string(), "+346*******34");
+        assert!(!format!("{p:?}").contains("6661113"));
+        assert_eq!(p.as_e164(), "+346661113334");
+    }
+}

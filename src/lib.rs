@@ -1,0 +1,28 @@
+//! otp-gateway: the CAMARA One Time Password SMS API v1.1 over a direct SMPP session.
+//!
+//! # Layout
+//! - [`api`]: HTTP handlers, the CAMARA error table, `x-correlator`, bearer auth, OpenAPI.
+//! - [`auth`]: the embedded OAuth2 token issuer and token validation.
+//! - [`otp`]: the rules (codes, hashing, expiry, attempts, superseding, quotas).
+//! - [`domain`]: validated types (phone number, template, code, authenticationId).
+//! - [`policy`]: the operator's number policy.
+//! - [`store`]: the challenge store trait and its moka backend.
+//! - [`smpp`] and [`delivery`]: the SMPP client and its use as the SMS channel.
+//! - [`smsc_sim`]: the project's own SMSC simulator.
+//! - [`admin`], [`metrics`], [`telemetry`]: operations.
+//! - [`config`] and [`startup`]: settings and wiring.
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod metrics;
+pub mod otp;
+pub mod policy;
+pub mod smpp;
+pub mod smsc_sim;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,182 @@
+//! The `otp-gateway` command: `serve` (the default) and `smsc-sim`, plus two helpers for
+//! operators (`openapi`, `hash-secret`).
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use otp_gateway::config::{Settings, SmscTarget, Validated, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+use otp_gateway::startup::Application;
+use otp_gateway::{api, auth, smsc_sim, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "otp-gateway",
+    version,
+    about = "CAMARA One Time Password SMS gateway over SMPP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default; with no --config, embedded defaults are used).
+    Serve {
+        /// TOML configuration file; every key can be overridden by OTPGW_<SECTION>__<KEY>.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run the SMPP 3.4 SMSC simulator on its own; it prints every SMS it receives.
+    SmscSim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:2775")]
+        listen: SocketAddr,
+        /// system_id clients must bind with.
+        #[arg(long, default_value = "otpgw")]
+        system_id: String,
+        /// Password clients must bind with.
+        #[arg(long, default_value = "secret")]
+        password: String,
+        /// Delay before the delivery receipt (e.g. 200ms, 2s).
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        receipt_delay: Duration,
+    },
+    /// Print the OpenAPI document this build serves.
+    Openapi {
+        /// Issuer URL used in the security scheme.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        issuer: String,
+    },
+    /// Read a client secret on stdin and print its hashed form for `[[auth.clients]] secret`.
+    HashSecret,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve { config: None }) {
+        Command::Serve { config } => serve(config),
+        Command::SmscSim {
+            listen,
+            system_id,
+            password,
+            receipt_delay,
+        } => simulator(listen, system_id, password, receipt_delay),
+        Command::Openapi { issuer } => {
+            print!(
+                "{}",
+                api::openapi::document_json(issuer.trim_end_matches('/'))
+            );
+            Ok(())
+        }
+        Command::HashSecret => hash_secret(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?.validate()?;
+    telemetry::init(&settings.raw.log.format, &settings.raw.log.level);
+    if settings.hash_key_generated {
+        tracing::warn!(
+            "otp.hash_key is not set: a random key is used, so codes and ids issued before a restart (or by another replica) will not validate"
+        );
+    }
+    runtime()?.block_on(async move {
+        let app = Application::build(settings.clone()).await?;
+        print_banner(&settings, &app);
+        app.run_until_stopped().await
+    })
+}
+
+fn print_banner(settings: &Validated, app: &Application) {
+    let api = format!("http://{}", app.api_addr());
+    let admin = format!("http://{}", app.admin_addr());
+    println!("otp-gateway {} is up", env!("CARGO_PKG_VERSION"));
+    println!("  API      {api}{}", api::BASE_PATH);
+    println!("  docs     {api}/docs  (OpenAPI: {api}/openapi.json)");
+    println!("  tokens   {api}/oauth2/token  (discovery: {api}/.well-known/openid-configuration)");
+    println!("  admin    {admin}/metrics  {admin}/health/ready");
+    match (&settings.smsc, app.simulator()) {
+        (SmscTarget::Embedded, Some(sim)) => println!(
+            "  SMSC     embedded simulator on {} (every SMS it receives is printed below)",
+            sim.local_addr()
+        ),
+        (SmscTarget::Remote { host, port, .. }, _) => println!("  SMSC     smpp://{host}:{port}"),
+        (SmscTarget::Embedded, None) => {}
+    }
+    if settings.demo_client {
+        println!(
+            "  client   {DEMO_CLIENT_ID} / {DEMO_CLIENT_SECRET}  (demo client, offered only because no client is configured and the API listens on loopback)"
+        );
+        println!();
+        println!("Try it:");
+        println!(
+            "  TOKEN=$(curl -s -u {DEMO_CLIENT_ID}:{DEMO_CLIENT_SECRET} -d grant_type=client_credentials {api}/oauth2/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')"
+        );
+        println!(
+            "  curl -s {api}{}/send-code -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"phoneNumber\":\"+34600000001\",\"message\":\"{{{{code}}}} is your code\"}}'",
+            api::BASE_PATH
+        );
+        println!("  curl -s '{admin}/sandbox/v1/messages?phoneNumber=%2B34600000001'");
+        println!(
+            "  curl -i {api}{}/validate-code -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"authenticationId\":\"<authenticationId>\",\"code\":\"<code>\"}}'",
+            api::BASE_PATH
+        );
+    }
+    println!();
+}
+
+fn simulator(
+    listen: SocketAddr,
+    system_id: String,
+    password: String,
+    receipt_delay: Duration,
+) -> anyhow::Result<()> {
+    telemetry::init("text", "info");
+    runtime()?.block_on(async move {
+        let sim = smsc_sim::start(smsc_sim::SimSettings {
+            listen,
+            system_id: system_id.clone(),
+            password,
+            receipt_delay,
+            print_messages: true,
+            inbox_capacity: 10_000,
+        })
+        .await?;
+        println!(
+            "SMSC simulator listening on smpp://{system_id}:***@{} (Ctrl-C to stop)",
+            sim.local_addr()
+        );
+        tokio::signal::ctrl_c().await?;
+        sim.stop().await;
+        Ok(())
+    })
+}
+
+fn hash_secret() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let secret = line.trim_end_matches(['\r', '\n']);
+    if secret.len() < 8 {
+        anyhow::bail!("a client secret needs at least 8 characters");
+    }
+    println!("{}", auth::ClientSecret::hash(secret, 100_000)?);
+    Ok(())
+}

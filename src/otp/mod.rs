@@ -1,0 +1,272 @@
+//! The OTP rules: issue a code for a number (policy, quota, superseding, delivery), and check
+//! a presented code (ownership, expiry, attempts, single use). No HTTP, SMPP or Redis here:
+//! delivery goes through [`SmsSender`] and state through [`ChallengeStore`].
+
+mod challenge;
+mod clock;
+mod code;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use ring::rand::{SecureRandom, SystemRandom};
+
+pub use challenge::{AttemptOutcome, Challenge};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use code::{generate, CodeHash, CodeHasher};
+
+use crate::domain::{AuthenticationId, CodeAttempt, IdKey, MessageTemplate, PhoneNumber};
+use crate::metrics::Metrics;
+use crate::policy::{NumberPolicy, PolicyViolation};
+use crate::store::{ChallengeStore, InsertError, SendQuota, Store, StoreError};
+
+const TARGET: &str = "otp_gateway::otp";
+
+/// Why the SMS channel did not take a message.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// No bound session, or the SMSC answered with a transient error.
+    #[error("SMS channel unavailable: {0}")]
+    Unavailable(String),
+    /// The SMSC did not answer within the deadline.
+    #[error("SMSC did not acknowledge within the deadline")]
+    Timeout,
+    /// The SMSC refused this destination.
+    #[error("SMSC refused the destination (command_status {0:#010x})")]
+    DestinationRejected(u32),
+}
+
+/// The SMS channel as the rules see it. Implemented over SMPP in `startup`.
+pub trait SmsSender: Send + Sync + 'static {
+    /// Resolves when the SMSC acknowledged every segment; returns the segment count.
+    fn send(
+        &self,
+        to: &PhoneNumber,
+        text: String,
+        validity: Duration,
+    ) -> BoxFuture<'_, Result<usize, DeliveryError>>;
+}
+
+/// Outcomes the API maps to CAMARA errors (one variant per distinct answer).
+#[derive(Debug, thiserror::Error)]
+pub enum OtpError {
+    /// The number is outside the operator's ranges.
+    #[error("number not served by this operator")]
+    NotOperatorNumber,
+    /// The number cannot receive SMS.
+    #[error("number cannot receive SMS")]
+    PhoneNotAllowed,
+    /// The number has SMS barring.
+    #[error("number has SMS barring")]
+    PhoneBlocked,
+    /// Too many codes for this number in the window.
+    #[error("too many codes for this number")]
+    TooManyCodes,
+    /// The id was never issued to this client, or is past retention.
+    #[error("unknown authenticationId")]
+    UnknownId,
+    /// Used, superseded or expired.
+    #[error("authenticationId no longer valid")]
+    Expired,
+    /// Wrong code, attempts remain.
+    #[error("wrong code")]
+    InvalidCode,
+    /// Attempts exhausted.
+    #[error("attempts exhausted")]
+    Locked,
+    /// Delivery failed; nothing was left behind.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    /// Store backend failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The system random generator failed.
+    #[error("random generator failure")]
+    Random,
+}
+
+/// The configurable rules.
+#[derive(Debug, Clone)]
+pub struct OtpRules {
+    /// Digits per code.
+    pub code_length: usize,
+    /// Code lifetime.
+    pub ttl: Duration,
+    /// Wrong answers before lock.
+    pub max_attempts: u32,
+    /// Per-number send quota.
+    pub quota: SendQuota,
+    /// How long an issued id still answers VERIFICATION_EXPIRED instead of 404.
+    pub id_retention: Duration,
+}
+
+/// Issues and checks codes.
+pub struct OtpService {
+    store: Store,
+    sender: Arc<dyn SmsSender>,
+    policy: NumberPolicy,
+    rules: OtpRules,
+    hasher: CodeHasher,
+    id_key: IdKey,
+    clock: Arc<dyn Clock>,
+    rng: SystemRandom,
+    metrics: Metrics,
+}
+
+impl OtpService {
+    /// Wires the rules to their collaborators. `secret` is the gateway's hash key.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        sender: Arc<dyn SmsSender>,
+        policy: NumberPolicy,
+        rules: OtpRules,
+        secret: &[u8],
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> OtpService {
+        OtpService {
+            store,
+            sender,
+            policy,
+            rules,
+            hasher: CodeHasher::derive(secret),
+            id_key: IdKey::derive(secret),
+            clock,
+            rng: SystemRandom::new(),
+            metrics,
+        }
+    }
+
+    /// Sends a fresh code to `phone` and returns its id once the SMSC has accepted the SMS.
+    #[tracing::instrument(name = "send_code", skip_all, fields(client_id = %client_id, phone = %phone))]
+    pub async fn send_code(
+        &self,
+        client_id: &str,
+        phone: &PhoneNumber,
+        template: &MessageTemplate,
+    ) -> Result<AuthenticationId, OtpError> {
+        self.policy.check(phone).map_err(|v| match v {
+            PolicyViolation::NotOperatorNumber => OtpError::NotOperatorNumber,
+            PolicyViolation::NotAllowed => OtpError::PhoneNotAllowed,
+            PolicyViolation::Blocked => OtpError::PhoneBlocked,
+        })?;
+        let now_ms = self.clock.now_ms();
+        let mut random = [0u8; 8];
+        self.rng.fill(&mut random).map_err(|_| OtpError::Random)?;
+        let id = AuthenticationId::mint(
+            &self.id_key,
+            client_id,
+            now_ms / 1000,
+            u64::from_be_bytes(random),
+        );
+        let code = generate(&self.rng, self.rules.code_length).map_err(|_| OtpError::Random)?;
+        let ttl_ms = u64::try_from(self.rules.ttl.as_millis()).unwrap_or(u64::MAX);
+        let challenge = Challenge {
+            id: *id.as_bytes(),
+            phone: phone.as_e164().to_string(),
+            code_hash: self.hasher.hash(&id, code.expose()),
+            expires_at_ms: now_ms.saturating_add(ttl_ms),
+            failed_attempts: 0,
+        };
+        match self
+            .store
+            .insert_pending(challenge, self.rules.quota, now_ms)
+            .await
+        {
+            Ok(()) => {}
+            Err(InsertError::QuotaExceeded) => return Err(OtpError::TooManyCodes),
+            Err(InsertError::Store(e)) => return Err(e.into()),
+        }
+        let text = template.render(&code);
+        drop(code);
+        let started = Instant::now();
+        let sent = self.sender.send(phone, text, self.rules.ttl).await;
+        self.metrics
+            .submit_duration
+            .observe(started.elapsed().as_secs_f64());
+        match sent {
+            Ok(segments) => {
+                self.store.activate(*id.as_bytes(), phone.as_e164()).await?;
+                self.metrics.codes_sent.inc();
+                self.metrics.segments_sent.inc_by(segments as u64);
+                tracing::info!(target: TARGET, %id, segments, "code sent");
+                Ok(id)
+            }
+            Err(e) => {
+                // The SMS was not accepted: the challenge must not outlive this request.
+                if let Err(store) = self.store.discard(*id.as_bytes(), phone.as_e164()).await {
+                    tracing::error!(target: TARGET, %id, error = %store, "could not discard challenge");
+                }
+                let reason = match &e {
+                    DeliveryError::Unavailable(_) => "smsc_unavailable",
+                    DeliveryError::Timeout => "smsc_timeout",
+                    DeliveryError::DestinationRejected(_) => "destination_rejected",
+                };
+                self.metrics
+                    .send_failures
+                    .with_label_values(&[reason])
+                    .inc();
+                tracing::warn!(target: TARGET, %id, error = %e, "SMS not accepted");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Checks a presented code.
+    #[tracing::instrument(name = "validate_code", skip_all, fields(client_id = %client_id))]
+    pub async fn validate_code(
+        &self,
+        client_id: &str,
+        authentication_id: &str,
+        code: &CodeAttempt,
+    ) -> Result<(), OtpError> {
+        let result = self.check(client_id, authentication_id, code).await;
+        let outcome = match &result {
+            Ok(()) => "valid",
+            Err(OtpError::UnknownId) => "unknown_id",
+            Err(OtpError::Expired) => "expired",
+            Err(OtpError::InvalidCode) => "invalid_code",
+            Err(OtpError::Locked) => "locked",
+            Err(_) => "error",
+        };
+        self.metrics.validations.with_label_values(&[outcome]).inc();
+        result
+    }
+
+    async fn check(
+        &self,
+        client_id: &str,
+        authentication_id: &str,
+        code: &CodeAttempt,
+    ) -> Result<(), OtpError> {
+        let id = AuthenticationId::verify(&self.id_key, client_id, authentication_id)
+            .ok_or(OtpError::UnknownId)?;
+        let now_ms = self.clock.now_ms();
+        let retention = self.rules.id_retention.as_secs();
+        if now_ms / 1000 > id.issued_at().saturating_add(retention) {
+            return Err(OtpError::UnknownId);
+        }
+        let presented = self.hasher.hash(&id, code.expose());
+        match self
+            .store
+            .attempt(*id.as_bytes(), presented, now_ms, self.rules.max_attempts)
+            .await?
+        {
+            AttemptOutcome::Valid => Ok(()),
+            AttemptOutcome::Invalid => Err(OtpError::InvalidCode),
+            AttemptOutcome::Locked => Err(OtpError::Locked),
+            AttemptOutcome::Expired => Err(OtpError::Expired),
+        }
+    }
+
+    /// True when the store answers.
+    pub async fn store_ready(&self) -> bool {
+        self.store.ping().await.is_ok()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -1,0 +1,281 @@
+//! Supervisor task owning the SMPP session: connect, bind, serve incoming
+//! PDUs, and reconnect with capped exponential back-off until stopped.
+
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use rusmpp::pdus::{BindTransceiver, DeliverSm, DeliverSmResp};
+use rusmpp::tlvs::TlvValue;
+use rusmpp::types::COctetString;
+use rusmpp::values::{InterfaceVersion, Npi, Ton};
+use rusmpp::{CommandId, Pdu};
+use rusmppc::{Client, ConnectionBuilder, Event};
+use tokio::net::TcpStream;
+
+use super::{mask_number, Shared, TARGET};
+
+/// Upper bound for TCP connect plus bind_transceiver_resp.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for unbind_resp and for the socket to close on shutdown.
+const UNBIND_WAIT: Duration = Duration::from_secs(1);
+/// How long [`super::SmppClient::shutdown`] waits for the supervisor.
+pub(super) const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
+/// Largest PDU accepted from the SMSC.
+const MAX_COMMAND_LENGTH: usize = 4096;
+
+/// Why the serve loop returned.
+enum SessionEnd {
+    Stopped,
+    Lost,
+}
+
+/// Supervisor main loop; returns once a stop was requested.
+pub(super) async fn run(shared: Arc<Shared>) {
+    let settings = &shared.settings;
+    let mut stop = shared.stop.subscribe();
+    let min = settings.reconnect_min.max(Duration::from_millis(10));
+    let max = settings.reconnect_max.max(min);
+    let mut delay = min;
+    let mut attempt: u32 = 0;
+
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        attempt = attempt.saturating_add(1);
+        shared.connecting.store(true, Ordering::Release);
+        let connected = tokio::select! {
+            biased;
+            () = stopped(&mut stop) => break,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect_and_bind(&shared)) => {
+                r.unwrap_or_else(|_| Err("connect/bind timed out".to_owned()))
+            }
+        };
+        match connected {
+            Ok((client, events)) => {
+                // Publish the session before clearing the flag so a submit
+                // never sees "not bound and not connecting" in between.
+                shared.session.send_replace(Some(client.clone()));
+                shared.connecting.store(false, Ordering::Release);
+                tracing::info!(
+                    target: TARGET,
+                    host = %settings.host,
+                    port = settings.port,
+                    system_id = %settings.system_id,
+                    "SMPP session bound (transceiver)"
+                );
+                attempt = 0;
+                delay = min;
+                let end = serve(&client, events, &mut stop).await;
+                shared.session.send_replace(None);
+                match end {
+                    SessionEnd::Stopped => {
+                        unbind(&client).await;
+                        break;
+                    }
+                    SessionEnd::Lost => {
+                        client.close().await.ok();
+                        tracing::warn!(
+                            target: TARGET,
+                            retry_in = ?delay,
+                            "SMPP session lost; reconnecting"
+                        );
+                    }
+                }
+            }
+            Err(reason) => {
+                shared.connecting.store(false, Ordering::Release);
+                tracing::warn!(
+                    target: TARGET,
+                    host = %settings.host,
+                    port = settings.port,
+                    attempt,
+                    retry_in = ?delay,
+                    %reason,
+                    "SMPP connect/bind failed"
+                );
+            }
+        }
+        tokio::select! {
+            biased;
+            () = stopped(&mut stop) => break,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = delay.saturating_mul(2).min(max);
+    }
+    shared.connecting.store(false, Ordering::Release);
+    shared.session.send_replace(None);
+    tracing::info!(target: TARGET, "SMPP supervisor stopped");
+}
+
+async fn connect_and_bind(
+    shared: &Shared,
+) -> Result<(Client, impl Stream<Item = Event> + Unpin + 'static), String> {
+    let s = &shared.settings;
+    let stream = TcpStream::connect((s.host.as_str(), s.port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).ok();
+    let (client, events) = ConnectionBuilder::new()
+        .max_command_length(MAX_COMMAND_LENGTH)
+        .enquire_link_interval(s.enquire_link_interval.max(Duration::from_millis(100)))
+        .enquire_link_response_timeout(
+            s.enquire_link_interval
+                .clamp(Duration::from_millis(100), Duration::from_secs(10)),
+        )
+        .response_timeout(s.submit_timeout.max(Duration::from_millis(1)))
+        // rusmppc defaults to SMPP 5.0; this gateway speaks 3.4.
+        .disable_interface_version_check()
+        .connected(stream);
+
+    let bind = BindTransceiver::builder()
+        .system_id(field(&s.system_id, "system_id")?)
+        .password(field(&s.password, "password")?)
+        .system_type(field(&s.system_type, "system_type")?)
+        .interface_version(InterfaceVersion::Smpp3_4)
+        .addr_ton(Ton::Unknown)
+        .addr_npi(Npi::Unknown)
+        .address_range(COctetString::empty())
+        .build();
+    match client
+        .response_timeout(CONNECT_TIMEOUT)
+        .bind_transceiver(bind)
+        .await
+    {
+        Ok(_) => Ok((client, events)),
+        Err(e) => {
+            client.close().await.ok();
+            Err(match e {
+                rusmppc::error::Error::UnexpectedResponse { response } => format!(
+                    "bind refused: command_status 0x{:08X}",
+                    u32::from(response.status())
+                ),
+                other => format!("bind: {other}"),
+            })
+        }
+    }
+}
+
+/// Converts a bind field; the error names the field but never echoes it.
+fn field<const MIN: usize, const MAX: usize>(
+    value: &str,
+    name: &str,
+) -> Result<COctetString<MIN, MAX>, String> {
+    COctetString::from_str(value).map_err(|_| {
+        format!(
+            "{name} is not a valid C-Octet String of at most {} ASCII chars",
+            MAX - 1
+        )
+    })
+}
+
+async fn serve(
+    client: &Client,
+    mut events: impl Stream<Item = Event> + Unpin,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> SessionEnd {
+    loop {
+        let event = tokio::select! {
+            biased;
+            () = stopped(stop) => return SessionEnd::Stopped,
+            e = events.next() => e,
+        };
+        match event {
+            None => return SessionEnd::Lost,
+            Some(Event::Error(e)) => {
+                tracing::warn!(target: TARGET, error = %e, "SMPP session error");
+            }
+            Some(Event::Incoming(command)) => {
+                let seq = command.sequence_number();
+                match command.pdu() {
+                    Some(Pdu::DeliverSm(deliver)) => {
+                        log_receipt(deliver);
+                        if let Err(e) = client.deliver_sm_resp(seq, DeliverSmResp::default()).await
+                        {
+                            tracing::warn!(target: TARGET, error = %e, "deliver_sm_resp failed");
+                        }
+                    }
+                    Some(Pdu::Unbind) => {
+                        tracing::info!(target: TARGET, "SMSC requested unbind");
+                        client.unbind_resp(seq).await.ok();
+                        return SessionEnd::Lost;
+                    }
+                    _ => {
+                        let id = command.id();
+                        let is_request = u32::from(id) & 0x8000_0000 == 0;
+                        // EnquireLink is answered by rusmppc itself.
+                        if is_request && id != CommandId::EnquireLink {
+                            tracing::debug!(target: TARGET, ?id, "unsupported request; generic_nack");
+                            client
+                                .status(rusmpp::CommandStatus::EsmeRinvcmdid)
+                                .generic_nack(seq)
+                                .await
+                                .ok();
+                        } else {
+                            tracing::debug!(target: TARGET, ?id, seq, "ignored PDU");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Logs a delivery receipt (id, state, masked handset) at debug.
+fn log_receipt(deliver: &DeliverSm) {
+    const RECEIPT_TYPE_MASK: u8 = 0x3C;
+    const MC_DELIVERY_RECEIPT: u8 = 0x04;
+    let esm_class = u8::from(deliver.esm_class);
+    if esm_class & RECEIPT_TYPE_MASK != MC_DELIVERY_RECEIPT {
+        // Mobile-originated content is user data: acknowledge, never log it.
+        tracing::debug!(target: TARGET, esm_class, "non-receipt deliver_sm acknowledged");
+        return;
+    }
+    let mut receipt_id: Option<String> = None;
+    let mut state: Option<String> = None;
+    for tlv in deliver.tlvs() {
+        match tlv.value() {
+            Some(TlvValue::ReceiptedMessageId(id)) => receipt_id = Some(id.as_str().to_owned()),
+            Some(TlvValue::MessageState(s)) => state = Some(format!("{s:?}")),
+            _ => {}
+        }
+    }
+    // Receipts carry `id:… stat:…` in the text; it has no user content
+    // beyond an optional `text:` excerpt, which is not logged.
+    let body = String::from_utf8_lossy(deliver.short_message().as_ref()).into_owned();
+    let pick = |key: &str| {
+        body.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(str::to_owned)
+    };
+    let receipt_id = receipt_id.or_else(|| pick("id:"));
+    let state = state.or_else(|| pick("stat:"));
+    tracing::debug!(
+        target: TARGET,
+        receipt_id = receipt_id.as_deref().unwrap_or("?"),
+        state = state.as_deref().unwrap_or("?"),
+        handset = %mask_number(deliver.source_addr.as_str()),
+        "delivery receipt"
+    );
+}
+
+async fn unbind(client: &Client) {
+    match tokio::time::timeout(UNBIND_WAIT, client.unbind()).await {
+        Ok(Ok(())) => tracing::info!(target: TARGET, "SMPP session unbound"),
+        Ok(Err(e)) => tracing::warn!(target: TARGET, error = %e, "unbind failed"),
+        Err(_) => tracing::warn!(target: TARGET, "no unbind_resp in time"),
+    }
+    client.close().await.ok();
+    tokio::time::timeout(UNBIND_WAIT, client.closed())
+        .await
+        .ok();
+}
+
+/// Resolves once a stop was requested (or the flag's owner is gone).
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard returned by wait_for is not Send; drop it right here.
+    let _ = rx.wait_for(|s| *s).await.is_ok();
+}

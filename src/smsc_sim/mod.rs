@@ -1,0 +1,329 @@
+//! The project's own SMSC simulator: a small SMPP 3.4 server for local runs
+//! and tests.
+//!
+//! It accepts binds, answers enquire_link/unbind, acknowledges submit_sm,
+//! reassembles concatenated messages into one [`ReceivedSms`] per text,
+//! keeps them in a bounded inbox and sends delivery receipts. It plays the
+//! handset, so it is the only component that logs message texts (target
+//! `otp_gateway::smsc_sim::handset`, only when `print_messages` is set).
+
+mod codec;
+mod session;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+/// tracing target for the simulator's own events (no message texts).
+pub const TARGET: &str = "otp_gateway::smsc_sim";
+/// tracing target of the "handset" lines that show delivered texts.
+pub const HANDSET_TARGET: &str = "otp_gateway::smsc_sim::handset";
+
+/// Maximum concurrent SMPP connections.
+const MAX_CONNECTIONS: u32 = 64;
+/// Incomplete concatenated messages kept at most; the oldest is dropped.
+const MAX_PENDING_PARTS: usize = 1024;
+/// How long [`SmscHandle::stop`] waits for sessions to finish.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// Simulator configuration.
+#[derive(Clone, Debug)]
+pub struct SimSettings {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// system_id an ESME must bind with.
+    pub system_id: String,
+    /// password an ESME must bind with.
+    pub password: String,
+    /// Delay before a requested delivery receipt is sent.
+    pub receipt_delay: Duration,
+    /// Log every received SMS (full number and text) like a handset would show it.
+    pub print_messages: bool,
+    /// Maximum messages kept in the inbox; older ones are dropped.
+    pub inbox_capacity: usize,
+}
+
+/// A message as the simulated handset received it.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceivedSms {
+    /// `+` followed by the destination digits.
+    pub phone_number: String,
+    /// Decoded (and, if concatenated, reassembled) text.
+    pub text: String,
+    /// RFC 3339 UTC timestamp of the (last) submit_sm.
+    pub received_at: String,
+}
+
+/// How the simulator answers submit_sm.
+#[derive(Clone, Debug)]
+pub enum SimBehaviour {
+    /// Acknowledge with ESME_ROK and deliver.
+    Accept,
+    /// Answer with the given non-zero command_status.
+    Reject {
+        /// command_status to return, e.g. 0x0B.
+        command_status: u32,
+    },
+    /// Never answer (lets tests provoke client timeouts).
+    Ignore,
+}
+
+/// Parts of a concatenated message seen so far.
+struct Pending {
+    data_coding: u8,
+    total: u8,
+    parts: HashMap<u8, Vec<u8>>,
+    first_seen: tokio::time::Instant,
+}
+
+/// Key of a concatenated message: source, destination, reference.
+type PartsKey = (String, String, u16);
+
+struct SimShared {
+    settings: SimSettings,
+    local_addr: SocketAddr,
+    inbox: Mutex<VecDeque<ReceivedSms>>,
+    pending: Mutex<HashMap<PartsKey, Pending>>,
+    behaviour: Mutex<SimBehaviour>,
+    submit_count: AtomicU64,
+    unbind_count: AtomicU64,
+    receipts_acked: AtomicU64,
+    /// Bumped to make every live session drop its socket.
+    disconnect: watch::Sender<u64>,
+    stop: watch::Sender<bool>,
+    connections: Arc<Semaphore>,
+    accept_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Locks a mutex, recovering the data if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Handle to a running simulator; cheap to clone.
+#[derive(Clone)]
+pub struct SmscHandle {
+    shared: Arc<SimShared>,
+}
+
+impl std::fmt::Debug for SmscHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmscHandle")
+            .field("local_addr", &self.shared.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds the listener (port 0 allowed) and spawns the accept loop.
+pub async fn start(settings: SimSettings) -> std::io::Result<SmscHandle> {
+    let listener = TcpListener::bind(settings.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let shared = Arc::new(SimShared {
+        settings,
+        local_addr,
+        inbox: Mutex::new(VecDeque::new()),
+        pending: Mutex::new(HashMap::new()),
+        behaviour: Mutex::new(SimBehaviour::Accept),
+        submit_count: AtomicU64::new(0),
+        unbind_count: AtomicU64::new(0),
+        receipts_acked: AtomicU64::new(0),
+        disconnect: watch::Sender::new(0),
+        stop: watch::Sender::new(false),
+        connections: Arc::new(Semaphore::new(MAX_CONNECTIONS as usize)),
+        accept_task: Mutex::new(None),
+    });
+    let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+    *lock(&shared.accept_task) = Some(task);
+    tracing::info!(target: TARGET, %local_addr, "SMSC simulator listening");
+    Ok(SmscHandle { shared })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<SimShared>) {
+    let mut stop = shared.stop.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = stopped(&mut stop) => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(ok) => ok,
+            Err(e) => {
+                // Typically EMFILE; back off instead of spinning.
+                tracing::warn!(target: TARGET, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&shared.connections).try_acquire_owned() else {
+            tracing::warn!(target: TARGET, %peer, "connection limit reached; closing");
+            continue;
+        };
+        stream.set_nodelay(true).ok();
+        tracing::debug!(target: TARGET, %peer, "connection accepted");
+        tokio::spawn(session::run(stream, peer, Arc::clone(&shared), permit));
+    }
+    tracing::info!(target: TARGET, "SMSC simulator stopped accepting");
+}
+
+impl SmscHandle {
+    /// Address the simulator listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Messages received for `phone_number` (`+` and digits), newest first.
+    pub fn messages_for(&self, phone_number: &str) -> Vec<ReceivedSms> {
+        lock(&self.shared.inbox)
+            .iter()
+            .filter(|m| m.phone_number == phone_number)
+            .cloned()
+            .collect()
+    }
+
+    /// All messages in the inbox, newest first.
+    pub fn messages(&self) -> Vec<ReceivedSms> {
+        lock(&self.shared.inbox).iter().cloned().collect()
+    }
+
+    /// Number of submit_sm PDUs acknowledged with ESME_ROK.
+    pub fn submit_count(&self) -> u64 {
+        self.shared.submit_count.load(Ordering::Relaxed)
+    }
+
+    /// Number of sessions the ESME closed with a proper unbind.
+    pub fn unbind_count(&self) -> u64 {
+        self.shared.unbind_count.load(Ordering::Relaxed)
+    }
+
+    /// Number of deliver_sm_resp PDUs received from ESMEs.
+    pub fn receipts_acked(&self) -> u64 {
+        self.shared.receipts_acked.load(Ordering::Relaxed)
+    }
+
+    /// Number of live SMPP connections.
+    pub fn active_sessions(&self) -> usize {
+        (MAX_CONNECTIONS as usize).saturating_sub(self.shared.connections.available_permits())
+    }
+
+    /// Changes how subsequent submit_sm PDUs are answered.
+    pub fn set_behaviour(&self, b: SimBehaviour) {
+        *lock(&self.shared.behaviour) = b;
+    }
+
+    /// Drops every live session without unbind (simulates a network cut).
+    pub fn disconnect_all(&self) {
+        self.shared
+            .disconnect
+            .send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Stops accepting, unbinds and closes every session, and waits (briefly)
+    /// for them to finish.
+    pub async fn stop(&self) {
+        self.shared.stop.send_replace(true);
+        let task = lock(&self.shared.accept_task).take();
+        if let Some(task) = task {
+            tokio::time::timeout(STOP_WAIT, task).await.ok();
+        }
+        // All permits back means every session task has ended.
+        tokio::time::timeout(
+            STOP_WAIT,
+            self.shared.connections.acquire_many(MAX_CONNECTIONS),
+        )
+        .await
+        .ok();
+    }
+}
+
+impl SimShared {
+    fn behaviour(&self) -> SimBehaviour {
+        lock(&self.behaviour).clone()
+    }
+
+    /// Stores a complete message and plays it on the "handset".
+    fn deliver(&self, phone_number: String, text: String) {
+        if self.settings.print_messages {
+            tracing::info!(target: HANDSET_TARGET, "SMS to {phone_number}: {text}");
+        }
+        let sms = ReceivedSms {
+            phone_number,
+            text,
+            received_at: now_rfc3339(),
+        };
+        let mut inbox = lock(&self.inbox);
+        inbox.push_front(sms);
+        inbox.truncate(self.settings.inbox_capacity);
+    }
+
+    /// Records one part; returns (data_coding, payload) once all are present.
+    fn add_part(
+        &self,
+        key: PartsKey,
+        data_coding: u8,
+        total: u8,
+        sequence: u8,
+        payload: &[u8],
+    ) -> Option<(u8, Vec<u8>)> {
+        let mut pending = lock(&self.pending);
+        if !pending.contains_key(&key) && pending.len() >= MAX_PENDING_PARTS {
+            let oldest = pending
+                .iter()
+                .min_by_key(|(_, p)| p.first_seen)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                pending.remove(&oldest);
+            }
+        }
+        let entry = pending.entry(key.clone()).or_insert_with(|| Pending {
+            data_coding,
+            total,
+            parts: HashMap::new(),
+            first_seen: tokio::time::Instant::now(),
+        });
+        entry.parts.insert(sequence, payload.to_vec());
+        if entry.parts.len() < usize::from(entry.total) {
+            return None;
+        }
+        let done = pending.remove(&key)?;
+        let mut bytes = Vec::new();
+        for seq in 1..=done.total {
+            bytes.extend_from_slice(done.parts.get(&seq)?);
+        }
+        Some((done.data_coding, bytes))
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// `YYMMDDhhmm` as used in SMPP delivery receipts.
+fn receipt_date(t: time::OffsetDateTime) -> String {
+    format!(
+        "{:02}{:02}{:02}{:02}{:02}",
+        t.year().rem_euclid(100),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Resolves once a stop was requested (or the flag's owner is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // The guard returned by wait_for is not Send; drop it right here.
+    let _ = rx.wait_for(|s| *s).await.is_ok();
+}

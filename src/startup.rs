@@ -1,0 +1,333 @@
+//! Wiring shared by `main` and the tests: [`Application::build`] binds both listeners (port 0
+//! allowed), starts the SMSC session (and the embedded simulator when configured), and
+//! [`Application::run_until_stopped`] serves until a signal or [`StopHandle::stop`] arrives,
+//! then shuts down in order: stop accepting, drain, unbind, stop the simulator.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState};
+use crate::api::{self, openapi::Issuer, ApiState};
+use crate::auth::{ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer};
+use crate::config::{SmscTarget, Validated};
+use crate::metrics::Metrics;
+use crate::otp::{Clock, OtpRules, OtpService, SmsSender, SystemClock};
+use crate::policy::NumberPolicy;
+use crate::smpp::{SmppClient, SmppSettings};
+use crate::smsc_sim::{self, SimSettings, SmscHandle};
+use crate::store::{MemoryStore, SendQuota, Store};
+
+const TARGET: &str = "otp_gateway::startup";
+
+/// Things tests may replace.
+pub struct BuildOptions {
+    /// The clock the OTP rules read (virtual time in tests).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// A built, not yet running, gateway.
+pub struct Application {
+    api: Server,
+    admin: Server,
+    api_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    issuer: Arc<TokenIssuer>,
+    smpp: SmppClient,
+    simulator: Option<SmscHandle>,
+    stop_tx: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
+}
+
+/// Stops a running [`Application`].
+#[derive(Clone)]
+pub struct StopHandle(watch::Sender<bool>);
+
+impl StopHandle {
+    /// Requests an orderly shutdown.
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Application {
+    /// Builds with the system clock.
+    pub async fn build(settings: Validated) -> anyhow::Result<Application> {
+        Self::build_with(settings, BuildOptions::default()).await
+    }
+
+    /// Builds with injected collaborators.
+    pub async fn build_with(
+        settings: Validated,
+        opts: BuildOptions,
+    ) -> anyhow::Result<Application> {
+        let raw = &settings.raw;
+        let metrics = Metrics::new().context("creating metrics")?;
+
+        let clients = raw
+            .auth
+            .clients
+            .iter()
+            .map(|c| {
+                Ok(RegisteredClient {
+                    id: c.id.clone(),
+                    secret: ClientSecret::parse(&c.secret)
+                        .map_err(|e| anyhow::anyhow!("auth.clients[{}].secret: {e}", c.id))?,
+                    scopes: c.scopes.clone(),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let issuer = Arc::new(
+            TokenIssuer::new(IssuerSettings {
+                issuer: raw.auth.issuer.clone(),
+                audience: raw.auth.audience.clone(),
+                token_ttl: raw.auth.token_ttl,
+                clients,
+            })
+            .context("creating the token issuer")?,
+        );
+
+        let (simulator, smpp_settings) = match &settings.smsc {
+            SmscTarget::Embedded => {
+                let password = embedded_password();
+                let sim = smsc_sim::start(SimSettings {
+                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    system_id: "otpgw".into(),
+                    password: password.clone(),
+                    receipt_delay: raw.smpp.embedded_receipt_delay,
+                    print_messages: true,
+                    inbox_capacity: 10_000,
+                })
+                .await
+                .context("starting the embedded SMSC simulator")?;
+                let addr = sim.local_addr();
+                (
+                    Some(sim),
+                    smpp_settings(
+                        &settings,
+                        addr.ip().to_string(),
+                        addr.port(),
+                        "otpgw",
+                        &password,
+                    ),
+                )
+            }
+            SmscTarget::Remote {
+                host,
+                port,
+                system_id,
+                password,
+            } => (
+                None,
+                smpp_settings(&settings, host.clone(), *port, system_id, password),
+            ),
+        };
+        let smpp = SmppClient::start(smpp_settings);
+        if simulator.is_some() && !smpp.wait_bound(Duration::from_secs(5)).await {
+            anyhow::bail!("could not bind to the embedded SMSC simulator");
+        }
+
+        let store = Store::Memory(MemoryStore::new(
+            raw.store.max_challenges,
+            raw.otp.max_codes_window.max(raw.otp.ttl),
+        ));
+        let rules = OtpRules {
+            code_length: raw.otp.code_length,
+            ttl: raw.otp.ttl,
+            max_attempts: raw.otp.max_attempts,
+            quota: SendQuota {
+                max: raw.otp.max_codes_per_number,
+                window: raw.otp.max_codes_window,
+            },
+            id_retention: raw.otp.id_retention,
+        };
+        let sender: Arc<dyn SmsSender> = Arc::new(smpp.clone());
+        let otp = Arc::new(OtpService::new(
+            store,
+            sender,
+            NumberPolicy::new(&raw.policy),
+            rules,
+            &settings.hash_key,
+            opts.clock,
+            metrics.clone(),
+        ));
+
+        let api_state = web::Data::new(ApiState {
+            otp: Arc::clone(&otp),
+            max_body_bytes: raw.http.max_body_bytes,
+        });
+        let validator = web::Data::new(issuer.validator());
+        let issuer_data = web::Data::from(Arc::clone(&issuer));
+        let issuer_url = web::Data::new(Issuer(raw.auth.issuer.clone()));
+        let metrics_data = web::Data::new(metrics.clone());
+        let listener = TcpListener::bind(settings.http_listen)
+            .with_context(|| format!("binding http.listen {}", settings.http_listen))?;
+        let api_addr = listener.local_addr()?;
+        let api = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(api::observe))
+                .wrap(from_fn(api::correlator::correlate))
+                .app_data(api_state.clone())
+                .app_data(validator.clone())
+                .app_data(issuer_data.clone())
+                .app_data(issuer_url.clone())
+                .app_data(metrics_data.clone())
+                .configure(api::configure)
+                .configure(crate::auth::configure)
+                .default_service(web::to(api::not_found))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(10)
+        .run();
+
+        let admin_state = web::Data::new(AdminState {
+            otp,
+            smpp: smpp.clone(),
+            metrics,
+            simulator: simulator.clone(),
+        });
+        let admin_listener = TcpListener::bind(settings.admin_listen)
+            .with_context(|| format!("binding admin.listen {}", settings.admin_listen))?;
+        let admin_addr = admin_listener.local_addr()?;
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .configure(admin::configure)
+                .default_service(web::to(api::not_found))
+        })
+        .workers(1)
+        .listen(admin_listener)?
+        .disable_signals()
+        .shutdown_timeout(5)
+        .run();
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        Ok(Application {
+            api,
+            admin,
+            api_addr,
+            admin_addr,
+            issuer,
+            smpp,
+            simulator,
+            stop_tx,
+            stop_rx,
+        })
+    }
+
+    /// Address of the public API.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Address of the admin listener.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The embedded token issuer (tests mint tokens with it).
+    pub fn issuer(&self) -> Arc<TokenIssuer> {
+        Arc::clone(&self.issuer)
+    }
+
+    /// The embedded simulator, when the gateway runs with `smpp.url = "embedded"`.
+    pub fn simulator(&self) -> Option<SmscHandle> {
+        self.simulator.clone()
+    }
+
+    /// A handle that stops the application.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop_tx.clone())
+    }
+
+    /// Serves until SIGINT/SIGTERM or [`StopHandle::stop`], then shuts down in order.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let api_handle: ServerHandle = self.api.handle();
+        let admin_handle: ServerHandle = self.admin.handle();
+        let api_task = tokio::spawn(self.api);
+        let admin_task = tokio::spawn(self.admin);
+        let mut stop_rx = self.stop_rx;
+        tokio::select! {
+            _ = shutdown_signal() => tracing::info!(target: TARGET, "signal received, shutting down"),
+            _ = stop_rx.wait_for(|s| *s) => tracing::info!(target: TARGET, "stop requested"),
+        }
+        api_handle.stop(true).await;
+        admin_handle.stop(true).await;
+        let _ = api_task.await;
+        let _ = admin_task.await;
+        self.smpp.shutdown().await;
+        if let Some(sim) = self.simulator {
+            sim.stop().await;
+        }
+        tracing::info!(target: TARGET, "stopped");
+        Ok(())
+    }
+}
+
+fn smpp_settings(
+    settings: &Validated,
+    host: String,
+    port: u16,
+    system_id: &str,
+    password: &str,
+) -> SmppSettings {
+    let s = &settings.raw.smpp;
+    SmppSettings {
+        host,
+        port,
+        system_id: system_id.to_string(),
+        password: password.to_string(),
+        system_type: s.system_type.clone(),
+        source_addr: s.source_addr.clone(),
+        submit_timeout: s.submit_timeout,
+        enquire_link_interval: s.enquire_link_interval,
+        reconnect_min: s.reconnect_min,
+        reconnect_max: s.reconnect_max,
+        window: s.window,
+    }
+}
+
+/// The embedded simulator only listens on loopback, but still gets a fresh password per run.
+fn embedded_password() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 4];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

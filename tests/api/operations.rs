@@ -1,0 +1,152 @@
+//! The token endpoint as a client uses it, the OpenAPI document, and the admin listener.
+
+use awc::http::Method;
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn quickstart_flow_token_send_read_sms_validate() {
+    let app = spawn_app().await;
+    // Token with client_secret_post this time (the helper used client_secret_basic).
+    let mut res = app
+        .client
+        .post(format!("{}/oauth2/token", app.api))
+        .content_type("application/x-www-form-urlencoded")
+        .send_body("grant_type=client_credentials&client_id=demo&client_secret=demo-secret")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["scope"], SCOPE);
+    let mut app = app;
+    app.token = v["access_token"].as_str().unwrap().to_string();
+
+    let r = app.send_code("+34600000301").await;
+    assert_eq!(r.status, 200);
+    let id = r.json()["authenticationId"].as_str().unwrap().to_string();
+    let inbox = app
+        .request(
+            Method::GET,
+            &format!(
+                "{}/sandbox/v1/messages?phoneNumber=%2B34600000301",
+                app.admin
+            ),
+        )
+        .await;
+    assert_eq!(inbox.status, 200);
+    let list = inbox.json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["phoneNumber"], "+34600000301");
+    assert!(list[0]["receivedAt"].is_string());
+    let text = list[0]["text"].as_str().unwrap();
+    let code = text.split_whitespace().next().unwrap();
+    // An unencoded '+' arrives as a space; the sandbox accepts it too.
+    let raw_plus = app
+        .request(
+            Method::GET,
+            &format!("{}/sandbox/v1/messages?phoneNumber=+34600000301", app.admin),
+        )
+        .await;
+    assert_eq!(raw_plus.json(), list);
+    assert_eq!(app.validate(&id, code).await.status, 204);
+}
+
+#[actix_web::test]
+async fn wrong_client_secret_gets_no_token() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .post(format!("{}/oauth2/token", app.api))
+        .basic_auth("demo", "wrong-secret")
+        .content_type("application/x-www-form-urlencoded")
+        .send_body("grant_type=client_credentials")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[actix_web::test]
+async fn discovery_and_jwks_are_served() {
+    let app = spawn_app().await;
+    let d = app
+        .request(
+            Method::GET,
+            &format!("{}/.well-known/openid-configuration", app.api),
+        )
+        .await
+        .json();
+    assert_eq!(d["token_endpoint"], "http://127.0.0.1:8080/oauth2/token");
+    let jwks = app
+        .request(Method::GET, &format!("{}/oauth2/jwks", app.api))
+        .await
+        .json();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+}
+
+#[actix_web::test]
+async fn openapi_document_and_docs_page_are_served() {
+    let app = spawn_app().await;
+    let doc = app
+        .request(Method::GET, &format!("{}/openapi.json", app.api))
+        .await;
+    assert_eq!(doc.status, 200);
+    let v = doc.json();
+    assert_eq!(v["info"]["version"], "1.1.0");
+    assert!(v["paths"]["/send-code"]["post"].is_object());
+    let page = app.request(Method::GET, &format!("{}/docs", app.api)).await;
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("/openapi.json"));
+}
+
+#[actix_web::test]
+async fn health_and_metrics_report_the_gateway_state() {
+    let app = spawn_app().await;
+    let live = app
+        .request(Method::GET, &format!("{}/health/live", app.admin))
+        .await;
+    assert_eq!(live.status, 200);
+    let ready = app
+        .request(Method::GET, &format!("{}/health/ready", app.admin))
+        .await;
+    assert_eq!(
+        ready.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+    assert_eq!(ready.json()["checks"]["smpp_bound"], true);
+
+    let (id, code) = app.issue("+34600000302").await;
+    app.validate(&id, &wrong_code(&code)).await;
+    app.validate(&id, &code).await;
+    let m = app
+        .request(Method::GET, &format!("{}/metrics", app.admin))
+        .await;
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    for needle in [
+        "otp_sms_codes_sent_total 1",
+        "otp_sms_smpp_bound 1",
+        "otp_sms_validations_total{outcome=\"valid\"} 1",
+        "otp_sms_validations_total{outcome=\"invalid_code\"} 1",
+        "otp_sms_smpp_submit_duration_seconds_count 1",
+        "otp_sms_http_requests_total{method=\"POST\",route=\"/one-time-password-sms/v1/send-code\",status=\"200\"} 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    assert!(!text.contains("+34600000302"));
+
+    app.sim.stop().await;
+    let mut down = false;
+    for _ in 0..50 {
+        let ready = app
+            .request(Method::GET, &format!("{}/health/ready", app.admin))
+            .await;
+        if ready.status == 503 {
+            down = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(down, "readiness did not notice the SMSC going away");
+}

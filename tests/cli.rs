@@ -1,0 +1,170 @@
+//! The binary as a user runs it: embedded defaults, the banner, the quickstart flow, the logs
+//! (a code may appear only in the simulator's handset lines), clean exit on SIGTERM, and
+//! configuration errors that name their key.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_otp-gateway");
+
+fn find(lines: &[String], prefix: &str) -> Option<String> {
+    lines.iter().find_map(|l| {
+        l.trim_start()
+            .strip_prefix(prefix)
+            .map(|r| r.split_whitespace().next().unwrap_or("").to_string())
+    })
+}
+
+#[actix_web::test]
+async fn serve_with_embedded_defaults_runs_the_quickstart_and_never_logs_the_code() {
+    let mut child = Command::new(BIN)
+        .env("OTPGW_HTTP__LISTEN", "127.0.0.1:0")
+        .env("OTPGW_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| drop(tx.send(l)))
+    });
+    std::thread::spawn(move || {
+        BufReader::new(err)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| drop(tx2.send(l)))
+    });
+
+    let mut lines: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lines.iter().any(|l| l.contains("validate-code")) && std::time::Instant::now() < deadline
+    {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(l);
+        }
+    }
+    let api = find(&lines, "API").expect("banner names the API");
+    let admin = find(&lines, "admin").expect("banner names the admin listener");
+    let api_root = api
+        .trim_end_matches("/one-time-password-sms/v1")
+        .to_string();
+    let admin_root = admin.trim_end_matches("/metrics").to_string();
+    assert!(lines.iter().any(|l| l.contains("demo / demo-secret")));
+    assert!(lines.iter().any(|l| l.contains("curl")));
+
+    let client = awc::Client::default();
+    let mut r = client
+        .post(format!("{api_root}/oauth2/token"))
+        .basic_auth("demo", "demo-secret")
+        .content_type("application/x-www-form-urlencoded")
+        .send_body("grant_type=client_credentials")
+        .await
+        .unwrap();
+    let token: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let mut r = client
+        .post(format!("{api}/send-code"))
+        .bearer_auth(&token)
+        .send_json(&json!({"phoneNumber": "+34600000001", "message": "{{code}} is your code"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
+    let id = id["authenticationId"].as_str().unwrap().to_string();
+    let mut r = client
+        .get(format!(
+            "{admin_root}/sandbox/v1/messages?phoneNumber=%2B34600000001"
+        ))
+        .send()
+        .await
+        .unwrap();
+    let inbox: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
+    let code = inbox[0]["text"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = client
+        .post(format!("{api}/validate-code"))
+        .bearer_auth(&token)
+        .send_json(&json!({"authenticationId": id, "code": code}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+        lines.push(l);
+    }
+    assert!(exit.success(), "exit status {exit:?}");
+    let handset: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("smsc_sim::handset"))
+        .collect();
+    assert!(
+        handset.iter().any(|l| l.contains(&code)),
+        "the simulator prints the SMS"
+    );
+    for l in lines.iter().filter(|l| !l.contains("smsc_sim::handset")) {
+        assert!(!l.contains(&code), "code leaked into: {l}");
+        assert!(!l.contains(&token), "token leaked into: {l}");
+        if !l.contains("curl") && !l.contains("smsc_sim") {
+            assert!(!l.contains("+34600000001"), "full number in: {l}");
+        }
+    }
+}
+
+#[test]
+fn invalid_configuration_stops_with_a_message_naming_the_key() {
+    let out = Command::new(BIN)
+        .env("OTPGW_OTP__CODE_LENGTH", "3")
+        .env("OTPGW_HTTP__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("otp.code_length"));
+    let out = Command::new(BIN)
+        .args(["serve", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN)
+        .env("OTPGW_NO_SUCH__KEY", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["smsc-sim", "--help"],
+        vec!["openapi", "--help"],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+    }
+}
