@@ -2,6 +2,7 @@
 //! simulator plays the SMSC, the sandbox inbox that lets testers read the code they were sent.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
@@ -23,6 +24,8 @@ pub struct AdminState {
     pub metrics: Metrics,
     /// Present only with the embedded simulator.
     pub simulator: Option<SmscHandle>,
+    /// Set when shutdown begins, so load balancers stop sending traffic before we stop serving.
+    pub draining: Arc<AtomicBool>,
 }
 
 /// Registers the admin routes.
@@ -40,11 +43,13 @@ async fn live() -> HttpResponse {
 async fn ready(state: web::Data<AdminState>) -> HttpResponse {
     let store_ok = state.otp.store_ready().await;
     let bound = state.smpp.is_bound();
+    let draining = state.draining.load(Ordering::SeqCst);
+    let up = store_ok && bound && !draining;
     let body = json!({
-        "status": if store_ok && bound { "UP" } else { "DOWN" },
-        "checks": {"store": store_ok, "smpp_bound": bound}
+        "status": if up { "UP" } else { "DOWN" },
+        "checks": {"store": store_ok, "smpp_bound": bound, "draining": draining}
     });
-    if store_ok && bound {
+    if up {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -4,6 +4,7 @@
 //! then shuts down in order: stop accepting, drain, unbind, stop the simulator.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,7 @@ pub struct Application {
     issuer: Arc<TokenIssuer>,
     smpp: SmppClient,
     simulator: Option<SmscHandle>,
+    draining: Arc<AtomicBool>,
     stop_tx: watch::Sender<bool>,
     stop_rx: watch::Receiver<bool>,
 }
@@ -195,11 +197,13 @@ impl Application {
         .shutdown_timeout(10)
         .run();
 
+        let draining = Arc::new(AtomicBool::new(false));
         let admin_state = web::Data::new(AdminState {
             otp,
             smpp: smpp.clone(),
             metrics,
             simulator: simulator.clone(),
+            draining: Arc::clone(&draining),
         });
         let admin_listener = TcpListener::bind(settings.admin_listen)
             .with_context(|| format!("binding admin.listen {}", settings.admin_listen))?;
@@ -225,6 +229,7 @@ impl Application {
             issuer,
             smpp,
             simulator,
+            draining,
             stop_tx,
             stop_rx,
         })
@@ -266,11 +271,14 @@ impl Application {
             _ = shutdown_signal() => tracing::info!(target: TARGET, "signal received, shutting down"),
             _ = stop_rx.wait_for(|s| *s) => tracing::info!(target: TARGET, "stop requested"),
         }
+        // Order: report not-ready, drain the API (in-flight sends still reach the SMSC),
+        // unbind, then stop the admin listener and the simulator.
+        self.draining.store(true, Ordering::SeqCst);
         api_handle.stop(true).await;
-        admin_handle.stop(true).await;
         let _ = api_task.await;
-        let _ = admin_task.await;
         self.smpp.shutdown().await;
+        admin_handle.stop(true).await;
+        let _ = admin_task.await;
         if let Some(sim) = self.simulator {
             sim.stop().await;
         }
