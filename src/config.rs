@@ -109,6 +109,12 @@ pub struct ClientEntry {
     /// Scopes the client may request.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// This client's token lifetime, when it differs from `auth.token_ttl`.
+    #[serde(default, with = "humantime_serde::option")]
+    pub token_ttl: Option<Duration>,
+    /// API requests per second (and burst) allowed to this client; none means unlimited.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
 }
 
 /// `[smpp]`
@@ -443,6 +449,15 @@ impl Settings {
                     "each client needs an id and a secret of at least 8 characters",
                 ));
             }
+            if c.rate_limit == Some(0) {
+                return Err(invalid(
+                    "auth.clients",
+                    "rate_limit must be at least 1 request per second",
+                ));
+            }
+            if c.token_ttl.is_some_and(|t| t < Duration::from_secs(1)) {
+                return Err(invalid("auth.clients", "token_ttl must be at least 1s"));
+            }
         }
         let mut demo_client = false;
         if self.auth.clients.is_empty() {
@@ -456,6 +471,8 @@ impl Settings {
                 id: DEMO_CLIENT_ID.into(),
                 secret: DEMO_CLIENT_SECRET.into(),
                 scopes: vec![crate::auth::SEND_VALIDATE_SCOPE.into()],
+                token_ttl: None,
+                rate_limit: None,
             });
             demo_client = true;
         }

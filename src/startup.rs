@@ -20,7 +20,7 @@ use crate::auth::{ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer};
 use crate::config::{SmscTarget, Validated};
 use crate::metrics::Metrics;
 use crate::otp::{Clock, OtpRules, OtpService, SmsSender, SystemClock};
-use crate::policy::NumberPolicy;
+use crate::policy::{ClientRateLimiter, NumberPolicy};
 use crate::smpp::{SmppClient, SmppSettings};
 use crate::smsc_sim::{self, SimSettings, SmscHandle};
 use crate::store::{MemoryStore, SendQuota, Store};
@@ -90,6 +90,7 @@ impl Application {
                     secret: ClientSecret::parse(&c.secret)
                         .map_err(|e| anyhow::anyhow!("auth.clients[{}].secret: {e}", c.id))?,
                     scopes: c.scopes.clone(),
+                    token_ttl: c.token_ttl,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -173,6 +174,12 @@ impl Application {
             max_body_bytes: raw.http.max_body_bytes,
         });
         let validator = web::Data::new(issuer.validator());
+        let limiter = web::Data::new(ClientRateLimiter::new(
+            raw.auth
+                .clients
+                .iter()
+                .filter_map(|c| c.rate_limit.map(|r| (c.id.clone(), r))),
+        ));
         let issuer_data = web::Data::from(Arc::clone(&issuer));
         let issuer_url = web::Data::new(Issuer(raw.auth.issuer.clone()));
         let metrics_data = web::Data::new(metrics.clone());
@@ -185,6 +192,7 @@ impl Application {
                 .wrap(from_fn(api::correlator::correlate))
                 .app_data(api_state.clone())
                 .app_data(validator.clone())
+                .app_data(limiter.clone())
                 .app_data(issuer_data.clone())
                 .app_data(issuer_url.clone())
                 .app_data(metrics_data.clone())

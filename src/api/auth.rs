@@ -1,5 +1,6 @@
 //! The bearer-token extractor. A handler states its scope in its signature
-//! (`Authenticated<SendValidate>`), so it cannot compile without one.
+//! (`Authenticated<SendValidate>`), so it cannot compile without one. Checks run in the order
+//! CAMARA implies: token (401), scope (403), the client's rate (429).
 
 use std::future::{ready, Ready};
 use std::marker::PhantomData;
@@ -9,6 +10,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 
 use super::error::ApiError;
 use crate::auth::{Principal, TokenValidator, SEND_VALIDATE_SCOPE};
+use crate::policy::ClientRateLimiter;
 
 /// A scope a handler requires.
 pub trait RequiredScope {
@@ -53,6 +55,11 @@ fn authenticate<S: RequiredScope>(req: &HttpRequest) -> Result<Authenticated<S>,
     })?;
     if !principal.has_scope(S::SCOPE) {
         return Err(ApiError::PermissionDenied);
+    }
+    if let Some(limiter) = req.app_data::<web::Data<ClientRateLimiter>>() {
+        if !limiter.allow(&principal.client_id) {
+            return Err(ApiError::TooManyRequests);
+        }
     }
     Ok(Authenticated {
         principal,

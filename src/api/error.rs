@@ -208,6 +208,9 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => {
                 res.insert_header((header::ALLOW, "POST"));
             }
+            ApiError::TooManyRequests => {
+                res.insert_header((header::RETRY_AFTER, "1"));
+            }
             _ => {}
         }
         let body = serde_json::to_string(&self.body()).unwrap_or_else(|_| {

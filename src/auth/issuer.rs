@@ -20,6 +20,9 @@ pub struct RegisteredClient {
     pub secret: ClientSecret,
     /// Scopes the client may request.
     pub scopes: Vec<String>,
+    /// Lifetime of this client's tokens, when it differs from the issuer's (short-lived
+    /// tokens for test or high-risk clients).
+    pub token_ttl: Option<Duration>,
 }
 
 /// What [`TokenIssuer::new`] needs.
@@ -269,6 +272,9 @@ impl TokenIssuer {
         };
         let scope = scopes.join(" ");
 
+        let ttl_secs = client
+            .token_ttl
+            .map_or(self.ttl_secs, |d| d.as_secs().max(1));
         let now = unix_now();
         let claims = json!({
             "iss": self.issuer,
@@ -277,7 +283,7 @@ impl TokenIssuer {
             "aud": self.audience,
             "iat": now,
             "nbf": now,
-            "exp": now.saturating_add(self.ttl_secs),
+            "exp": now.saturating_add(ttl_secs),
             "jti": uuid::Uuid::new_v4().to_string(),
             "scope": scope,
         });
@@ -285,7 +291,7 @@ impl TokenIssuer {
         tracing::debug!(client_id, scope = %scope, "access token issued");
         Ok(IssuedToken {
             access_token,
-            expires_in: self.ttl_secs,
+            expires_in: ttl_secs,
             scope,
         })
     }

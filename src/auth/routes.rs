@@ -301,11 +301,13 @@ mod tests {
             token_ttl: Duration::from_secs(600),
             clients: vec![
                 RegisteredClient {
+                    token_ttl: None,
                     id: "app one".to_owned(),
                     secret: ClientSecret::parse("p@ss:word+1").unwrap(),
                     scopes: vec![SEND_VALIDATE_SCOPE.to_owned()],
                 },
                 RegisteredClient {
+                    token_ttl: None,
                     id: "hashed".to_owned(),
                     secret: ClientSecret::parse(&ClientSecret::hash("h-secret", 1_000).unwrap())
                         .unwrap(),

@@ -23,11 +23,13 @@ fn settings() -> IssuerSettings {
         token_ttl: Duration::from_secs(300),
         clients: vec![
             RegisteredClient {
+                token_ttl: None,
                 id: "alice".to_owned(),
                 secret: ClientSecret::parse("alice-secret").unwrap(),
                 scopes: vec![SEND_VALIDATE_SCOPE.to_owned(), "extra".to_owned()],
             },
             RegisteredClient {
+                token_ttl: None,
                 id: "bob".to_owned(),
                 secret: ClientSecret::parse(&ClientSecret::hash("bob-secret", 1_000).unwrap())
                     .unwrap(),

@@ -1,7 +1,11 @@
 //! The operator's number policy: which numbers this gateway serves, which cannot receive SMS,
 //! which are barred. A minimal prefix/list engine, enough for the CAMARA scenarios.
 
+mod rate;
+
 use std::collections::HashSet;
+
+pub use rate::ClientRateLimiter;
 
 use crate::config::PolicySettings;
 use crate::domain::PhoneNumber;

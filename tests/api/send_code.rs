@@ -409,3 +409,35 @@ async fn stopped_smsc_is_503_not_a_hang_and_the_session_comes_back() {
     }
     assert!(ok, "the gateway did not re-bind");
 }
+
+#[actix_web::test]
+async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
+    let app = spawn_app_with(|s| {
+        s.auth.clients = vec![otp_gateway::config::ClientEntry {
+            id: "demo".into(),
+            secret: "demo-secret".into(),
+            scopes: vec![SCOPE.into()],
+            token_ttl: None,
+            rate_limit: Some(3),
+        }]
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let r = app.send_code(&format!("+3460000003{i}")).await;
+        if r.status == 429 {
+            r.assert_error(429, "TOO_MANY_REQUESTS");
+            assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+            assert_eq!(r.header("x-correlator").as_deref(), Some(CORRELATOR));
+        }
+        statuses.push(r.status.as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() >= 3,
+        "{statuses:?}"
+    );
+    // Only accepted requests reached the SMSC.
+    let ok = statuses.iter().filter(|s| **s == 200).count() as u64;
+    assert_eq!(app.sim.submit_count(), ok);
+}

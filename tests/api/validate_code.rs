@@ -268,11 +268,15 @@ async fn another_clients_id_is_not_found_and_spends_no_attempt() {
                 id: "demo".into(),
                 secret: "demo-secret".into(),
                 scopes: vec![SCOPE.into()],
+                token_ttl: None,
+                rate_limit: None,
             },
             otp_gateway::config::ClientEntry {
                 id: "other-app".into(),
                 secret: "other-secret".into(),
                 scopes: vec![SCOPE.into()],
+                token_ttl: None,
+                rate_limit: None,
             },
         ]
     })

@@ -1,0 +1,186 @@
+//! Runs scenarios: Background then the scenario's steps, stopping a scenario at its first
+//! failing step. Each scenario gets the next phone number of the environment's pool.
+
+use std::time::{Duration, Instant};
+
+use crate::env::Environment;
+use crate::gherkin::{Feature, Scenario};
+use crate::http::{Client, Request};
+use crate::inbox::Inbox;
+use crate::schema::Oas;
+use crate::steps::{self, World};
+use crate::tokens::Tokens;
+
+/// What happened to one step.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It ran and held.
+    Passed,
+    /// It ran and did not hold (or could not run).
+    Failed,
+    /// Not run, because an earlier step failed.
+    Skipped,
+}
+
+/// A step and its outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepResult {
+    /// The step as written.
+    pub text: String,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A scenario's result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScenarioResult {
+    /// Feature title.
+    pub feature: String,
+    /// Scenario name.
+    pub name: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Overall outcome.
+    pub outcome: Outcome,
+    /// Steps, Background first.
+    pub steps: Vec<StepResult>,
+    /// Requests and responses (credentials redacted), filled when the scenario failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transcript: Vec<String>,
+    /// Wall time.
+    #[serde(serialize_with = "secs")]
+    pub duration: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Which scenarios to run: a scenario runs when it has one of `include` (or `include` is
+/// empty) and none of `exclude`. Tags are written with or without `@`.
+#[derive(Debug, Clone, Default)]
+pub struct TagFilter {
+    /// Tags to run.
+    pub include: Vec<String>,
+    /// Tags to leave out.
+    pub exclude: Vec<String>,
+}
+
+impl TagFilter {
+    /// True when the scenario is selected.
+    pub fn selects(&self, s: &Scenario) -> bool {
+        let norm = |t: &String| t.trim_start_matches('@').to_string();
+        let inc: Vec<String> = self.include.iter().map(norm).collect();
+        let exc: Vec<String> = self.exclude.iter().map(norm).collect();
+        (inc.is_empty() || s.tags.iter().any(|t| inc.contains(t)))
+            && !s.tags.iter().any(|t| exc.contains(t))
+    }
+}
+
+/// Shared state of a run.
+pub struct Runner {
+    env: Environment,
+    client: Client,
+    tokens: Tokens,
+    inbox: Inbox,
+    oas: Option<Oas>,
+    next_number: usize,
+}
+
+impl Runner {
+    /// Prepares a run (fetches the token that has to expire first).
+    pub fn new(env: Environment) -> Result<Runner, String> {
+        let client = Client::new(&env.api_root, env.request_timeout);
+        let tokens = Tokens::new(env.auth.clone(), client.agent().clone())?;
+        let inbox = Inbox::new(env.inbox.clone(), client.agent().clone());
+        let oas = match &env.oas {
+            Some(p) => Some(Oas::load(p)?),
+            None => None,
+        };
+        Ok(Runner {
+            env,
+            client,
+            tokens,
+            inbox,
+            oas,
+            next_number: 0,
+        })
+    }
+
+    /// Runs the selected scenarios of a feature.
+    pub fn run_feature(&mut self, feature: &Feature, filter: &TagFilter) -> Vec<ScenarioResult> {
+        feature
+            .scenarios
+            .iter()
+            .filter(|s| filter.selects(s))
+            .map(|s| self.run_scenario(feature, s))
+            .collect()
+    }
+
+    fn run_scenario(&mut self, feature: &Feature, scenario: &Scenario) -> ScenarioResult {
+        let started = Instant::now();
+        let pool = &self.env.numbers.can_receive_sms;
+        let phone = pool[self.next_number % pool.len()].clone();
+        self.next_number += 1;
+        let mut world = World {
+            env: &self.env,
+            client: &self.client,
+            tokens: &mut self.tokens,
+            inbox: &self.inbox,
+            oas: self.oas.as_ref(),
+            phone,
+            request: Request {
+                method: "POST".into(),
+                ..Request::default()
+            },
+            response: None,
+            batch: Vec::new(),
+            sends: Vec::new(),
+            transcript: Vec::new(),
+        };
+        let mut results = Vec::new();
+        let mut failed = false;
+        for text in feature.background.iter().chain(&scenario.steps) {
+            if failed {
+                results.push(StepResult {
+                    text: text.clone(),
+                    outcome: Outcome::Skipped,
+                    error: None,
+                });
+                continue;
+            }
+            match steps::run(&mut world, text) {
+                Ok(()) => results.push(StepResult {
+                    text: text.clone(),
+                    outcome: Outcome::Passed,
+                    error: None,
+                }),
+                Err(e) => {
+                    failed = true;
+                    results.push(StepResult {
+                        text: text.clone(),
+                        outcome: Outcome::Failed,
+                        error: Some(e),
+                    });
+                }
+            }
+        }
+        ScenarioResult {
+            feature: feature.name.clone(),
+            name: scenario.name.clone(),
+            tags: scenario.tags.clone(),
+            outcome: if failed {
+                Outcome::Failed
+            } else {
+                Outcome::Passed
+            },
+            steps: results,
+            transcript: if failed { world.transcript } else { Vec::new() },
+            duration: started.elapsed(),
+        }
+    }
+}
