@@ -596,17 +596,28 @@ fn send(w: &mut World<'_>, method: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn side_request(path: String, body: Value) -> Request {
+/// A set-up POST outside the scenario's own request: valid token, fresh correlator, and the
+/// exchange kept for the report.
+fn side_post(w: &mut World<'_>, operation: &str, body: Value) -> Result<Response, String> {
     let mut req = Request {
         method: "POST".into(),
-        path,
+        path: resource(w, operation),
         headers: Vec::new(),
         body: Some(body),
         raw_body: None,
     };
     req.set_header("Content-Type", "application/json");
     req.set_header("x-correlator", &uuid::Uuid::new_v4().to_string());
-    req
+    let token = w.tokens.get(Role::Valid)?;
+    req.set_header("Authorization", &format!("Bearer {token}"));
+    let res = w.client.send(&req)?;
+    w.transcript.push(format!(
+        "(set-up)\n{}\n-> {} {}\n",
+        Redacted(&req),
+        res.status,
+        res.body
+    ));
+    Ok(res)
 }
 
 fn resource(w: &World<'_>, operation: &str) -> String {
@@ -618,20 +629,12 @@ fn resource(w: &World<'_>, operation: &str) -> String {
 }
 
 fn send_code(w: &mut World<'_>, phone: &str, message: &str) -> Result<Response, String> {
-    let mut req = side_request(
-        resource(w, "send-code"),
-        json!({"phoneNumber": phone, "message": message}),
-    );
-    let token = w.tokens.get(Role::Valid)?;
-    req.set_header("Authorization", &format!("Bearer {token}"));
     let seen = w.inbox.count(phone, message)?;
-    let res = w.client.send(&req)?;
-    w.transcript.push(format!(
-        "(set-up)\n{}\n-> {} {}\n",
-        Redacted(&req),
-        res.status,
-        res.body
-    ));
+    let res = side_post(
+        w,
+        "send-code",
+        json!({"phoneNumber": phone, "message": message}),
+    )?;
     if res.status == 200 {
         let id = res
             .json()
@@ -661,19 +664,11 @@ fn expect_sent(w: &mut World<'_>, phone: &str, message: &str) -> Result<(), Stri
 }
 
 fn validate_code(w: &mut World<'_>, id: &str, code: &str) -> Result<Response, String> {
-    let mut req = side_request(
-        resource(w, "validate-code"),
+    let res = side_post(
+        w,
+        "validate-code",
         json!({"authenticationId": id, "code": code}),
-    );
-    let token = w.tokens.get(Role::Valid)?;
-    req.set_header("Authorization", &format!("Bearer {token}"));
-    let res = w.client.send(&req)?;
-    w.transcript.push(format!(
-        "(set-up)\n{}\n-> {} {}\n",
-        Redacted(&req),
-        res.status,
-        res.body
-    ));
+    )?;
     Ok(res)
 }
 

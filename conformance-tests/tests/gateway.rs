@@ -32,17 +32,22 @@ fn start_gateway() -> (String, String) {
     rx.recv().expect("gateway addresses")
 }
 
-#[test]
-fn our_feature_files_pass_against_the_gateway() {
+/// The CI environment pointed at a gateway started by [`start_gateway`]. The expired token is
+/// only needed by the official files (run by .ci/run); leaving it out here saves its wait.
+fn environment() -> Environment {
     let (api, admin) = start_gateway();
     let text = std::fs::read_to_string(dir().join("ci/env.toml"))
         .expect("env.toml")
         .replace("127.0.0.1:18080", &api)
         .replace("127.0.0.1:19091", &admin);
     let mut env = Environment::from_toml(&text, &dir().join("ci")).expect("environment");
-    // The expired token is only needed by the official files (run by .ci/run); skipping it
-    // here saves its wait.
     env.auth.expired = None;
+    env
+}
+
+#[test]
+fn our_feature_files_pass_against_the_gateway() {
+    let mut env = environment();
     let mut filter = TagFilter::default();
     if env.oas.as_ref().is_some_and(|p| !p.exists()) {
         println!("SKIPPED schema check scenario: the CAMARA OAS document (../shared) is absent");
@@ -72,13 +77,7 @@ fn our_feature_files_pass_against_the_gateway() {
 #[test]
 fn a_wrong_expectation_fails_the_scenario_with_the_exchange_in_the_report() {
     // The runner itself must be able to fail: flip an expectation and check it is reported.
-    let (api, admin) = start_gateway();
-    let text = std::fs::read_to_string(dir().join("ci/env.toml"))
-        .expect("env.toml")
-        .replace("127.0.0.1:18080", &api)
-        .replace("127.0.0.1:19091", &admin);
-    let mut env = Environment::from_toml(&text, &dir().join("ci")).expect("environment");
-    env.auth.expired = None;
+    let mut env = environment();
     env.oas = None;
     let feature = conformance_tests::parse(
         "Feature: F\n  Background:\n    Given the resource \"/one-time-password-sms/v1/send-code\"\n    And the header \"Content-Type\" is set to \"application/json\"\n    And the header \"Authorization\" is set to a valid access token\n    And the request body is set by default to a request body compliant with the schema\n  @wrong\n  Scenario: expects the wrong status\n    When the HTTP \"POST\" request is sent\n    Then the response status code is 201\n    And the response property \"$.code\" is \"X\"\n",
