@@ -98,6 +98,12 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
             "otp.hash_key is not set: a random key is used, so codes and ids issued before a restart (or by another replica) will not validate"
         );
     }
+    if settings.smsc == SmscTarget::Embedded && !settings.admin_listen.ip().is_loopback() {
+        tracing::warn!(
+            "the embedded SMSC simulator's sandbox inbox (which shows every code) is served on the non-loopback admin listener {}",
+            settings.admin_listen
+        );
+    }
     runtime()?.block_on(async move {
         let app = Application::build(settings.clone()).await?;
         print_banner(&settings, &app);
