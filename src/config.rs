@@ -2,6 +2,7 @@
 //! environment variables. Everything is validated once, in [`Settings::validate`], which turns
 //! raw values into the types the rest of the gateway uses, so no later code re-checks them.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -127,8 +128,19 @@ pub struct SmppConfig {
     /// Interval between enquire_link PDUs.
     #[serde(with = "humantime_serde")]
     pub enquire_link_interval: Duration,
-    /// Maximum submits awaiting their response.
+    /// Maximum submits awaiting their response, per session.
     pub window: usize,
+    /// Sessions kept bound to the SMSC.
+    pub binds: usize,
+    /// `transceiver` or `transmitter`.
+    pub bind_mode: String,
+    /// Segments per second per session; 0 = unlimited.
+    pub max_tps: u32,
+    /// Longest wait for one submit_sm_resp before retrying on another session.
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+    /// Operator command_status (`"0x0400"` or `"1024"`) → `not_allowed`, `blocked` or `unavailable`.
+    pub status_map: BTreeMap<String, String>,
     /// First reconnect delay.
     #[serde(with = "humantime_serde")]
     pub reconnect_min: Duration,
@@ -149,6 +161,11 @@ impl Default for SmppConfig {
             submit_timeout: Duration::from_secs(5),
             enquire_link_interval: Duration::from_secs(30),
             window: 64,
+            binds: 1,
+            bind_mode: "transceiver".into(),
+            max_tps: 0,
+            response_timeout: Duration::from_secs(2),
+            status_map: BTreeMap::new(),
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(30),
             embedded_receipt_delay: Duration::from_millis(200),
@@ -301,6 +318,10 @@ pub struct Validated {
     pub hash_key_generated: bool,
     /// True when the demo client was added because no client was configured.
     pub demo_client: bool,
+    /// `smpp.bind_mode`, parsed.
+    pub smpp_bind_mode: crate::smpp::BindMode,
+    /// `smpp.status_map`, parsed.
+    pub smpp_status_map: BTreeMap<u32, crate::smpp::StatusAction>,
 }
 
 impl Settings {
@@ -396,6 +417,29 @@ impl Settings {
         if self.smpp.window == 0 || self.smpp.window > 10_000 {
             return Err(invalid("smpp.window", "must be between 1 and 10000"));
         }
+        if self.smpp.binds == 0 || self.smpp.binds > 64 {
+            return Err(invalid("smpp.binds", "must be between 1 and 64"));
+        }
+        let smpp_bind_mode = match self.smpp.bind_mode.as_str() {
+            "transceiver" => crate::smpp::BindMode::Transceiver,
+            "transmitter" => crate::smpp::BindMode::Transmitter,
+            other => {
+                return Err(invalid(
+                    "smpp.bind_mode",
+                    format!("{other:?} is not `transceiver` or `transmitter`"),
+                ))
+            }
+        };
+        if self.smpp.max_tps > 100_000 {
+            return Err(invalid(
+                "smpp.max_tps",
+                "must be between 0 (unlimited) and 100000",
+            ));
+        }
+        if self.smpp.response_timeout < Duration::from_millis(10) {
+            return Err(invalid("smpp.response_timeout", "must be at least 10ms"));
+        }
+        let smpp_status_map = parse_status_map(&self.smpp.status_map)?;
         if self.smpp.submit_timeout < Duration::from_millis(10) {
             return Err(invalid("smpp.submit_timeout", "must be at least 10ms"));
         }
@@ -467,8 +511,47 @@ impl Settings {
             hash_key,
             hash_key_generated,
             demo_client,
+            smpp_bind_mode,
+            smpp_status_map,
         })
     }
+}
+
+/// Parses `smpp.status_map`: keys are command_status values in hex (`0x…`) or decimal.
+fn parse_status_map(
+    raw: &BTreeMap<String, String>,
+) -> Result<BTreeMap<u32, crate::smpp::StatusAction>, ConfigError> {
+    use crate::smpp::StatusAction;
+    raw.iter()
+        .map(|(k, v)| {
+            let key = k.trim();
+            let status = match key.strip_prefix("0x").or_else(|| key.strip_prefix("0X")) {
+                Some(hex) => u32::from_str_radix(hex, 16),
+                None => key.parse(),
+            }
+            .map_err(|_| {
+                invalid(
+                    "smpp.status_map",
+                    format!("{k:?} is not a command_status (hex 0x… or decimal)"),
+                )
+            })?;
+            if status == 0 {
+                return Err(invalid("smpp.status_map", "0 (ESME_ROK) cannot be mapped"));
+            }
+            let action = match v.as_str() {
+                "not_allowed" => StatusAction::NotAllowed,
+                "blocked" => StatusAction::Blocked,
+                "unavailable" => StatusAction::Unavailable,
+                other => {
+                    return Err(invalid(
+                        "smpp.status_map",
+                        format!("{other:?} is not `not_allowed`, `blocked` or `unavailable`"),
+                    ))
+                }
+            };
+            Ok((status, action))
+        })
+        .collect()
 }
 
 fn is_prefix(p: &str) -> bool {
@@ -589,6 +672,25 @@ mod tests {
                 |s| s.otp.id_retention = Duration::from_secs(1),
                 "otp.id_retention",
             ),
+            (|s| s.smpp.binds = 0, "smpp.binds"),
+            (|s| s.smpp.bind_mode = "receiver".into(), "smpp.bind_mode"),
+            (|s| s.smpp.max_tps = 1_000_000, "smpp.max_tps"),
+            (
+                |s| s.smpp.response_timeout = Duration::ZERO,
+                "smpp.response_timeout",
+            ),
+            (
+                |s| {
+                    s.smpp.status_map.insert("0x04zz".into(), "blocked".into());
+                },
+                "smpp.status_map",
+            ),
+            (
+                |s| {
+                    s.smpp.status_map.insert("0x0400".into(), "gone".into());
+                },
+                "smpp.status_map",
+            ),
         ];
         for (mutate, key) in cases {
             let mut s = Settings::default();
@@ -596,6 +698,29 @@ mod tests {
             let err = s.validate().unwrap_err().to_string();
             assert!(err.contains(key), "expected {key} in {err}");
         }
+    }
+
+    #[test]
+    fn status_map_parses_hex_and_decimal() {
+        let mut s = Settings::default();
+        s.smpp.status_map.insert("0x0400".into(), "blocked".into());
+        s.smpp
+            .status_map
+            .insert("1025".into(), "not_allowed".into());
+        s.smpp
+            .status_map
+            .insert("0x0B".into(), "unavailable".into());
+        let v = s.validate().unwrap();
+        use crate::smpp::StatusAction;
+        assert_eq!(v.smpp_status_map.get(&0x400), Some(&StatusAction::Blocked));
+        assert_eq!(
+            v.smpp_status_map.get(&1025),
+            Some(&StatusAction::NotAllowed)
+        );
+        assert_eq!(
+            v.smpp_status_map.get(&0x0B),
+            Some(&StatusAction::Unavailable)
+        );
     }
 
     #[test]

@@ -9,10 +9,6 @@ use crate::domain::PhoneNumber;
 use crate::otp::{DeliveryError, SmsSender};
 use crate::smpp::{OutboundSms, SmppClient, SmppError};
 
-/// SMPP 3.4 command_status values that reject the destination itself rather than the service:
-/// invalid destination address, its TON, its NPI.
-const DESTINATION_STATUSES: [u32; 3] = [0x0000_000B, 0x0000_0050, 0x0000_0051];
-
 impl SmsSender for SmppClient {
     fn send(
         &self,
@@ -29,10 +25,13 @@ impl SmsSender for SmppClient {
             match self.submit(sms).await {
                 Ok(receipt) => Ok(receipt.segments),
                 Err(SmppError::Timeout { .. }) => Err(DeliveryError::Timeout),
-                Err(SmppError::Rejected { command_status })
-                    if DESTINATION_STATUSES.contains(&command_status) =>
-                {
+                // The SMPP layer already applied `smpp.status_map` and the built-in
+                // destination statuses (ESME_RINVDSTADR, bad TON/NPI).
+                Err(SmppError::NotAllowed { command_status }) => {
                     Err(DeliveryError::DestinationRejected(command_status))
+                }
+                Err(SmppError::Blocked { command_status }) => {
+                    Err(DeliveryError::DestinationBlocked(command_status))
                 }
                 Err(e) => Err(DeliveryError::Unavailable(e.to_string())),
             }

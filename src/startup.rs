@@ -138,7 +138,7 @@ impl Application {
                 smpp_settings(&settings, host.clone(), *port, system_id, password),
             ),
         };
-        let smpp = SmppClient::start(smpp_settings);
+        let smpp = SmppClient::start_with_metrics(smpp_settings, Some(metrics.smpp.clone()));
         if simulator.is_some() && !smpp.wait_bound(Duration::from_secs(5)).await {
             anyhow::bail!("could not bind to the embedded SMSC simulator");
         }
@@ -296,6 +296,7 @@ fn smpp_settings(
 ) -> SmppSettings {
     let s = &settings.raw.smpp;
     SmppSettings {
+        route: "default".into(),
         host,
         port,
         system_id: system_id.to_string(),
@@ -307,6 +308,11 @@ fn smpp_settings(
         reconnect_min: s.reconnect_min,
         reconnect_max: s.reconnect_max,
         window: s.window,
+        binds: s.binds,
+        bind_mode: settings.smpp_bind_mode,
+        max_tps: s.max_tps,
+        response_timeout: s.response_timeout,
+        status_map: settings.smpp_status_map.clone(),
     }
 }
 

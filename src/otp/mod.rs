@@ -35,6 +35,9 @@ pub enum DeliveryError {
     /// The SMSC refused this destination.
     #[error("SMSC refused the destination (command_status {0:#010x})")]
     DestinationRejected(u32),
+    /// The SMSC reports the destination as barred.
+    #[error("SMSC reports the destination blocked (command_status {0:#010x})")]
+    DestinationBlocked(u32),
 }
 
 /// The SMS channel as the rules see it. Implemented over SMPP in `startup`.
@@ -203,6 +206,7 @@ impl OtpService {
                     DeliveryError::Unavailable(_) => "smsc_unavailable",
                     DeliveryError::Timeout => "smsc_timeout",
                     DeliveryError::DestinationRejected(_) => "destination_rejected",
+                    DeliveryError::DestinationBlocked(_) => "destination_blocked",
                 };
                 self.metrics
                     .send_failures

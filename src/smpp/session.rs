@@ -1,5 +1,6 @@
-//! Supervisor task owning the SMPP session: connect, bind, serve incoming
-//! PDUs, and reconnect with capped exponential back-off until stopped.
+//! Supervisor task owning one SMPP session of the pool: connect, bind, serve
+//! incoming PDUs, and reconnect with capped, jittered exponential back-off
+//! until stopped.
 
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use rusmpp::pdus::{BindTransceiver, DeliverSm, DeliverSmResp};
+use rusmpp::pdus::{BindTransceiver, BindTransmitter, DeliverSm, DeliverSmResp};
 use rusmpp::tlvs::TlvValue;
 use rusmpp::types::COctetString;
 use rusmpp::values::{InterfaceVersion, Npi, Ton};
@@ -15,7 +16,8 @@ use rusmpp::{CommandId, Pdu};
 use rusmppc::{Client, ConnectionBuilder, Event};
 use tokio::net::TcpStream;
 
-use super::{mask_number, Shared, TARGET};
+use super::pool::jitter;
+use super::{mask_number, BindMode, Shared, TARGET};
 
 /// Upper bound for TCP connect plus bind_transceiver_resp.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,21 +34,32 @@ enum SessionEnd {
     Lost,
 }
 
-/// Supervisor main loop; returns once a stop was requested.
-pub(super) async fn run(shared: Arc<Shared>) {
+/// Supervisor main loop of session `index`; returns once a stop was requested.
+pub(super) async fn run(shared: Arc<Shared>, index: usize) {
+    let Some(slot) = shared.slots.get(index) else {
+        return;
+    };
     let settings = &shared.settings;
+    let route = settings.route.as_str();
     let mut stop = shared.stop.subscribe();
     let min = settings.reconnect_min.max(Duration::from_millis(10));
     let max = settings.reconnect_max.max(min);
     let mut delay = min;
     let mut attempt: u32 = 0;
+    let set_bound = |up: bool| {
+        if let Some(m) = &shared.metrics {
+            let (inc, dec) = if up { ("up", "down") } else { ("down", "up") };
+            m.binds.with_label_values(&[route, inc]).inc();
+            m.binds.with_label_values(&[route, dec]).dec();
+        }
+    };
 
     loop {
         if *stop.borrow() {
             break;
         }
         attempt = attempt.saturating_add(1);
-        shared.connecting.store(true, Ordering::Release);
+        slot.connecting.store(true, Ordering::Release);
         let connected = tokio::select! {
             biased;
             () = stopped(&mut stop) => break,
@@ -58,19 +71,26 @@ pub(super) async fn run(shared: Arc<Shared>) {
             Ok((client, events)) => {
                 // Publish the session before clearing the flag so a submit
                 // never sees "not bound and not connecting" in between.
-                shared.session.send_replace(Some(client.clone()));
-                shared.connecting.store(false, Ordering::Release);
+                slot.session.send_replace(Some(client.clone()));
+                slot.connecting.store(false, Ordering::Release);
+                set_bound(true);
+                shared.changed.notify_waiters();
                 tracing::info!(
                     target: TARGET,
+                    route,
+                    session = index,
                     host = %settings.host,
                     port = settings.port,
                     system_id = %settings.system_id,
-                    "SMPP session bound (transceiver)"
+                    mode = ?settings.bind_mode,
+                    "SMPP session bound"
                 );
                 attempt = 0;
                 delay = min;
                 let end = serve(&client, events, &mut stop).await;
-                shared.session.send_replace(None);
+                slot.session.send_replace(None);
+                set_bound(false);
+                shared.changed.notify_waiters();
                 match end {
                     SessionEnd::Stopped => {
                         unbind(&client).await;
@@ -80,16 +100,20 @@ pub(super) async fn run(shared: Arc<Shared>) {
                         client.close().await.ok();
                         tracing::warn!(
                             target: TARGET,
-                            retry_in = ?delay,
+                            route,
+                            session = index,
                             "SMPP session lost; reconnecting"
                         );
                     }
                 }
             }
             Err(reason) => {
-                shared.connecting.store(false, Ordering::Release);
+                slot.connecting.store(false, Ordering::Release);
+                shared.changed.notify_waiters();
                 tracing::warn!(
                     target: TARGET,
+                    route,
+                    session = index,
                     host = %settings.host,
                     port = settings.port,
                     attempt,
@@ -99,16 +123,20 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 );
             }
         }
+        // Jitter keeps the sessions of a pool (and gateways behind one
+        // SMSC) from reconnecting in lock-step after an outage.
+        let pause = jitter(delay);
         tokio::select! {
             biased;
             () = stopped(&mut stop) => break,
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(pause) => {}
         }
         delay = delay.saturating_mul(2).min(max);
     }
-    shared.connecting.store(false, Ordering::Release);
-    shared.session.send_replace(None);
-    tracing::info!(target: TARGET, "SMPP supervisor stopped");
+    slot.connecting.store(false, Ordering::Release);
+    slot.session.send_replace(None);
+    shared.changed.notify_waiters();
+    tracing::info!(target: TARGET, route, session = index, "SMPP supervisor stopped");
 }
 
 async fn connect_and_bind(
@@ -126,26 +154,56 @@ async fn connect_and_bind(
             s.enquire_link_interval
                 .clamp(Duration::from_millis(100), Duration::from_secs(10)),
         )
-        .response_timeout(s.submit_timeout.max(Duration::from_millis(1)))
+        .response_timeout(
+            s.submit_timeout
+                .max(s.response_timeout)
+                .max(Duration::from_millis(1)),
+        )
         // rusmppc defaults to SMPP 5.0; this gateway speaks 3.4.
         .disable_interface_version_check()
         .connected(stream);
 
-    let bind = BindTransceiver::builder()
-        .system_id(field(&s.system_id, "system_id")?)
-        .password(field(&s.password, "password")?)
-        .system_type(field(&s.system_type, "system_type")?)
-        .interface_version(InterfaceVersion::Smpp3_4)
-        .addr_ton(Ton::Unknown)
-        .addr_npi(Npi::Unknown)
-        .address_range(COctetString::empty())
-        .build();
-    match client
-        .response_timeout(CONNECT_TIMEOUT)
-        .bind_transceiver(bind)
-        .await
-    {
-        Ok(_) => Ok((client, events)),
+    let (system_id, password, system_type) = (
+        field(&s.system_id, "system_id")?,
+        field(&s.password, "password")?,
+        field(&s.system_type, "system_type")?,
+    );
+    let bound = match s.bind_mode {
+        BindMode::Transceiver => {
+            let bind = BindTransceiver::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(system_type)
+                .interface_version(InterfaceVersion::Smpp3_4)
+                .addr_ton(Ton::Unknown)
+                .addr_npi(Npi::Unknown)
+                .address_range(COctetString::empty())
+                .build();
+            client
+                .response_timeout(CONNECT_TIMEOUT)
+                .bind_transceiver(bind)
+                .await
+                .map(|_| ())
+        }
+        BindMode::Transmitter => {
+            let bind = BindTransmitter::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(system_type)
+                .interface_version(InterfaceVersion::Smpp3_4)
+                .addr_ton(Ton::Unknown)
+                .addr_npi(Npi::Unknown)
+                .address_range(COctetString::empty())
+                .build();
+            client
+                .response_timeout(CONNECT_TIMEOUT)
+                .bind_transmitter(bind)
+                .await
+                .map(|_| ())
+        }
+    };
+    match bound {
+        Ok(()) => Ok((client, events)),
         Err(e) => {
             client.close().await.ok();
             Err(match e {

@@ -29,13 +29,13 @@ fn client_settings(sim: &SmscHandle) -> SmppSettings {
         port: sim.local_addr().port(),
         system_id: "gateway".into(),
         password: "secret".into(),
-        system_type: String::new(),
         source_addr: "OTPGateway".into(),
         submit_timeout: Duration::from_millis(1000),
-        enquire_link_interval: Duration::from_secs(30),
+        response_timeout: Duration::from_millis(1000),
         reconnect_min: Duration::from_millis(50),
         reconnect_max: Duration::from_millis(200),
         window: 4,
+        ..SmppSettings::default()
     }
 }
 
@@ -158,16 +158,9 @@ fn debug_output_redacts_secrets() {
     };
     let settings = SmppSettings {
         port: sim.listen.port(),
-        host: "127.0.0.1".into(),
         system_id: "gateway".into(),
         password: "hunter2".into(),
-        system_type: String::new(),
-        source_addr: "Bank".into(),
-        submit_timeout: Duration::from_secs(1),
-        enquire_link_interval: Duration::from_secs(1),
-        reconnect_min: Duration::from_secs(1),
-        reconnect_max: Duration::from_secs(1),
-        window: 1,
+        ..SmppSettings::default()
     };
     assert!(!format!("{settings:?}").contains("hunter2"));
 }
@@ -245,7 +238,7 @@ async fn rejected_submit() {
     assert!(
         matches!(
             err,
-            SmppError::Rejected {
+            SmppError::NotAllowed {
                 command_status: 0x0B
             }
         ),
@@ -334,7 +327,7 @@ async fn window_limits_in_flight() {
     };
     assert!(client.wait_bound(Duration::from_secs(1)).await);
     // Occupy the only slot, as a stuck in-flight message would.
-    let held = client.inner.shared.window.acquire().await.unwrap();
+    let held = client.inner.shared.slots[0].window.acquire().await.unwrap();
     let started = Instant::now();
     let err = client.submit(sms("b")).await.unwrap_err();
     assert!(matches!(err, SmppError::Busy), "{err:?}");
