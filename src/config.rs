@@ -150,6 +150,109 @@ pub struct SmppConfig {
     /// Delay before the embedded simulator sends a delivery receipt.
     #[serde(with = "humantime_serde")]
     pub embedded_receipt_delay: Duration,
+    /// Fault injection of the embedded simulator (`smpp.url = "embedded"` only).
+    pub simulator: SimulatorConfig,
+}
+
+/// `[smpp.simulator]`: faults the embedded simulator injects (none by default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    /// ESME_RTHROTTLED above this many submits per second per bind (0 = never).
+    pub throttle_tps: u32,
+    /// Fraction (0.0–1.0) of submits answered with `error_status`.
+    pub error_rate: f64,
+    /// command_status for `error_rate` (`"0x08"` or decimal).
+    pub error_status: String,
+    /// Destination prefix → command_status.
+    pub prefix_errors: BTreeMap<String, String>,
+    /// Drop a session, unanswered, on its N-th PDU (0 = never).
+    pub disconnect_after: u64,
+    /// Delay before every submit_sm_resp.
+    #[serde(with = "humantime_serde")]
+    pub response_delay: Duration,
+    /// Receipt state → weight (`delivered`, `undeliverable`, `expired`, `deleted`, `rejected`).
+    pub receipt_states: BTreeMap<String, u32>,
+    /// `hex`, `decimal` or `hex-resp-decimal-receipt`.
+    pub message_ids: String,
+    /// Send each receipt before its submit_sm_resp.
+    pub receipt_before_response: bool,
+    /// Send receipted_message_id / message_state TLVs besides the text form.
+    pub receipt_tlvs: bool,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            throttle_tps: 0,
+            error_rate: 0.0,
+            error_status: "0x08".into(),
+            prefix_errors: BTreeMap::new(),
+            disconnect_after: 0,
+            response_delay: Duration::ZERO,
+            receipt_states: BTreeMap::new(),
+            message_ids: "hex".into(),
+            receipt_before_response: false,
+            receipt_tlvs: true,
+        }
+    }
+}
+
+impl SimulatorConfig {
+    fn to_faults(&self) -> Result<crate::smsc_sim::SimFaults, ConfigError> {
+        use crate::smsc_sim::{parse_status, SimFaults};
+        if !(0.0..=1.0).contains(&self.error_rate) {
+            return Err(invalid(
+                "smpp.simulator.error_rate",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        let error_status = parse_status(&self.error_status)
+            .map_err(|e| invalid("smpp.simulator.error_status", e))?;
+        let prefix_errors = self
+            .prefix_errors
+            .iter()
+            .map(|(p, st)| {
+                if !is_prefix(p) {
+                    return Err(invalid(
+                        "smpp.simulator.prefix_errors",
+                        format!("{p:?} is not a '+' followed by digits"),
+                    ));
+                }
+                let status =
+                    parse_status(st).map_err(|e| invalid("smpp.simulator.prefix_errors", e))?;
+                Ok((p.clone(), status))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let receipt_states = self
+            .receipt_states
+            .iter()
+            .map(|(state, w)| {
+                Ok((
+                    state
+                        .parse()
+                        .map_err(|e: String| invalid("smpp.simulator.receipt_states", e))?,
+                    *w,
+                ))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let message_ids = self
+            .message_ids
+            .parse()
+            .map_err(|e: String| invalid("smpp.simulator.message_ids", e))?;
+        Ok(SimFaults {
+            throttle_tps: self.throttle_tps,
+            error_rate: self.error_rate,
+            error_status,
+            prefix_errors,
+            disconnect_after: self.disconnect_after,
+            response_delay: self.response_delay,
+            receipt_states,
+            message_ids,
+            receipt_before_response: self.receipt_before_response,
+            receipt_tlvs: self.receipt_tlvs,
+        })
+    }
 }
 
 impl Default for SmppConfig {
@@ -169,6 +272,7 @@ impl Default for SmppConfig {
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(30),
             embedded_receipt_delay: Duration::from_millis(200),
+            simulator: SimulatorConfig::default(),
         }
     }
 }
@@ -322,6 +426,8 @@ pub struct Validated {
     pub smpp_bind_mode: crate::smpp::BindMode,
     /// `smpp.status_map`, parsed.
     pub smpp_status_map: BTreeMap<u32, crate::smpp::StatusAction>,
+    /// `[smpp.simulator]`, parsed (used with the embedded simulator only).
+    pub embedded_faults: crate::smsc_sim::SimFaults,
 }
 
 impl Settings {
@@ -440,6 +546,7 @@ impl Settings {
             return Err(invalid("smpp.response_timeout", "must be at least 10ms"));
         }
         let smpp_status_map = parse_status_map(&self.smpp.status_map)?;
+        let embedded_faults = self.smpp.simulator.to_faults()?;
         if self.smpp.submit_timeout < Duration::from_millis(10) {
             return Err(invalid("smpp.submit_timeout", "must be at least 10ms"));
         }
@@ -513,6 +620,7 @@ impl Settings {
             demo_client,
             smpp_bind_mode,
             smpp_status_map,
+            embedded_faults,
         })
     }
 }
@@ -673,6 +781,20 @@ mod tests {
                 "otp.id_retention",
             ),
             (|s| s.smpp.binds = 0, "smpp.binds"),
+            (
+                |s| s.smpp.simulator.error_rate = 2.0,
+                "smpp.simulator.error_rate",
+            ),
+            (
+                |s| s.smpp.simulator.message_ids = "octal".into(),
+                "smpp.simulator.message_ids",
+            ),
+            (
+                |s| {
+                    s.smpp.simulator.receipt_states.insert("lost".into(), 1);
+                },
+                "smpp.simulator.receipt_states",
+            ),
             (|s| s.smpp.bind_mode = "receiver".into(), "smpp.bind_mode"),
             (|s| s.smpp.max_tps = 1_000_000, "smpp.max_tps"),
             (

@@ -113,6 +113,7 @@ impl Application {
                     receipt_delay: raw.smpp.embedded_receipt_delay,
                     print_messages: true,
                     inbox_capacity: 10_000,
+                    faults: settings.embedded_faults.clone(),
                 })
                 .await
                 .context("starting the embedded SMSC simulator")?;

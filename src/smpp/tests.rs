@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
-use crate::smsc_sim::{self, SimBehaviour, SimSettings, SmscHandle};
+use crate::smsc_sim::{self, SimBehaviour, SimFaults, SimSettings, SmscHandle};
 
 const PHONE: &str = "+34600000001";
 
@@ -20,6 +20,7 @@ fn sim_settings() -> SimSettings {
         receipt_delay: Duration::from_millis(20),
         print_messages: false,
         inbox_capacity: 100,
+        faults: SimFaults::default(),
     }
 }
 
@@ -356,5 +357,327 @@ async fn concurrent_submits() {
     }
     assert_eq!(sim.messages().len(), 10);
     assert_eq!(sim.messages_for("+34600000107")[0].text, "code 7");
+    client.shutdown().await;
+}
+
+async fn pool(
+    faults: SimFaults,
+    tweak: impl FnOnce(&mut SmppSettings),
+) -> (SmscHandle, SmppClient, crate::metrics::SmppMetrics) {
+    let sim = smsc_sim::start(SimSettings {
+        faults,
+        ..sim_settings()
+    })
+    .await
+    .unwrap();
+    let mut settings = client_settings(&sim);
+    tweak(&mut settings);
+    let binds = settings.binds;
+    let metrics = crate::metrics::SmppMetrics::new().unwrap();
+    let client = SmppClient::start_with_metrics(settings, Some(metrics.clone()));
+    assert!(
+        client
+            .wait_bound_sessions(binds, Duration::from_secs(2))
+            .await,
+        "not every session bound"
+    );
+    (sim, client, metrics)
+}
+
+fn numbered(i: usize) -> OutboundSms {
+    let mut m = sms(&format!("code {i}"));
+    m.destination = format!("+34600{i:06}");
+    m
+}
+
+#[tokio::test]
+async fn pool_binds_every_session_and_first_free_wins() {
+    let (sim, client, metrics) = pool(SimFaults::default(), |s| {
+        s.binds = 3;
+        s.window = 1;
+    })
+    .await;
+    assert!(eventually(|| sim.active_sessions() == 3).await);
+    assert_eq!(client.bound_sessions(), 3);
+    assert_eq!(metrics.binds.with_label_values(&["default", "up"]).get(), 3);
+    for i in 0..3 {
+        client.submit(numbered(i)).await.unwrap();
+    }
+    let arrivals = sim.submit_arrivals();
+    assert!(
+        arrivals.iter().all(|(s, _)| *s == arrivals[0].0),
+        "sequential submits all take the first session"
+    );
+    // With the first session's only slot taken, the next submit goes elsewhere.
+    let held = client.inner.shared.slots[0].window.acquire().await.unwrap();
+    client.submit(numbered(3)).await.unwrap();
+    drop(held);
+    let arrivals = sim.submit_arrivals();
+    assert_ne!(arrivals[3].0, arrivals[0].0);
+    client.shutdown().await;
+    assert_eq!(sim.unbind_count(), 3, "every session unbinds");
+    assert_eq!(
+        metrics.binds.with_label_values(&["default", "down"]).get(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn every_window_full_until_the_deadline_is_busy() {
+    let (sim, client, _) = pool(SimFaults::default(), |s| {
+        s.binds = 2;
+        s.window = 1;
+        s.submit_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let a = client.inner.shared.slots[0].window.acquire().await.unwrap();
+    let b = client.inner.shared.slots[1].window.acquire().await.unwrap();
+    let started = Instant::now();
+    let err = client.submit(sms("x")).await.unwrap_err();
+    assert!(matches!(err, SmppError::Busy), "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(260));
+    // A slot freed while a submit waits is taken at once.
+    let c = client.clone();
+    let waiting = tokio::spawn(async move { c.submit(sms("y")).await });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    drop(b);
+    // Pool permits notify on release; this one was taken behind its back.
+    client.inner.shared.changed.notify_waiters();
+    waiting.await.unwrap().unwrap();
+    drop(a);
+    assert_eq!(sim.submit_count(), 1);
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttled_submits_slow_down_and_succeed_within_the_deadline() {
+    let faults = SimFaults {
+        throttle_tps: 3,
+        ..SimFaults::default()
+    };
+    let (sim, client, metrics) = pool(faults, |s| {
+        s.submit_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.submit(numbered(i)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(sim.throttled_count() > 0, "the SMSC did throttle");
+    assert_eq!(
+        sim.submit_count(),
+        6,
+        "exactly one acknowledged submit each"
+    );
+    assert!(metrics.throttled.with_label_values(&["default"]).get() > 0);
+    assert!(
+        metrics
+            .submit_results
+            .with_label_values(&["default", "0x00000058"])
+            .get()
+            > 0
+    );
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttled_until_the_deadline_is_reported_as_throttled() {
+    let faults = SimFaults {
+        throttle_tps: 1,
+        ..SimFaults::default()
+    };
+    let (_sim, client, _) = pool(faults, |s| {
+        s.submit_timeout = Duration::from_millis(300);
+    })
+    .await;
+    client.submit(numbered(1)).await.unwrap();
+    let started = Instant::now();
+    let err = client.submit(numbered(2)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SmppError::Throttled {
+                command_status: 0x58
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(350));
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn system_errors_are_retried_and_each_message_is_acknowledged_once() {
+    let faults = SimFaults {
+        error_rate: 0.5,
+        ..SimFaults::default()
+    };
+    let (sim, client, _) = pool(faults, |s| {
+        s.binds = 3;
+        s.submit_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.submit(numbered(i)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(sim.submit_count(), 10);
+    assert!(sim.submit_arrivals().len() > 10, "some were retried");
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_dropped_mid_submit_is_retried_on_another() {
+    // Each session dies, unanswered, on its 5th PDU (bind + 3 answered
+    // submits + the one that is lost).
+    let faults = SimFaults {
+        disconnect_after: 5,
+        ..SimFaults::default()
+    };
+    let (sim, client, _) = pool(faults, |s| {
+        s.binds = 2;
+        s.reconnect_min = Duration::from_millis(500);
+        s.reconnect_max = Duration::from_millis(500);
+    })
+    .await;
+    for i in 0..5 {
+        client.submit(numbered(i)).await.unwrap();
+    }
+    assert_eq!(sim.submit_count(), 5);
+    assert_eq!(sim.messages().len(), 5);
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_map_and_generic_nack() {
+    let faults = SimFaults {
+        prefix_errors: vec![("+3461".into(), 0x0400), ("+3462".into(), 0x0401)],
+        ..SimFaults::default()
+    };
+    let (sim, client, metrics) = pool(faults, |s| {
+        s.status_map.insert(0x0400, StatusAction::Blocked);
+        s.status_map.insert(0x0401, StatusAction::NotAllowed);
+    })
+    .await;
+    let mut m = sms("x");
+    m.destination = "+34610000000".into();
+    let err = client.submit(m.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SmppError::Blocked {
+                command_status: 0x0400
+            }
+        ),
+        "{err:?}"
+    );
+    m.destination = "+34620000000".into();
+    let err = client.submit(m).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SmppError::NotAllowed {
+                command_status: 0x0401
+            }
+        ),
+        "{err:?}"
+    );
+    sim.set_behaviour(SimBehaviour::Nack {
+        command_status: 0x03,
+    });
+    let err = client.submit(sms("y")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SmppError::Rejected {
+                command_status: 0x03
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(client.is_bound(), "a generic_nack does not end the session");
+    sim.set_behaviour(SimBehaviour::Accept);
+    client.submit(sms("z")).await.unwrap();
+    assert_eq!(
+        metrics
+            .submit_results
+            .with_label_values(&["default", "0x00000400"])
+            .get(),
+        1
+    );
+    client.shutdown().await;
+}
+
+/// The most segments one session sent in any one-second window.
+fn max_per_second(arrivals: &[(u64, Instant)], session: u64) -> usize {
+    let times: Vec<Instant> = arrivals
+        .iter()
+        .filter(|(s, _)| *s == session)
+        .map(|(_, t)| *t)
+        .collect();
+    times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && **t < *start + Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn throttle_adherence_never_exceeds_max_tps_per_bind() {
+    // The SMSC throttles at exactly the granted rate, so one segment too
+    // many in any second would show up as a throttling answer.
+    let faults = SimFaults {
+        throttle_tps: 10,
+        ..SimFaults::default()
+    };
+    let (sim, client, _) = pool(faults, |s| {
+        s.binds = 2;
+        s.max_tps = 10;
+        s.window = 8;
+        s.submit_timeout = Duration::from_secs(4);
+    })
+    .await;
+    let tasks: Vec<_> = (0..36)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                let mut m = numbered(i);
+                if i % 4 == 0 {
+                    // A concatenated message: every segment counts.
+                    m.text = "a".repeat(300);
+                }
+                c.submit(m).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(sim.throttled_count(), 0);
+    let arrivals = sim.submit_arrivals();
+    assert_eq!(arrivals.len(), 36 + 9);
+    let mut sessions: Vec<u64> = arrivals.iter().map(|(s, _)| *s).collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    assert_eq!(sessions.len(), 2, "both binds carried traffic");
+    for s in sessions {
+        let peak = max_per_second(&arrivals, s);
+        assert!(peak <= 10, "session {s} sent {peak} segments in one second");
+    }
     client.shutdown().await;
 }
