@@ -141,6 +141,9 @@ pub struct SmppConfig {
     pub response_timeout: Duration,
     /// Operator command_status (`"0x0400"` or `"1024"`) → `not_allowed`, `blocked` or `unavailable`.
     pub status_map: BTreeMap<String, String>,
+    /// How receipt ids relate to submit_sm_resp ids: `auto`, `hex`, `decimal`,
+    /// `hex_resp_decimal_receipt` or `opaque`.
+    pub message_id_format: String,
     /// First reconnect delay.
     #[serde(with = "humantime_serde")]
     pub reconnect_min: Duration,
@@ -269,6 +272,7 @@ impl Default for SmppConfig {
             max_tps: 0,
             response_timeout: Duration::from_secs(2),
             status_map: BTreeMap::new(),
+            message_id_format: "auto".into(),
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(30),
             embedded_receipt_delay: Duration::from_millis(200),
@@ -426,6 +430,8 @@ pub struct Validated {
     pub smpp_bind_mode: crate::smpp::BindMode,
     /// `smpp.status_map`, parsed.
     pub smpp_status_map: BTreeMap<u32, crate::smpp::StatusAction>,
+    /// `smpp.message_id_format`, parsed.
+    pub smpp_message_id_format: crate::smpp::MessageIdFormat,
     /// `[smpp.simulator]`, parsed (used with the embedded simulator only).
     pub embedded_faults: crate::smsc_sim::SimFaults,
 }
@@ -547,6 +553,21 @@ impl Settings {
         }
         let smpp_status_map = parse_status_map(&self.smpp.status_map)?;
         let embedded_faults = self.smpp.simulator.to_faults()?;
+        let smpp_message_id_format = match self.smpp.message_id_format.as_str() {
+            "auto" => crate::smpp::MessageIdFormat::Auto,
+            "hex" => crate::smpp::MessageIdFormat::Hex,
+            "decimal" => crate::smpp::MessageIdFormat::Decimal,
+            "hex_resp_decimal_receipt" => crate::smpp::MessageIdFormat::HexResponseDecimalReceipt,
+            "opaque" => crate::smpp::MessageIdFormat::Opaque,
+            other => {
+                return Err(invalid(
+                    "smpp.message_id_format",
+                    format!(
+                        "{other:?} is not auto, hex, decimal, hex_resp_decimal_receipt or opaque"
+                    ),
+                ))
+            }
+        };
         if self.smpp.submit_timeout < Duration::from_millis(10) {
             return Err(invalid("smpp.submit_timeout", "must be at least 10ms"));
         }
@@ -621,6 +642,7 @@ impl Settings {
             smpp_bind_mode,
             smpp_status_map,
             embedded_faults,
+            smpp_message_id_format,
         })
     }
 }
@@ -781,6 +803,10 @@ mod tests {
                 "otp.id_retention",
             ),
             (|s| s.smpp.binds = 0, "smpp.binds"),
+            (
+                |s| s.smpp.message_id_format = "base64".into(),
+                "smpp.message_id_format",
+            ),
             (
                 |s| s.smpp.simulator.error_rate = 2.0,
                 "smpp.simulator.error_rate",

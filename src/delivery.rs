@@ -15,14 +15,16 @@ impl SmsSender for SmppClient {
         to: &PhoneNumber,
         text: String,
         validity: Duration,
+        authentication_id: &str,
     ) -> BoxFuture<'_, Result<usize, DeliveryError>> {
         let sms = OutboundSms {
             destination: to.as_e164().to_string(),
             text,
             validity,
         };
+        let tag = authentication_id.to_owned();
         Box::pin(async move {
-            match self.submit(sms).await {
+            match self.submit_tagged(sms, Some(&tag)).await {
                 Ok(receipt) => Ok(receipt.segments),
                 Err(SmppError::Timeout { .. }) => Err(DeliveryError::Timeout),
                 // The SMPP layer already applied `smpp.status_map` and the built-in

@@ -314,6 +314,10 @@ fn smpp_settings(
         max_tps: s.max_tps,
         response_timeout: s.response_timeout,
         status_map: settings.smpp_status_map.clone(),
+        message_id_format: settings.smpp_message_id_format,
+        // Delivery state lives as long as the challenge it belongs to.
+        receipt_retention: settings.raw.otp.ttl,
+        receipt_capacity: settings.raw.store.max_challenges,
     }
 }
 

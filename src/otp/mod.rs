@@ -43,11 +43,13 @@ pub enum DeliveryError {
 /// The SMS channel as the rules see it. Implemented over SMPP in `startup`.
 pub trait SmsSender: Send + Sync + 'static {
     /// Resolves when the SMSC acknowledged every segment; returns the segment count.
+    /// `authentication_id` tags the message so its delivery receipts can be looked up.
     fn send(
         &self,
         to: &PhoneNumber,
         text: String,
         validity: Duration,
+        authentication_id: &str,
     ) -> BoxFuture<'_, Result<usize, DeliveryError>>;
 }
 
@@ -185,7 +187,8 @@ impl OtpService {
         let text = template.render(&code);
         drop(code);
         let started = Instant::now();
-        let sent = self.sender.send(phone, text, self.rules.ttl).await;
+        let tag = id.to_string();
+        let sent = self.sender.send(phone, text, self.rules.ttl, &tag).await;
         self.metrics
             .submit_duration
             .observe(started.elapsed().as_secs_f64());

@@ -15,7 +15,12 @@
 pub mod encoding;
 mod limiter;
 mod pool;
+pub mod receipt;
 mod session;
+mod tracker;
+
+pub use receipt::{DeliveryState, MessageIdFormat};
+pub use tracker::{DeliveryReport, SegmentReport};
 
 #[cfg(test)]
 mod tests;
@@ -120,6 +125,12 @@ pub struct SmppSettings {
     /// Operator-specific command_status meanings; they take precedence over
     /// the built-in handling of every status.
     pub status_map: BTreeMap<u32, StatusAction>,
+    /// How message ids in receipts relate to those in submit_sm_resp.
+    pub message_id_format: MessageIdFormat,
+    /// How long delivery reports of tagged messages are kept.
+    pub receipt_retention: Duration,
+    /// Delivery reports kept at most.
+    pub receipt_capacity: u64,
 }
 
 impl Default for SmppSettings {
@@ -142,6 +153,9 @@ impl Default for SmppSettings {
             max_tps: 0,
             response_timeout: Duration::from_secs(5),
             status_map: BTreeMap::new(),
+            message_id_format: MessageIdFormat::Auto,
+            receipt_retention: Duration::from_secs(300),
+            receipt_capacity: 100_000,
         }
     }
 }
@@ -167,6 +181,9 @@ impl std::fmt::Debug for SmppSettings {
             .field("max_tps", &self.max_tps)
             .field("response_timeout", &self.response_timeout)
             .field("status_map", &self.status_map)
+            .field("message_id_format", &self.message_id_format)
+            .field("receipt_retention", &self.receipt_retention)
+            .field("receipt_capacity", &self.receipt_capacity)
             .finish()
     }
 }
@@ -379,6 +396,7 @@ struct Shared {
     /// Set once to ask the supervisors to unbind and stop.
     stop: watch::Sender<bool>,
     metrics: Option<SmppMetrics>,
+    tracker: tracker::Tracker,
 }
 
 impl Shared {
@@ -435,12 +453,19 @@ impl SmppClient {
                 .with_label_values(&[settings.route.as_str(), "up"])
                 .set(0);
         }
+        let tracker = tracker::Tracker::new(
+            settings.message_id_format,
+            settings.receipt_retention,
+            settings.receipt_capacity,
+            metrics.clone(),
+        );
         let shared = Arc::new(Shared {
             settings,
             slots,
             changed: Notify::new(),
             stop: watch::Sender::new(false),
             metrics,
+            tracker,
         });
         let supervisors = (0..binds)
             .map(|i| tokio::spawn(session::run(Arc::clone(&shared), i)))
@@ -492,7 +517,18 @@ impl SmppClient {
     /// session it fails with [`SmppError::NotBound`] after at most a short
     /// grace period for a bind in progress.
     pub async fn submit(&self, sms: OutboundSms) -> Result<SubmitReceipt, SmppError> {
+        self.submit_tagged(sms, None).await
+    }
+
+    /// Like [`SmppClient::submit`]; with a `tag`, the message's delivery
+    /// receipts are tracked and readable with [`SmppClient::delivery_report`].
+    pub async fn submit_tagged(
+        &self,
+        sms: OutboundSms,
+        tag: Option<&str>,
+    ) -> Result<SubmitReceipt, SmppError> {
         let shared = &self.inner.shared;
+        let started = Instant::now();
         let after = shared.settings.submit_timeout;
         let deadline = Instant::now() + after;
         let (encoded, submits) = build_submits(&shared.settings.source_addr, &sms)?;
@@ -504,6 +540,15 @@ impl SmppClient {
                 Ok(result) => result?,
                 Err(_) => return Err(SmppError::Timeout { after }),
             };
+        if let Some(tag) = tag {
+            shared.tracker.file(
+                tag,
+                &sms.destination,
+                &shared.settings.route,
+                &message_ids,
+                started,
+            );
+        }
         tracing::debug!(
             target: TARGET,
             destination = %mask_number(&sms.destination),
@@ -517,6 +562,11 @@ impl SmppClient {
             message_ids,
             data_coding: encoded.data_coding,
         })
+    }
+
+    /// Delivery state of the message submitted with `tag`, while kept.
+    pub fn delivery_report(&self, tag: &str) -> Option<DeliveryReport> {
+        self.inner.shared.tracker.report(tag)
     }
 
     /// Unbinds every session (waiting briefly for unbind_resp), closes them

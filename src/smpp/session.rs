@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use rusmpp::pdus::{BindTransceiver, BindTransmitter, DeliverSm, DeliverSmResp};
-use rusmpp::tlvs::TlvValue;
+use rusmpp::pdus::{BindTransceiver, BindTransmitter, DeliverSmResp};
 use rusmpp::types::COctetString;
 use rusmpp::values::{InterfaceVersion, Npi, Ton};
 use rusmpp::{CommandId, Pdu};
@@ -87,7 +86,7 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
                 );
                 attempt = 0;
                 delay = min;
-                let end = serve(&client, events, &mut stop).await;
+                let end = serve(&shared, &client, events, &mut stop).await;
                 slot.session.send_replace(None);
                 set_bound(false);
                 shared.changed.notify_waiters();
@@ -231,6 +230,7 @@ fn field<const MIN: usize, const MAX: usize>(
 }
 
 async fn serve(
+    shared: &Shared,
     client: &Client,
     mut events: impl Stream<Item = Event> + Unpin,
     stop: &mut tokio::sync::watch::Receiver<bool>,
@@ -250,7 +250,16 @@ async fn serve(
                 let seq = command.sequence_number();
                 match command.pdu() {
                     Some(Pdu::DeliverSm(deliver)) => {
-                        log_receipt(deliver);
+                        match super::receipt::parse(deliver) {
+                            Some(receipt) => shared.tracker.on_receipt(receipt),
+                            // Mobile-originated content is user data:
+                            // acknowledge, never log it.
+                            None => tracing::debug!(
+                                target: TARGET,
+                                handset = %mask_number(deliver.source_addr.as_str()),
+                                "non-receipt deliver_sm acknowledged"
+                            ),
+                        }
                         if let Err(e) = client.deliver_sm_resp(seq, DeliverSmResp::default()).await
                         {
                             tracing::warn!(target: TARGET, error = %e, "deliver_sm_resp failed");
@@ -280,44 +289,6 @@ async fn serve(
             }
         }
     }
-}
-
-/// Logs a delivery receipt (id, state, masked handset) at debug.
-fn log_receipt(deliver: &DeliverSm) {
-    const RECEIPT_TYPE_MASK: u8 = 0x3C;
-    const MC_DELIVERY_RECEIPT: u8 = 0x04;
-    let esm_class = u8::from(deliver.esm_class);
-    if esm_class & RECEIPT_TYPE_MASK != MC_DELIVERY_RECEIPT {
-        // Mobile-originated content is user data: acknowledge, never log it.
-        tracing::debug!(target: TARGET, esm_class, "non-receipt deliver_sm acknowledged");
-        return;
-    }
-    let mut receipt_id: Option<String> = None;
-    let mut state: Option<String> = None;
-    for tlv in deliver.tlvs() {
-        match tlv.value() {
-            Some(TlvValue::ReceiptedMessageId(id)) => receipt_id = Some(id.as_str().to_owned()),
-            Some(TlvValue::MessageState(s)) => state = Some(format!("{s:?}")),
-            _ => {}
-        }
-    }
-    // Receipts carry `id:… stat:…` in the text; it has no user content
-    // beyond an optional `text:` excerpt, which is not logged.
-    let body = String::from_utf8_lossy(deliver.short_message().as_ref()).into_owned();
-    let pick = |key: &str| {
-        body.split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .map(str::to_owned)
-    };
-    let receipt_id = receipt_id.or_else(|| pick("id:"));
-    let state = state.or_else(|| pick("stat:"));
-    tracing::debug!(
-        target: TARGET,
-        receipt_id = receipt_id.as_deref().unwrap_or("?"),
-        state = state.as_deref().unwrap_or("?"),
-        handset = %mask_number(deliver.source_addr.as_str()),
-        "delivery receipt"
-    );
 }
 
 async fn unbind(client: &Client) {

@@ -681,3 +681,42 @@ async fn throttle_adherence_never_exceeds_max_tps_per_bind() {
     }
     client.shutdown().await;
 }
+
+#[tokio::test]
+async fn receipts_for_every_segment_are_tracked_whatever_the_id_format() {
+    let faults = SimFaults {
+        message_ids: smsc_sim::MessageIdFormat::HexRespDecimalReceipt,
+        receipt_before_response: true,
+        receipt_tlvs: false,
+        receipt_states: vec![(smsc_sim::ReceiptState::Undeliverable, 1)],
+        ..SimFaults::default()
+    };
+    let (_sim, client, metrics) = pool(faults, |_| {}).await;
+    let receipt = client
+        .submit_tagged(sms(&"a".repeat(300)), Some("auth-42"))
+        .await
+        .unwrap();
+    assert_eq!(receipt.segments, 2);
+    assert!(
+        eventually(|| client
+            .delivery_report("auth-42")
+            .is_some_and(|r| r.state == DeliveryState::Undeliverable))
+        .await,
+        "{:?}",
+        client.delivery_report("auth-42")
+    );
+    let report = client.delivery_report("auth-42").unwrap();
+    assert_eq!(report.segments.len(), 2);
+    assert_eq!(report.segments[0].message_id, receipt.message_ids[0]);
+    assert!(report
+        .segments
+        .iter()
+        .all(|s| s.state == DeliveryState::Undeliverable && s.error.as_deref() == Some("001")));
+    assert_eq!(
+        metrics.receipts.with_label_values(&["undeliverable"]).get(),
+        2
+    );
+    // Untagged submits are not tracked.
+    client.submit(sms("x")).await.unwrap();
+    client.shutdown().await;
+}

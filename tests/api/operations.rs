@@ -150,3 +150,55 @@ async fn health_and_metrics_report_the_gateway_state() {
     }
     assert!(down, "readiness did not notice the SMSC going away");
 }
+
+#[actix_web::test]
+async fn admin_shows_the_delivery_state_of_an_authentication_id_without_the_code() {
+    let app = spawn_app_with(|s| {
+        // Receipts that overtake their response, with decimal ids in the text only.
+        let sim = &mut s.smpp.simulator;
+        sim.message_ids = "hex-resp-decimal-receipt".into();
+        sim.receipt_before_response = true;
+        sim.receipt_tlvs = false;
+    })
+    .await;
+    let (id, code) = app.issue("+34600000303").await;
+    let url = format!("{}/admin/v1/authentications/{id}", app.admin);
+    let mut report = serde_json::Value::Null;
+    for _ in 0..50 {
+        let r = app.request(Method::GET, &url).await;
+        assert_eq!(r.status, 200);
+        report = r.json();
+        if report["state"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(report["state"], "delivered", "{report}");
+    assert_eq!(report["authenticationId"], id.as_str());
+    assert_eq!(report["phoneNumber"], "+346******03");
+    assert_eq!(report["segments"].as_array().unwrap().len(), 1);
+    assert!(report["submittedAt"].is_string());
+    let body = report.to_string();
+    assert!(!body.contains(&code), "the code leaked: {body}");
+    assert!(!body.contains("+34600000303"));
+
+    let m = app
+        .request(Method::GET, &format!("{}/metrics", app.admin))
+        .await;
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    for needle in [
+        "otp_sms_smpp_receipts_total{state=\"delivered\"} 1",
+        "otp_sms_smpp_receipt_latency_seconds_count 1",
+        "otp_sms_smpp_binds{route=\"default\",state=\"up\"} 1",
+        "otp_sms_smpp_submit_results_total{command_status=\"0x00000000\",route=\"default\"} 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    let unknown = app
+        .request(
+            Method::GET,
+            &format!("{}/admin/v1/authentications/nope", app.admin),
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+}
