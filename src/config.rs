@@ -144,6 +144,8 @@ pub struct SmppConfig {
     /// How receipt ids relate to submit_sm_resp ids: `auto`, `hex`, `decimal`,
     /// `hex_resp_decimal_receipt` or `opaque`.
     pub message_id_format: String,
+    /// Long texts: `udh8`, `udh16`, `sar` or `message_payload`.
+    pub concatenation: String,
     /// First reconnect delay.
     #[serde(with = "humantime_serde")]
     pub reconnect_min: Duration,
@@ -273,6 +275,7 @@ impl Default for SmppConfig {
             response_timeout: Duration::from_secs(2),
             status_map: BTreeMap::new(),
             message_id_format: "auto".into(),
+            concatenation: "udh8".into(),
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(30),
             embedded_receipt_delay: Duration::from_millis(200),
@@ -430,6 +433,8 @@ pub struct Validated {
     pub smpp_bind_mode: crate::smpp::BindMode,
     /// `smpp.status_map`, parsed.
     pub smpp_status_map: BTreeMap<u32, crate::smpp::StatusAction>,
+    /// `smpp.concatenation`, parsed.
+    pub smpp_concatenation: crate::smpp::encoding::Concatenation,
     /// `smpp.message_id_format`, parsed.
     pub smpp_message_id_format: crate::smpp::MessageIdFormat,
     /// `[smpp.simulator]`, parsed (used with the embedded simulator only).
@@ -553,6 +558,18 @@ impl Settings {
         }
         let smpp_status_map = parse_status_map(&self.smpp.status_map)?;
         let embedded_faults = self.smpp.simulator.to_faults()?;
+        let smpp_concatenation = match self.smpp.concatenation.as_str() {
+            "udh8" => crate::smpp::encoding::Concatenation::Udh8,
+            "udh16" => crate::smpp::encoding::Concatenation::Udh16,
+            "sar" => crate::smpp::encoding::Concatenation::Sar,
+            "message_payload" => crate::smpp::encoding::Concatenation::MessagePayload,
+            other => {
+                return Err(invalid(
+                    "smpp.concatenation",
+                    format!("{other:?} is not udh8, udh16, sar or message_payload"),
+                ))
+            }
+        };
         let smpp_message_id_format = match self.smpp.message_id_format.as_str() {
             "auto" => crate::smpp::MessageIdFormat::Auto,
             "hex" => crate::smpp::MessageIdFormat::Hex,
@@ -643,6 +660,7 @@ impl Settings {
             smpp_status_map,
             embedded_faults,
             smpp_message_id_format,
+            smpp_concatenation,
         })
     }
 }
@@ -803,6 +821,10 @@ mod tests {
                 "otp.id_retention",
             ),
             (|s| s.smpp.binds = 0, "smpp.binds"),
+            (
+                |s| s.smpp.concatenation = "udh7".into(),
+                "smpp.concatenation",
+            ),
             (
                 |s| s.smpp.message_id_format = "base64".into(),
                 "smpp.message_id_format",

@@ -318,6 +318,7 @@ fn smpp_settings(
         // Delivery state lives as long as the challenge it belongs to.
         receipt_retention: settings.raw.otp.ttl,
         receipt_capacity: settings.raw.store.max_challenges,
+        concatenation: settings.smpp_concatenation,
     }
 }
 

@@ -31,8 +31,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusmpp::pdus::SubmitSm;
-use rusmpp::types::{COctetString, EmptyOrFullCOctetString, OctetString};
-use rusmpp::values::{DataCoding, EsmClass, Npi, RegisteredDelivery, ServiceType, Ton};
+use rusmpp::tlvs::MessageSubmissionRequestTlvValue;
+use rusmpp::types::{AnyOctetString, COctetString, EmptyOrFullCOctetString, OctetString};
+use rusmpp::values::{
+    DataCoding, EsmClass, MessagePayload, Npi, RegisteredDelivery, ServiceType, Ton,
+};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -131,6 +134,8 @@ pub struct SmppSettings {
     pub receipt_retention: Duration,
     /// Delivery reports kept at most.
     pub receipt_capacity: u64,
+    /// How texts longer than one segment are sent.
+    pub concatenation: encoding::Concatenation,
 }
 
 impl Default for SmppSettings {
@@ -156,6 +161,7 @@ impl Default for SmppSettings {
             message_id_format: MessageIdFormat::Auto,
             receipt_retention: Duration::from_secs(300),
             receipt_capacity: 100_000,
+            concatenation: encoding::Concatenation::Udh8,
         }
     }
 }
@@ -184,6 +190,7 @@ impl std::fmt::Debug for SmppSettings {
             .field("message_id_format", &self.message_id_format)
             .field("receipt_retention", &self.receipt_retention)
             .field("receipt_capacity", &self.receipt_capacity)
+            .field("concatenation", &self.concatenation)
             .finish()
     }
 }
@@ -331,10 +338,12 @@ fn source_address(source: &str) -> (Ton, Npi, &str) {
     }
 }
 
-/// Builds one submit_sm per segment of `sms`.
+/// Builds one submit_sm per segment of `sms` (one in total with
+/// [`encoding::Concatenation::MessagePayload`]).
 fn build_submits(
     source: &str,
     sms: &OutboundSms,
+    mode: encoding::Concatenation,
 ) -> Result<(encoding::Encoded, Vec<SubmitSm>), SmppError> {
     let dest = sms
         .destination
@@ -352,7 +361,14 @@ fn build_submits(
         None => EmptyOrFullCOctetString::empty(),
     };
 
-    let encoded = encoding::encode(&sms.text);
+    let encoded = encoding::encode_as(&sms.text, mode);
+    if encoded.message_payload
+        && encoded.segments.iter().map(Vec::len).sum::<usize>() > encoding::MAX_PAYLOAD
+    {
+        return Err(SmppError::Encoding(
+            "text longer than message_payload allows".into(),
+        ));
+    }
     if encoded.segments.len() > encoding::MAX_SEGMENTS {
         return Err(SmppError::Encoding(format!(
             "text needs {} segments (max {})",
@@ -361,12 +377,29 @@ fn build_submits(
         )));
     }
     let esm_class = EsmClass::from(if encoded.udhi { ESM_UDHI } else { 0 });
+    let total = u8::try_from(encoded.segments.len()).unwrap_or(u8::MAX);
     let submits = encoded
         .segments
         .iter()
-        .map(|body| {
-            let short_message = OctetString::<0, 255>::from_slice(body)
-                .map_err(|e| SmppError::Encoding(format!("short_message: {e}")))?;
+        .enumerate()
+        .map(|(i, body)| {
+            let mut tlvs: Vec<MessageSubmissionRequestTlvValue> = Vec::new();
+            let short_message = if encoded.message_payload {
+                tlvs.push(MessageSubmissionRequestTlvValue::MessagePayload(
+                    MessagePayload::new(AnyOctetString::from_slice(body)),
+                ));
+                OctetString::<0, 255>::empty()
+            } else {
+                OctetString::<0, 255>::from_slice(body)
+                    .map_err(|e| SmppError::Encoding(format!("short_message: {e}")))?
+            };
+            if let Some(reference) = encoded.sar_reference {
+                tlvs.push(MessageSubmissionRequestTlvValue::SarMsgRefNum(reference));
+                tlvs.push(MessageSubmissionRequestTlvValue::SarTotalSegments(total));
+                tlvs.push(MessageSubmissionRequestTlvValue::SarSegmentSeqnum(
+                    u8::try_from(i + 1).unwrap_or(u8::MAX),
+                ));
+            }
             Ok(SubmitSm::builder()
                 .service_type(ServiceType::default())
                 .source_addr_ton(src_ton)
@@ -380,6 +413,7 @@ fn build_submits(
                 .registered_delivery(RegisteredDelivery::from(RECEIPT_ON_FINAL_OUTCOME))
                 .data_coding(DataCoding::from(encoded.data_coding))
                 .short_message(short_message)
+                .tlvs(tlvs)
                 .build())
         })
         .collect::<Result<Vec<_>, SmppError>>()?;
@@ -531,7 +565,11 @@ impl SmppClient {
         let started = Instant::now();
         let after = shared.settings.submit_timeout;
         let deadline = Instant::now() + after;
-        let (encoded, submits) = build_submits(&shared.settings.source_addr, &sms)?;
+        let (encoded, submits) = build_submits(
+            &shared.settings.source_addr,
+            &sms,
+            shared.settings.concatenation,
+        )?;
         // Each stage honours `deadline` itself and reports its own error
         // (NotBound / Busy / Timeout); this outer guard only catches stalls.
         let guard = deadline + OUTER_GUARD_SLACK;

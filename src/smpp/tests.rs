@@ -117,7 +117,8 @@ fn source_ton_npi() {
 
 #[test]
 fn submit_pdu_fields() {
-    let (encoded, submits) = build_submits("+4930123", &sms("123456 is your code")).unwrap();
+    let (encoded, submits) =
+        build_submits("+4930123", &sms("123456 is your code"), Default::default()).unwrap();
     assert_eq!(encoded.data_coding, 0);
     let s = &submits[0];
     assert_eq!(s.destination_addr.as_str(), "34600000001");
@@ -129,7 +130,7 @@ fn submit_pdu_fields() {
     assert_eq!(s.validity_period.as_str(), "000000000500000R");
     assert_eq!(u8::from(s.data_coding), 0);
 
-    let (_, submits) = build_submits("Bank", &sms(&"x".repeat(200))).unwrap();
+    let (_, submits) = build_submits("Bank", &sms(&"x".repeat(200)), Default::default()).unwrap();
     assert_eq!(submits.len(), 2);
     assert!(submits.iter().all(|s| u8::from(s.esm_class) == 0x40));
 
@@ -137,12 +138,12 @@ fn submit_pdu_fields() {
         let mut m = sms("x");
         m.destination = bad.into();
         assert!(matches!(
-            build_submits("Bank", &m),
+            build_submits("Bank", &m, Default::default()),
             Err(SmppError::Encoding(_))
         ));
     }
     assert!(matches!(
-        build_submits("Bank", &sms(&"😀".repeat(70 * 256))),
+        build_submits("Bank", &sms(&"😀".repeat(70 * 256)), Default::default()),
         Err(SmppError::Encoding(_))
     ));
 }
@@ -719,4 +720,28 @@ async fn receipts_for_every_segment_are_tracked_whatever_the_id_format() {
     // Untagged submits are not tracked.
     client.submit(sms("x")).await.unwrap();
     client.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_concatenation_mode_reaches_the_handset_whole() {
+    use super::encoding::Concatenation;
+    for (mode, pdus) in [
+        (Concatenation::Udh8, 3),
+        (Concatenation::Udh16, 3),
+        (Concatenation::Sar, 3),
+        (Concatenation::MessagePayload, 1),
+    ] {
+        let (sim, client, _) = pool(SimFaults::default(), |s| s.concatenation = mode).await;
+        let gsm: String = "0123456789{€".chars().cycle().take(320).collect();
+        let ucs2: String = "Код 😀 ".chars().cycle().take(150).collect();
+        let receipt = client.submit(sms(&gsm)).await.unwrap();
+        assert_eq!(receipt.segments, pdus, "{mode:?}");
+        client.submit(sms(&ucs2)).await.unwrap();
+        let inbox = sim.messages_for(PHONE);
+        assert_eq!(inbox.len(), 2, "{mode:?}");
+        assert_eq!(inbox[1].text, gsm, "{mode:?}");
+        assert_eq!(inbox[0].text, ucs2, "{mode:?}");
+        client.shutdown().await;
+        sim.stop().await;
+    }
 }

@@ -12,7 +12,7 @@ use futures::{SinkExt, StreamExt};
 use rusmpp::pdus::{
     BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSm, SubmitSmResp,
 };
-use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
+use rusmpp::tlvs::{MessageDeliveryRequestTlvValue, TlvValue};
 use rusmpp::types::{AnyOctetString, COctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, MessageState, Npi, Ton};
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
@@ -343,8 +343,31 @@ impl Session {
         }
 
         let data_coding = u8::from(submit.data_coding);
-        let short_message: &[u8] = submit.short_message().as_ref();
-        let (concat, payload) = if u8::from(submit.esm_class) & ESM_UDHI != 0 {
+        // message_payload supersedes short_message; SAR TLVs replace the UDH.
+        let mut short_message: &[u8] = submit.short_message().as_ref();
+        let (mut sar_ref, mut sar_total, mut sar_seq) = (None, None, None);
+        for tlv in submit.tlvs() {
+            match tlv.value() {
+                Some(TlvValue::MessagePayload(p)) if short_message.is_empty() => {
+                    short_message = p.value.as_ref();
+                }
+                Some(TlvValue::SarMsgRefNum(r)) => sar_ref = Some(*r),
+                Some(TlvValue::SarTotalSegments(t)) => sar_total = Some(*t),
+                Some(TlvValue::SarSegmentSeqnum(q)) => sar_seq = Some(*q),
+                _ => {}
+            }
+        }
+        let sar = match (sar_ref, sar_total, sar_seq) {
+            (Some(reference), Some(total), Some(sequence)) => Some(encoding::Concat {
+                reference,
+                total,
+                sequence,
+            }),
+            _ => None,
+        };
+        let (concat, payload) = if sar.is_some() {
+            (sar, short_message)
+        } else if u8::from(submit.esm_class) & ESM_UDHI != 0 {
             match encoding::split_udh(short_message) {
                 Some(split) => split,
                 None => {
