@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::api::error::ApiError;
 use crate::metrics::Metrics;
 use crate::otp::OtpService;
-use crate::smpp::SmppClient;
+use crate::smpp::SmppRouter;
 use crate::smsc_sim::SmscHandle;
 
 /// What the admin handlers read.
@@ -20,7 +20,7 @@ pub struct AdminState {
     /// For readiness.
     pub otp: Arc<OtpService>,
     /// For the bind gauge.
-    pub smpp: SmppClient,
+    pub smpp: SmppRouter,
     /// Metrics to render.
     pub metrics: Metrics,
     /// Present only with the embedded simulator.

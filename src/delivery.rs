@@ -1,5 +1,5 @@
-//! Glue between the OTP rules and SMPP: the SMPP client as an [`SmsSender`], with SMPP
-//! outcomes mapped to what the API may honestly say about the SMS.
+//! Glue between the OTP rules and SMPP: the SMPP router (one or more SMSCs) as an
+//! [`SmsSender`], with SMPP outcomes mapped to what the API may honestly say about the SMS.
 
 use std::time::Duration;
 
@@ -7,9 +7,9 @@ use futures::future::BoxFuture;
 
 use crate::domain::PhoneNumber;
 use crate::otp::{DeliveryError, SmsSender};
-use crate::smpp::{OutboundSms, SmppClient, SmppError};
+use crate::smpp::{OutboundSms, SmppError, SmppRouter};
 
-impl SmsSender for SmppClient {
+impl SmsSender for SmppRouter {
     fn send(
         &self,
         to: &PhoneNumber,

@@ -177,12 +177,31 @@ fn print_banner(settings: &Validated, app: &Application) {
     println!("  docs     {api}/docs  (OpenAPI: {api}/openapi.json)");
     println!("  tokens   {api}/oauth2/token  (discovery: {api}/.well-known/openid-configuration)");
     println!("  admin    {admin}/metrics  {admin}/health/ready");
+    for r in &settings.routes {
+        println!(
+            "  SMSC     route {} {}://{}:{} prefixes {:?}",
+            r.name,
+            if r.tls { "smpps" } else { "smpp" },
+            r.host,
+            r.port,
+            r.prefixes
+        );
+    }
     match (&settings.smsc, app.simulator()) {
+        _ if !settings.routes.is_empty() => {}
         (SmscTarget::Embedded, Some(sim)) => println!(
             "  SMSC     embedded simulator on {} (every SMS it receives is printed below)",
             sim.local_addr()
         ),
-        (SmscTarget::Remote { host, port, .. }, _) => println!("  SMSC     smpp://{host}:{port}"),
+        (
+            SmscTarget::Remote {
+                host, port, tls, ..
+            },
+            _,
+        ) => println!(
+            "  SMSC     {}://{host}:{port}",
+            if *tls { "smpps" } else { "smpp" }
+        ),
         (SmscTarget::Embedded, None) => {}
     }
     if settings.demo_client {

@@ -16,8 +16,12 @@ pub mod encoding;
 mod limiter;
 mod pool;
 pub mod receipt;
+mod router;
 mod session;
+pub mod tls;
 mod tracker;
+
+pub use router::{Route, SmppRouter};
 
 pub use receipt::{DeliveryState, MessageIdFormat};
 pub use tracker::{DeliveryReport, SegmentReport};
@@ -136,6 +140,12 @@ pub struct SmppSettings {
     pub receipt_capacity: u64,
     /// How texts longer than one segment are sent.
     pub concatenation: encoding::Concatenation,
+    /// Connect with TLS (`smpps://`).
+    pub tls: bool,
+    /// PEM bundle of the CAs trusted for TLS; the public web roots when `None`.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Explicit source TON/NPI; auto-detected from `source_addr` when `None`.
+    pub source_ton_npi: Option<(u8, u8)>,
 }
 
 impl Default for SmppSettings {
@@ -162,6 +172,9 @@ impl Default for SmppSettings {
             receipt_retention: Duration::from_secs(300),
             receipt_capacity: 100_000,
             concatenation: encoding::Concatenation::Udh8,
+            tls: false,
+            ca_file: None,
+            source_ton_npi: None,
         }
     }
 }
@@ -191,6 +204,9 @@ impl std::fmt::Debug for SmppSettings {
             .field("receipt_retention", &self.receipt_retention)
             .field("receipt_capacity", &self.receipt_capacity)
             .field("concatenation", &self.concatenation)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("source_ton_npi", &self.source_ton_npi)
             .finish()
     }
 }
@@ -275,6 +291,9 @@ pub enum SmppError {
         /// SMPP command_status, e.g. 0x0B (ESME_RINVDSTADR).
         command_status: u32,
     },
+    /// No route serves the destination (`[[smpp.routes]]` prefixes).
+    #[error("no SMPP route serves the destination")]
+    NoRoute,
     /// The message cannot be expressed as SMPP PDUs (bad destination or
     /// sender, too many segments).
     #[error("cannot encode message: {0}")]
@@ -341,10 +360,11 @@ fn source_address(source: &str) -> (Ton, Npi, &str) {
 /// Builds one submit_sm per segment of `sms` (one in total with
 /// [`encoding::Concatenation::MessagePayload`]).
 fn build_submits(
-    source: &str,
+    settings: &SmppSettings,
     sms: &OutboundSms,
-    mode: encoding::Concatenation,
 ) -> Result<(encoding::Encoded, Vec<SubmitSm>), SmppError> {
+    let source = settings.source_addr.as_str();
+    let mode = settings.concatenation;
     let dest = sms
         .destination
         .strip_prefix('+')
@@ -352,7 +372,11 @@ fn build_submits(
         .ok_or_else(|| SmppError::Encoding("destination is not +<digits>".into()))?;
     let dest = COctetString::<1, 21>::from_str(dest)
         .map_err(|e| SmppError::Encoding(format!("destination: {e}")))?;
-    let (src_ton, src_npi, src) = source_address(source);
+    let (src_ton, src_npi, src) = match settings.source_ton_npi {
+        // An operator-mandated TON/NPI is sent as configured, address untouched.
+        Some((ton, npi)) => (Ton::from(ton), Npi::from(npi), source),
+        None => source_address(source),
+    };
     let src = COctetString::<1, 21>::from_str(src)
         .map_err(|e| SmppError::Encoding(format!("source_addr: {e}")))?;
     let validity = match relative_validity(sms.validity) {
@@ -561,15 +585,27 @@ impl SmppClient {
         sms: OutboundSms,
         tag: Option<&str>,
     ) -> Result<SubmitReceipt, SmppError> {
+        let deadline = Instant::now() + self.submit_timeout();
+        self.submit_until(sms, tag, deadline).await
+    }
+
+    /// The configured `submit_timeout`.
+    pub fn submit_timeout(&self) -> Duration {
+        self.inner.shared.settings.submit_timeout
+    }
+
+    /// Like [`SmppClient::submit_tagged`] with an explicit deadline (the
+    /// router shares one deadline across failover).
+    pub async fn submit_until(
+        &self,
+        sms: OutboundSms,
+        tag: Option<&str>,
+        deadline: Instant,
+    ) -> Result<SubmitReceipt, SmppError> {
         let shared = &self.inner.shared;
         let started = Instant::now();
         let after = shared.settings.submit_timeout;
-        let deadline = Instant::now() + after;
-        let (encoded, submits) = build_submits(
-            &shared.settings.source_addr,
-            &sms,
-            shared.settings.concatenation,
-        )?;
+        let (encoded, submits) = build_submits(&shared.settings, &sms)?;
         // Each stage honours `deadline` itself and reports its own error
         // (NotBound / Busy / Timeout); this outer guard only catches stalls.
         let guard = deadline + OUTER_GUARD_SLACK;

@@ -415,6 +415,7 @@ fn status_of(e: &SmppError) -> Option<u32> {
         SmppError::NotBound
         | SmppError::Busy
         | SmppError::Timeout { .. }
+        | SmppError::NoRoute
         | SmppError::Encoding(_)
         | SmppError::Connection(_) => None,
     }

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use rusmpp::pdus::{BindTransceiver, BindTransmitter, DeliverSmResp};
 use rusmpp::types::COctetString;
@@ -138,15 +139,9 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
     tracing::info!(target: TARGET, route, session = index, "SMPP supervisor stopped");
 }
 
-async fn connect_and_bind(
-    shared: &Shared,
-) -> Result<(Client, impl Stream<Item = Event> + Unpin + 'static), String> {
+async fn connect_and_bind(shared: &Shared) -> Result<(Client, BoxStream<'static, Event>), String> {
     let s = &shared.settings;
-    let stream = TcpStream::connect((s.host.as_str(), s.port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    stream.set_nodelay(true).ok();
-    let (client, events) = ConnectionBuilder::new()
+    let builder = ConnectionBuilder::new()
         .max_command_length(MAX_COMMAND_LENGTH)
         .enquire_link_interval(s.enquire_link_interval.max(Duration::from_millis(100)))
         .enquire_link_response_timeout(
@@ -159,8 +154,25 @@ async fn connect_and_bind(
                 .max(Duration::from_millis(1)),
         )
         // rusmppc defaults to SMPP 5.0; this gateway speaks 3.4.
-        .disable_interface_version_check()
-        .connected(stream);
+        .disable_interface_version_check();
+    let (client, events) = if s.tls {
+        let builder = match &s.ca_file {
+            Some(ca) => builder.rustls_config(super::tls::client_config(ca)?),
+            None => builder,
+        };
+        let (client, events) = builder
+            .connect(format!("smpps://{}:{}", s.host, s.port))
+            .await
+            .map_err(|e| format!("TLS connect: {e}"))?;
+        (client, events.boxed())
+    } else {
+        let stream = TcpStream::connect((s.host.as_str(), s.port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        stream.set_nodelay(true).ok();
+        let (client, events) = builder.connected(stream);
+        (client, events.boxed())
+    };
 
     let (system_id, password, system_type) = (
         field(&s.system_id, "system_id")?,

@@ -115,10 +115,16 @@ fn source_ton_npi() {
     assert_eq!(source_address("+"), (Ton::Alphanumeric, Npi::Unknown, "+"));
 }
 
+fn src(source: &str) -> SmppSettings {
+    SmppSettings {
+        source_addr: source.into(),
+        ..SmppSettings::default()
+    }
+}
+
 #[test]
 fn submit_pdu_fields() {
-    let (encoded, submits) =
-        build_submits("+4930123", &sms("123456 is your code"), Default::default()).unwrap();
+    let (encoded, submits) = build_submits(&src("+4930123"), &sms("123456 is your code")).unwrap();
     assert_eq!(encoded.data_coding, 0);
     let s = &submits[0];
     assert_eq!(s.destination_addr.as_str(), "34600000001");
@@ -130,20 +136,28 @@ fn submit_pdu_fields() {
     assert_eq!(s.validity_period.as_str(), "000000000500000R");
     assert_eq!(u8::from(s.data_coding), 0);
 
-    let (_, submits) = build_submits("Bank", &sms(&"x".repeat(200)), Default::default()).unwrap();
+    let (_, submits) = build_submits(&src("Bank"), &sms(&"x".repeat(200))).unwrap();
     assert_eq!(submits.len(), 2);
     assert!(submits.iter().all(|s| u8::from(s.esm_class) == 0x40));
+
+    let mut fixed = src("12345");
+    fixed.source_ton_npi = Some((3, 8));
+    let (_, submits) = build_submits(&fixed, &sms("x")).unwrap();
+    assert_eq!(
+        (submits[0].source_addr_ton, submits[0].source_addr_npi),
+        (Ton::from(3), Npi::from(8))
+    );
 
     for bad in ["34600000001", "+", "+34a", ""] {
         let mut m = sms("x");
         m.destination = bad.into();
         assert!(matches!(
-            build_submits("Bank", &m, Default::default()),
+            build_submits(&src("Bank"), &m),
             Err(SmppError::Encoding(_))
         ));
     }
     assert!(matches!(
-        build_submits("Bank", &sms(&"😀".repeat(70 * 256)), Default::default()),
+        build_submits(&src("Bank"), &sms(&"😀".repeat(70 * 256))),
         Err(SmppError::Encoding(_))
     ));
 }
@@ -744,4 +758,152 @@ async fn every_concatenation_mode_reaches_the_handset_whole() {
         client.shutdown().await;
         sim.stop().await;
     }
+}
+
+#[tokio::test]
+async fn routes_by_prefix_and_priority_and_fails_over_without_a_bound_session() {
+    let (sim_a, client_a, _) = pool(SimFaults::default(), |s| s.route = "a".into()).await;
+    let (sim_b, client_b, _) = pool(SimFaults::default(), |s| s.route = "b".into()).await;
+    let router = SmppRouter::new(vec![
+        Route {
+            name: "b".into(),
+            prefixes: Vec::new(),
+            priority: 2,
+            client: client_b.clone(),
+        },
+        Route {
+            name: "a".into(),
+            prefixes: vec!["+3460".into()],
+            priority: 1,
+            client: client_a.clone(),
+        },
+    ]);
+    let mut m = sms("to a");
+    router.submit_tagged(m.clone(), Some("t-a")).await.unwrap();
+    m.destination = "+447700900001".into();
+    m.text = "to b".into();
+    router.submit_tagged(m, Some("t-b")).await.unwrap();
+    assert_eq!(sim_a.messages_for(PHONE)[0].text, "to a");
+    assert_eq!(sim_b.messages_for("+447700900001")[0].text, "to b");
+    assert!(
+        eventually(|| router
+            .delivery_report("t-b")
+            .is_some_and(|r| r.route == "b"))
+        .await
+    );
+
+    // Route a loses its SMSC: its numbers fail over to b within the deadline.
+    client_a.shutdown().await;
+    let started = Instant::now();
+    router.submit_tagged(sms("failover"), None).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(sim_b.messages_for(PHONE)[0].text, "failover");
+
+    // Without a catch-all, an unserved number has no route.
+    let only_a = SmppRouter::new(vec![Route {
+        name: "a".into(),
+        prefixes: vec!["+3460".into()],
+        priority: 1,
+        client: client_a,
+    }]);
+    let mut m = sms("x");
+    m.destination = "+447700900001".into();
+    assert!(matches!(
+        only_a.submit_tagged(m, None).await,
+        Err(SmppError::NoRoute)
+    ));
+    router.shutdown().await;
+}
+
+/// A TLS front for the simulator, with a certificate for 127.0.0.1 signed by
+/// a throw-away CA; returns (port, CA bundle path).
+async fn tls_front(sim: &SmscHandle, dir: &std::path::Path) -> (u16, std::path::PathBuf) {
+    use std::sync::Arc;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "otp-gateway test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = sim.local_addr();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (port, ca_file)
+}
+
+#[tokio::test]
+async fn smpps_trusts_the_configured_ca_only() {
+    let sim = smsc_sim::start(sim_settings()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("otpgw-tls-{}", std::process::id()));
+    let (port, ca_file) = tls_front(&sim, &dir).await;
+    let mut settings = client_settings(&sim);
+    settings.port = port;
+    settings.tls = true;
+    settings.ca_file = Some(ca_file);
+    let client = SmppClient::start(settings.clone());
+    assert!(
+        client.wait_bound(Duration::from_secs(2)).await,
+        "no TLS bind"
+    );
+    client.submit(sms("over TLS 😀")).await.unwrap();
+    assert_eq!(sim.messages_for(PHONE)[0].text, "over TLS 😀");
+    assert!(eventually(|| sim.receipts_acked() == 1).await);
+    client.shutdown().await;
+
+    // The public web roots do not vouch for the private CA: never bound.
+    settings.ca_file = None;
+    let untrusted = SmppClient::start(settings);
+    assert!(!untrusted.wait_bound(Duration::from_millis(300)).await);
+    untrusted.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn ca_bundle_errors_name_the_problem() {
+    let dir = std::env::temp_dir().join(format!("otpgw-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "not a certificate").unwrap();
+    assert!(super::tls::load_ca(&empty)
+        .unwrap_err()
+        .contains("no certificate"));
+    assert!(super::tls::load_ca(&dir.join("missing.pem"))
+        .unwrap_err()
+        .contains("cannot read"));
+    std::fs::remove_dir_all(&dir).ok();
 }
