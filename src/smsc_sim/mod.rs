@@ -367,6 +367,12 @@ impl SmscHandle {
         self.shared.local_addr
     }
 
+    /// The settings it was started with (a test restarts a stopped
+    /// simulator on the same address with them).
+    pub fn settings(&self) -> SimSettings {
+        self.shared.settings.clone()
+    }
+
     /// Messages received for `phone_number` (`+` and digits), newest first.
     pub fn messages_for(&self, phone_number: &str) -> Vec<ReceivedSms> {
         lock(&self.shared.inbox)
