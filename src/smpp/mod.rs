@@ -454,6 +454,7 @@ struct Shared {
     /// Set once to ask the supervisors to unbind and stop.
     stop: watch::Sender<bool>,
     metrics: Option<SmppMetrics>,
+    hot: Option<pool::HotMetrics>,
     tracker: tracker::Tracker,
 }
 
@@ -517,12 +518,16 @@ impl SmppClient {
             settings.receipt_capacity,
             metrics.clone(),
         );
+        let hot = metrics
+            .as_ref()
+            .map(|m| pool::HotMetrics::new(m, &settings.route));
         let shared = Arc::new(Shared {
             settings,
             slots,
             changed: Notify::new(),
             stop: watch::Sender::new(false),
             metrics,
+            hot,
             tracker,
         });
         let supervisors = (0..binds)

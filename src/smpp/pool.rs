@@ -116,6 +116,25 @@ impl Slot {
     }
 }
 
+/// The per-submit metric series of this route, resolved once: looking
+/// label values up on every submit_sm costs hashing and allocation on the
+/// hottest path.
+pub(super) struct HotMetrics {
+    window_in_use: prometheus::IntGauge,
+    segments_submitted: prometheus::IntCounter,
+    submit_ok: prometheus::IntCounter,
+}
+
+impl HotMetrics {
+    pub(super) fn new(m: &crate::metrics::SmppMetrics, route: &str) -> HotMetrics {
+        HotMetrics {
+            window_in_use: m.window_in_use.with_label_values(&[route]),
+            segments_submitted: m.segments_submitted.with_label_values(&[route]),
+            submit_ok: m.submit_results.with_label_values(&[route, "0x00000000"]),
+        }
+    }
+}
+
 /// A taken window slot; releasing it wakes waiting submitters.
 struct WindowPermit<'a> {
     _permit: SemaphorePermit<'a>,
@@ -124,10 +143,8 @@ struct WindowPermit<'a> {
 
 impl<'a> WindowPermit<'a> {
     fn new(permit: SemaphorePermit<'a>, shared: &'a Shared) -> Self {
-        if let Some(m) = &shared.metrics {
-            m.window_in_use
-                .with_label_values(&[shared.settings.route.as_str()])
-                .inc();
+        if let Some(h) = &shared.hot {
+            h.window_in_use.inc();
         }
         WindowPermit {
             _permit: permit,
@@ -138,10 +155,8 @@ impl<'a> WindowPermit<'a> {
 
 impl Drop for WindowPermit<'_> {
     fn drop(&mut self) {
-        if let Some(m) = &self.shared.metrics {
-            m.window_in_use
-                .with_label_values(&[self.shared.settings.route.as_str()])
-                .dec();
+        if let Some(h) = &self.shared.hot {
+            h.window_in_use.dec();
         }
         self.shared.changed.notify_waiters();
     }
@@ -184,82 +199,87 @@ pub(super) async fn submit(
     let mut last_err: Option<SmppError> = None;
     let mut unbound_since: Option<Instant> = None;
     loop {
-        // Register for wake-ups before looking, so a release between the
-        // look and the wait is not missed.
-        let changed = shared.changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
         let now = Instant::now();
         if now >= deadline {
             return Err(last_err.unwrap_or(SmppError::Busy));
         }
         let rest = &submits[ids.len()..];
-        match choose(shared, rest.len(), avoid, now, deadline) {
-            Choice::Slot {
-                slot,
-                client,
-                permit,
-                plan,
-            } => {
-                unbound_since = None;
-                let outcome = send_on(shared, &client, rest, &plan, deadline, &mut ids).await;
-                drop(permit);
-                match outcome {
-                    Ok(()) => {
-                        slot.recovered();
-                        return Ok(ids);
+        let (slot, client, permit, plan) = {
+            // Register for wake-ups before looking, so a release between the
+            // look and the wait is not missed. The registration ends with
+            // this block: a submit that is sending must not be on the
+            // waiter list every window release walks.
+            let changed = shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match choose(shared, rest.len(), avoid, now, deadline) {
+                Choice::Slot {
+                    slot,
+                    client,
+                    permit,
+                    plan,
+                } => (slot, client, permit, plan),
+                Choice::Wait(until) => {
+                    unbound_since = None;
+                    let until = until.map_or(deadline, |u| u.min(deadline));
+                    tokio::select! {
+                        () = &mut changed => {}
+                        () = tokio::time::sleep_until(until) => {}
                     }
-                    Err(Failure::Throttled(command_status)) => {
-                        slot.slow_down();
-                        if let Some(m) = &shared.metrics {
-                            m.throttled
-                                .with_label_values(&[shared.settings.route.as_str()])
-                                .inc();
-                        }
-                        tracing::debug!(
-                            target: TARGET,
-                            session = slot.index,
-                            command_status = format_args!("0x{command_status:08X}"),
-                            "throttled; pausing session"
-                        );
-                        last_err = Some(SmppError::Throttled { command_status });
+                    continue;
+                }
+                Choice::NoSession => {
+                    let connecting = shared
+                        .slots
+                        .iter()
+                        .any(|s| s.connecting.load(Ordering::Acquire));
+                    let since = *unbound_since.get_or_insert(now);
+                    if !connecting || now >= since + BIND_GRACE {
+                        return Err(last_err.unwrap_or(SmppError::NotBound));
                     }
-                    Err(Failure::Elsewhere(e)) => {
-                        tracing::debug!(
-                            target: TARGET,
-                            session = slot.index,
-                            error = %e,
-                            "submit failed; retrying on another session"
-                        );
-                        avoid = Some(slot.index);
-                        last_err = Some(e);
+                    let until = deadline.min(since + BIND_GRACE);
+                    tokio::select! {
+                        () = &mut changed => {}
+                        () = tokio::time::sleep_until(until) => {}
                     }
-                    Err(Failure::Final(e)) => return Err(e),
+                    continue;
                 }
             }
-            Choice::Wait(until) => {
-                unbound_since = None;
-                let until = until.map_or(deadline, |u| u.min(deadline));
-                tokio::select! {
-                    () = &mut changed => {}
-                    () = tokio::time::sleep_until(until) => {}
-                }
+        };
+        unbound_since = None;
+        let outcome = send_on(shared, &client, rest, &plan, deadline, &mut ids).await;
+        drop(permit);
+        match outcome {
+            Ok(()) => {
+                slot.recovered();
+                return Ok(ids);
             }
-            Choice::NoSession => {
-                let connecting = shared
-                    .slots
-                    .iter()
-                    .any(|s| s.connecting.load(Ordering::Acquire));
-                let since = *unbound_since.get_or_insert(now);
-                if !connecting || now >= since + BIND_GRACE {
-                    return Err(last_err.unwrap_or(SmppError::NotBound));
+            Err(Failure::Throttled(command_status)) => {
+                slot.slow_down();
+                if let Some(m) = &shared.metrics {
+                    m.throttled
+                        .with_label_values(&[shared.settings.route.as_str()])
+                        .inc();
                 }
-                let until = deadline.min(since + BIND_GRACE);
-                tokio::select! {
-                    () = &mut changed => {}
-                    () = tokio::time::sleep_until(until) => {}
-                }
+                tracing::debug!(
+                    target: TARGET,
+                    session = slot.index,
+                    command_status = format_args!("0x{command_status:08X}"),
+                    "throttled; pausing session"
+                );
+                last_err = Some(SmppError::Throttled { command_status });
             }
+            Err(Failure::Elsewhere(e)) => {
+                tracing::debug!(
+                    target: TARGET,
+                    session = slot.index,
+                    error = %e,
+                    "submit failed; retrying on another session"
+                );
+                avoid = Some(slot.index);
+                last_err = Some(e);
+            }
+            Err(Failure::Final(e)) => return Err(e),
         }
     }
 }
@@ -355,7 +375,6 @@ async fn send_on(
     ids: &mut Vec<String>,
 ) -> Result<(), Failure> {
     let settings = &shared.settings;
-    let route = settings.route.as_str();
     for (k, segment) in segments.iter().enumerate() {
         if let Some(at) = plan.get(k) {
             tokio::time::sleep_until(*at).await;
@@ -365,8 +384,8 @@ async fn send_on(
             return Err(Failure::Elsewhere(SmppError::Busy));
         }
         let wait = settings.response_timeout.min(deadline - now);
-        if let Some(m) = &shared.metrics {
-            m.segments_submitted.with_label_values(&[route]).inc();
+        if let Some(h) = &shared.hot {
+            h.segments_submitted.inc();
         }
         let result = client
             .response_timeout(wait.max(Duration::from_millis(1)))
@@ -374,7 +393,9 @@ async fn send_on(
             .await;
         match result {
             Ok(resp) => {
-                record_status(shared, "0x00000000");
+                if let Some(h) = &shared.hot {
+                    h.submit_ok.inc();
+                }
                 ids.push(resp.message_id().as_str().to_owned());
             }
             Err(e) => {

@@ -69,7 +69,47 @@ pub struct DeliveryReport {
     pub updated_at: String,
 }
 
-impl DeliveryReport {
+/// What is kept per tag; formatted into a [`DeliveryReport`] only when read,
+/// so the send path does no date formatting.
+struct Entry {
+    tag: String,
+    destination: String,
+    route: String,
+    state: DeliveryState,
+    segments: Vec<SegmentEntry>,
+    submitted_at: SystemTime,
+    updated_at: SystemTime,
+}
+
+struct SegmentEntry {
+    message_id: String,
+    state: DeliveryState,
+    error: Option<String>,
+    receipt_at: Option<SystemTime>,
+}
+
+impl Entry {
+    fn report(&self) -> DeliveryReport {
+        DeliveryReport {
+            authentication_id: self.tag.clone(),
+            phone_number: mask_number(&self.destination),
+            route: self.route.clone(),
+            state: self.state,
+            segments: self
+                .segments
+                .iter()
+                .map(|s| SegmentReport {
+                    message_id: s.message_id.clone(),
+                    state: s.state,
+                    error: s.error.clone(),
+                    receipt_at: s.receipt_at.map(rfc3339),
+                })
+                .collect(),
+            submitted_at: rfc3339(self.submitted_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+
     fn aggregate(&mut self) {
         let states: Vec<DeliveryState> = self.segments.iter().map(|s| s.state).collect();
         self.state = if states.iter().any(|s| !s.is_final()) {
@@ -95,13 +135,73 @@ struct Filed {
     submitted: Instant,
 }
 
+/// A map whose entries expire after a fixed time, bounded in size. Every
+/// access already runs under the tracker's one lock, so a plain `HashMap`
+/// with an insertion-ordered expiry queue is cheaper than a concurrent cache.
+struct Expiring<V> {
+    ttl: Duration,
+    max: usize,
+    map: std::collections::HashMap<String, (Instant, V)>,
+    order: std::collections::VecDeque<(Instant, String)>,
+}
+
+impl<V> Expiring<V> {
+    fn new(ttl: Duration, max: usize) -> Self {
+        Expiring {
+            ttl,
+            max: max.max(1),
+            map: std::collections::HashMap::new(),
+            order: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Drops expired entries and, past the size bound, the oldest ones.
+    fn purge(&mut self, now: Instant) {
+        while let Some((at, key)) = self.order.front() {
+            let expired = *at + self.ttl <= now;
+            if !expired && self.map.len() < self.max && self.order.len() < self.max * 2 {
+                break;
+            }
+            // Only remove the map entry if it is still the one this queue
+            // slot was created for (a key may have been re-inserted).
+            if self.map.get(key).is_some_and(|(t, _)| t == at) {
+                self.map.remove(key);
+            }
+            self.order.pop_front();
+        }
+    }
+
+    fn insert(&mut self, key: String, value: V) {
+        let now = Instant::now();
+        self.purge(now);
+        self.order.push_back((now, key.clone()));
+        self.map.insert(key, (now, value));
+    }
+
+    fn get(&self, key: &str) -> Option<&V> {
+        self.map
+            .get(key)
+            .filter(|(at, _)| *at + self.ttl > Instant::now())
+            .map(|(_, v)| v)
+    }
+
+    fn remove(&mut self, key: &str) -> Option<V> {
+        let (at, v) = self.map.remove(key)?;
+        (at + self.ttl > Instant::now()).then_some(v)
+    }
+}
+
+/// Filed ids and orphan receipts, changed together under one lock.
+struct Correlation {
+    filed: Expiring<Filed>,
+    orphans: Expiring<Receipt>,
+}
+
 /// See the module docs.
 pub(super) struct Tracker {
     format: MessageIdFormat,
-    filed: Cache<String, Filed>,
-    orphans: Cache<String, Receipt>,
-    reports: Cache<String, Arc<Mutex<DeliveryReport>>>,
-    guard: Mutex<()>,
+    correlation: Mutex<Correlation>,
+    reports: Cache<String, Arc<Mutex<Entry>>>,
     metrics: Option<SmppMetrics>,
 }
 
@@ -113,21 +213,24 @@ impl Tracker {
         metrics: Option<SmppMetrics>,
     ) -> Tracker {
         let retention = retention.max(Duration::from_secs(1));
+        // Reports are read from the admin listener concurrently with sends,
+        // so they stay in a concurrent cache.
         Tracker {
             format,
-            filed: Cache::builder()
-                .max_capacity(capacity.saturating_mul(2))
-                .time_to_live(retention)
-                .build(),
-            orphans: Cache::builder()
-                .max_capacity(MAX_ORPHANS)
-                .time_to_live(ORPHAN_TTL)
-                .build(),
+            correlation: Mutex::new(Correlation {
+                filed: Expiring::new(
+                    retention,
+                    usize::try_from(capacity.saturating_mul(2)).unwrap_or(usize::MAX),
+                ),
+                orphans: Expiring::new(
+                    ORPHAN_TTL,
+                    usize::try_from(MAX_ORPHANS).unwrap_or(usize::MAX),
+                ),
+            }),
             reports: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(retention)
                 .build(),
-            guard: Mutex::new(()),
             metrics,
         }
     }
@@ -141,26 +244,26 @@ impl Tracker {
         ids: &[String],
         submitted: Instant,
     ) {
-        let now = rfc3339(SystemTime::now());
-        let report = Arc::new(Mutex::new(DeliveryReport {
-            authentication_id: tag.to_owned(),
-            phone_number: mask_number(destination),
+        let now = SystemTime::now();
+        let report = Arc::new(Mutex::new(Entry {
+            tag: tag.to_owned(),
+            destination: destination.to_owned(),
             route: route.to_owned(),
             state: DeliveryState::Submitted,
             segments: ids
                 .iter()
-                .map(|id| SegmentReport {
+                .map(|id| SegmentEntry {
                     message_id: id.clone(),
                     state: DeliveryState::Submitted,
                     error: None,
                     receipt_at: None,
                 })
                 .collect(),
-            submitted_at: now.clone(),
+            submitted_at: now,
             updated_at: now,
         }));
         self.reports.insert(tag.to_owned(), Arc::clone(&report));
-        let _g = lock(&self.guard);
+        let mut c = lock(&self.correlation);
         for (segment, id) in ids.iter().enumerate() {
             let key = response_key(id, self.format);
             let filed = Filed {
@@ -168,14 +271,14 @@ impl Tracker {
                 segment,
                 submitted,
             };
-            match self.orphans.remove(&key) {
+            match c.orphans.remove(&key) {
                 Some(receipt) => {
                     self.apply(&report, &filed, &receipt);
                     if !receipt.state.is_final() {
-                        self.filed.insert(key, filed);
+                        c.filed.insert(key, filed);
                     }
                 }
-                None => self.filed.insert(key, filed),
+                None => c.filed.insert(key, filed),
             }
         }
     }
@@ -183,14 +286,14 @@ impl Tracker {
     /// Applies a receipt read from a deliver_sm.
     pub(super) fn on_receipt(&self, receipt: Receipt) {
         let keys = receipt_keys(&receipt.message_id, self.format);
-        let _g = lock(&self.guard);
+        let mut c = lock(&self.correlation);
         let found = keys
             .iter()
-            .find_map(|k| self.filed.get(k).map(|f| (k.clone(), f)));
+            .find_map(|k| c.filed.get(k).map(|f| (k.clone(), f.clone())));
         match found {
             Some((key, filed)) => {
                 if receipt.state.is_final() {
-                    self.filed.invalidate(&key);
+                    c.filed.remove(&key);
                 }
                 if let Some(report) = self.reports.get(&filed.tag) {
                     self.apply(&report, &filed, &receipt);
@@ -203,21 +306,21 @@ impl Tracker {
                     "receipt for an id not (yet) filed; keeping it briefly"
                 );
                 for key in keys {
-                    self.orphans.insert(key, receipt.clone());
+                    c.orphans.insert(key, receipt.clone());
                 }
             }
         }
     }
 
-    fn apply(&self, report: &Mutex<DeliveryReport>, filed: &Filed, receipt: &Receipt) {
+    fn apply(&self, report: &Mutex<Entry>, filed: &Filed, receipt: &Receipt) {
         let mut r = lock(report);
-        let now = rfc3339(SystemTime::now());
+        let now = SystemTime::now();
         let Some(segment) = r.segments.get_mut(filed.segment) else {
             return;
         };
         segment.state = receipt.state;
         segment.error.clone_from(&receipt.error);
-        segment.receipt_at = Some(now.clone());
+        segment.receipt_at = Some(now);
         r.updated_at = now;
         r.aggregate();
         if receipt.state.is_final() {
@@ -238,7 +341,7 @@ impl Tracker {
 
     /// The delivery report of `tag`, if it is still kept.
     pub(super) fn report(&self, tag: &str) -> Option<DeliveryReport> {
-        self.reports.get(tag).map(|r| lock(&r).clone())
+        self.reports.get(tag).map(|r| lock(&r).report())
     }
 }
 
@@ -253,6 +356,23 @@ mod tests {
             state,
             error: None,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expiring_entries_go_after_their_ttl_and_past_the_bound() {
+        let mut e = Expiring::new(Duration::from_secs(10), 2);
+        e.insert("a".into(), 1);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        e.insert("b".into(), 2);
+        assert_eq!(e.get("a"), Some(&1));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(e.get("a"), None, "expired");
+        assert_eq!(e.remove("b"), Some(2));
+        e.insert("c".into(), 3);
+        e.insert("d".into(), 4);
+        e.insert("f".into(), 5);
+        assert!(e.map.len() <= 2, "bounded");
+        assert_eq!(e.get("f"), Some(&5));
     }
 
     #[tokio::test]
