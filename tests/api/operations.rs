@@ -202,3 +202,106 @@ async fn admin_shows_the_delivery_state_of_an_authentication_id_without_the_code
         .await;
     assert_eq!(unknown.status, 404);
 }
+
+async fn route_sim() -> otp_gateway::smsc_sim::SmscHandle {
+    otp_gateway::smsc_sim::start(otp_gateway::smsc_sim::SimSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        system_id: "otpgw".into(),
+        password: "secret".into(),
+        receipt_delay: std::time::Duration::from_millis(10),
+        print_messages: false,
+        inbox_capacity: 100,
+        faults: Default::default(),
+    })
+    .await
+    .unwrap()
+}
+
+fn route(
+    name: &str,
+    sim: &otp_gateway::smsc_sim::SmscHandle,
+    prefixes: &[&str],
+    priority: u32,
+) -> otp_gateway::config::RouteConfig {
+    otp_gateway::config::RouteConfig {
+        name: name.into(),
+        url: format!("smpp://otpgw:secret@127.0.0.1:{}", sim.local_addr().port()),
+        prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+        priority,
+        system_type: None,
+        source_addr: None,
+        source_ton: None,
+        source_npi: None,
+        binds: None,
+        window: None,
+        max_tps: None,
+        concatenation: None,
+        message_id_format: None,
+        ca_file: None,
+    }
+}
+
+#[actix_web::test]
+async fn routes_pick_the_smsc_by_prefix_and_fail_over_when_one_is_down() {
+    let (a, b) = (route_sim().await, route_sim().await);
+    let (ra, rb) = (
+        route("spain", &a, &["+3460"], 1),
+        route("fallback", &b, &[], 2),
+    );
+    let app = spawn_app_routed(
+        |s| {
+            s.smpp.routes = vec![rb, ra];
+            s.smpp.reconnect_min = std::time::Duration::from_millis(50);
+            s.smpp.reconnect_max = std::time::Duration::from_millis(200);
+        },
+        a.clone(),
+    )
+    .await;
+    let mut bound = false;
+    for _ in 0..100 {
+        if a.active_sessions() == 1 && b.active_sessions() == 1 {
+            bound = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(bound, "both routes bind");
+    let r = app.send_code("+34600000401").await;
+    assert_eq!(r.status, 200);
+    let id = r.json()["authenticationId"].as_str().unwrap().to_owned();
+    assert_eq!(a.messages_for("+34600000401").len(), 1);
+    assert_eq!(app.send_code("+447700900401").await.status, 200);
+    assert_eq!(b.messages_for("+447700900401").len(), 1);
+    let report = app
+        .request(
+            Method::GET,
+            &format!("{}/admin/v1/authentications/{id}", app.admin),
+        )
+        .await
+        .json();
+    assert_eq!(report["route"], "spain");
+
+    // Spain's SMSC goes away: its numbers fail over to the fallback route.
+    a.stop().await;
+    let mut moved = false;
+    for _ in 0..50 {
+        if app.send_code("+34600000402").await.status == 200 {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(moved, "no failover");
+    assert_eq!(b.messages_for("+34600000402").len(), 1);
+    let m = app
+        .request(Method::GET, &format!("{}/metrics", app.admin))
+        .await;
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    for needle in [
+        "otp_sms_smpp_binds{route=\"fallback\",state=\"up\"} 1",
+        "otp_sms_smpp_binds{route=\"spain\",state=\"down\"} 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    b.stop().await;
+}
