@@ -1,5 +1,6 @@
-//! The admin listener: liveness, readiness, Prometheus metrics and, when the embedded
-//! simulator plays the SMSC, the sandbox inbox that lets testers read the code they were sent.
+//! The admin listener: liveness, readiness, Prometheus metrics, the delivery state of an
+//! authenticationId's SMS (masked number, never the code) and, when the embedded simulator
+//! plays the SMSC, the sandbox inbox that lets testers read the code they were sent.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +12,7 @@ use serde_json::json;
 use crate::api::error::ApiError;
 use crate::metrics::Metrics;
 use crate::otp::OtpService;
-use crate::smpp::SmppClient;
+use crate::smpp::SmppRouter;
 use crate::smsc_sim::SmscHandle;
 
 /// What the admin handlers read.
@@ -19,7 +20,7 @@ pub struct AdminState {
     /// For readiness.
     pub otp: Arc<OtpService>,
     /// For the bind gauge.
-    pub smpp: SmppClient,
+    pub smpp: SmppRouter,
     /// Metrics to render.
     pub metrics: Metrics,
     /// Present only with the embedded simulator.
@@ -33,6 +34,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health/live", web::get().to(live))
         .route("/health/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics))
+        .route(
+            "/admin/v1/authentications/{authentication_id}",
+            web::get().to(authentication),
+        )
         .route("/sandbox/v1/messages", web::get().to(messages));
 }
 
@@ -64,6 +69,18 @@ async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
+}
+
+/// Delivery state of the SMS sent for an authenticationId, while its challenge lives.
+async fn authentication(
+    state: web::Data<AdminState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let report = state
+        .smpp
+        .delivery_report(&path.into_inner())
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(report))
 }
 
 async fn messages(

@@ -2,6 +2,7 @@
 //! environment variables. Everything is validated once, in [`Settings::validate`], which turns
 //! raw values into the types the rest of the gateway uses, so no later code re-checks them.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -133,8 +134,24 @@ pub struct SmppConfig {
     /// Interval between enquire_link PDUs.
     #[serde(with = "humantime_serde")]
     pub enquire_link_interval: Duration,
-    /// Maximum submits awaiting their response.
+    /// Maximum submits awaiting their response, per session.
     pub window: usize,
+    /// Sessions kept bound to the SMSC.
+    pub binds: usize,
+    /// `transceiver` or `transmitter`.
+    pub bind_mode: String,
+    /// Segments per second per session; 0 = unlimited.
+    pub max_tps: u32,
+    /// Longest wait for one submit_sm_resp before retrying on another session.
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+    /// Operator command_status (`"0x0400"` or `"1024"`) → `not_allowed`, `blocked` or `unavailable`.
+    pub status_map: BTreeMap<String, String>,
+    /// How receipt ids relate to submit_sm_resp ids: `auto`, `hex`, `decimal`,
+    /// `hex_resp_decimal_receipt` or `opaque`.
+    pub message_id_format: String,
+    /// Long texts: `udh8`, `udh16`, `sar` or `message_payload`.
+    pub concatenation: String,
     /// First reconnect delay.
     #[serde(with = "humantime_serde")]
     pub reconnect_min: Duration,
@@ -144,6 +161,159 @@ pub struct SmppConfig {
     /// Delay before the embedded simulator sends a delivery receipt.
     #[serde(with = "humantime_serde")]
     pub embedded_receipt_delay: Duration,
+    /// Fault injection of the embedded simulator (`smpp.url = "embedded"` only).
+    pub simulator: SimulatorConfig,
+    /// PEM bundle of CAs trusted for an `smpps://` url; public web roots when absent.
+    pub ca_file: Option<String>,
+    /// Several SMSCs; when present they replace `smpp.url`.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One `[[smpp.routes]]` entry; unset keys take the `[smpp]` value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name in logs and metric labels.
+    pub name: String,
+    /// `smpp://` or `smpps://SYSTEM_ID:PASSWORD@HOST:PORT`.
+    pub url: String,
+    /// E.164 prefixes served; empty serves every number.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Lower is tried first; the longest matching prefix breaks ties.
+    #[serde(default)]
+    pub priority: u32,
+    /// `system_type` of the bind.
+    #[serde(default)]
+    pub system_type: Option<String>,
+    /// Sender address.
+    #[serde(default)]
+    pub source_addr: Option<String>,
+    /// Source TON (with `source_npi`); auto-detected from the sender when absent.
+    #[serde(default)]
+    pub source_ton: Option<u8>,
+    /// Source NPI (with `source_ton`).
+    #[serde(default)]
+    pub source_npi: Option<u8>,
+    /// Sessions of this route.
+    #[serde(default)]
+    pub binds: Option<usize>,
+    /// Window per session.
+    #[serde(default)]
+    pub window: Option<usize>,
+    /// Segments per second per session.
+    #[serde(default)]
+    pub max_tps: Option<u32>,
+    /// `udh8`, `udh16`, `sar` or `message_payload`.
+    #[serde(default)]
+    pub concatenation: Option<String>,
+    /// `auto`, `hex`, `decimal`, `hex_resp_decimal_receipt` or `opaque`.
+    #[serde(default)]
+    pub message_id_format: Option<String>,
+    /// PEM bundle of CAs trusted for an `smpps://` url.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+/// `[smpp.simulator]`: faults the embedded simulator injects (none by default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    /// ESME_RTHROTTLED above this many submits per second per bind (0 = never).
+    pub throttle_tps: u32,
+    /// Fraction (0.0–1.0) of submits answered with `error_status`.
+    pub error_rate: f64,
+    /// command_status for `error_rate` (`"0x08"` or decimal).
+    pub error_status: String,
+    /// Destination prefix → command_status.
+    pub prefix_errors: BTreeMap<String, String>,
+    /// Drop a session, unanswered, on its N-th PDU (0 = never).
+    pub disconnect_after: u64,
+    /// Delay before every submit_sm_resp.
+    #[serde(with = "humantime_serde")]
+    pub response_delay: Duration,
+    /// Receipt state → weight (`delivered`, `undeliverable`, `expired`, `deleted`, `rejected`).
+    pub receipt_states: BTreeMap<String, u32>,
+    /// `hex`, `decimal` or `hex-resp-decimal-receipt`.
+    pub message_ids: String,
+    /// Send each receipt before its submit_sm_resp.
+    pub receipt_before_response: bool,
+    /// Send receipted_message_id / message_state TLVs besides the text form.
+    pub receipt_tlvs: bool,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            throttle_tps: 0,
+            error_rate: 0.0,
+            error_status: "0x08".into(),
+            prefix_errors: BTreeMap::new(),
+            disconnect_after: 0,
+            response_delay: Duration::ZERO,
+            receipt_states: BTreeMap::new(),
+            message_ids: "hex".into(),
+            receipt_before_response: false,
+            receipt_tlvs: true,
+        }
+    }
+}
+
+impl SimulatorConfig {
+    fn to_faults(&self) -> Result<crate::smsc_sim::SimFaults, ConfigError> {
+        use crate::smsc_sim::{parse_status, SimFaults};
+        if !(0.0..=1.0).contains(&self.error_rate) {
+            return Err(invalid(
+                "smpp.simulator.error_rate",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        let error_status = parse_status(&self.error_status)
+            .map_err(|e| invalid("smpp.simulator.error_status", e))?;
+        let prefix_errors = self
+            .prefix_errors
+            .iter()
+            .map(|(p, st)| {
+                if !is_prefix(p) {
+                    return Err(invalid(
+                        "smpp.simulator.prefix_errors",
+                        format!("{p:?} is not a '+' followed by digits"),
+                    ));
+                }
+                let status =
+                    parse_status(st).map_err(|e| invalid("smpp.simulator.prefix_errors", e))?;
+                Ok((p.clone(), status))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let receipt_states = self
+            .receipt_states
+            .iter()
+            .map(|(state, w)| {
+                Ok((
+                    state
+                        .parse()
+                        .map_err(|e: String| invalid("smpp.simulator.receipt_states", e))?,
+                    *w,
+                ))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let message_ids = self
+            .message_ids
+            .parse()
+            .map_err(|e: String| invalid("smpp.simulator.message_ids", e))?;
+        Ok(SimFaults {
+            throttle_tps: self.throttle_tps,
+            error_rate: self.error_rate,
+            error_status,
+            prefix_errors,
+            disconnect_after: self.disconnect_after,
+            response_delay: self.response_delay,
+            receipt_states,
+            message_ids,
+            receipt_before_response: self.receipt_before_response,
+            receipt_tlvs: self.receipt_tlvs,
+        })
+    }
 }
 
 impl Default for SmppConfig {
@@ -155,9 +325,19 @@ impl Default for SmppConfig {
             submit_timeout: Duration::from_secs(5),
             enquire_link_interval: Duration::from_secs(30),
             window: 64,
+            binds: 1,
+            bind_mode: "transceiver".into(),
+            max_tps: 0,
+            response_timeout: Duration::from_secs(2),
+            status_map: BTreeMap::new(),
+            message_id_format: "auto".into(),
+            concatenation: "udh8".into(),
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(30),
             embedded_receipt_delay: Duration::from_millis(200),
+            simulator: SimulatorConfig::default(),
+            ca_file: None,
+            routes: Vec::new(),
         }
     }
 }
@@ -287,7 +467,48 @@ pub enum SmscTarget {
         system_id: String,
         /// Bind password.
         password: String,
+        /// `smpps://`: connect with TLS.
+        tls: bool,
     },
+}
+
+/// One validated SMSC route (from `[[smpp.routes]]`).
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// Name.
+    pub name: String,
+    /// Served prefixes (empty: all).
+    pub prefixes: Vec<String>,
+    /// Lower first.
+    pub priority: u32,
+    /// Where and how to bind (never [`SmscTarget::Embedded`]).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Bind system_id.
+    pub system_id: String,
+    /// Bind password.
+    pub password: String,
+    /// TLS.
+    pub tls: bool,
+    /// CA bundle for TLS.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// system_type.
+    pub system_type: String,
+    /// Sender.
+    pub source_addr: String,
+    /// Explicit source TON/NPI.
+    pub source_ton_npi: Option<(u8, u8)>,
+    /// Sessions.
+    pub binds: usize,
+    /// Window per session.
+    pub window: usize,
+    /// Segments per second per session.
+    pub max_tps: u32,
+    /// Long-text mode.
+    pub concatenation: crate::smpp::encoding::Concatenation,
+    /// Receipt id matching.
+    pub message_id_format: crate::smpp::MessageIdFormat,
 }
 
 /// Settings after validation.
@@ -307,6 +528,20 @@ pub struct Validated {
     pub hash_key_generated: bool,
     /// True when the demo client was added because no client was configured.
     pub demo_client: bool,
+    /// `smpp.bind_mode`, parsed.
+    pub smpp_bind_mode: crate::smpp::BindMode,
+    /// `smpp.status_map`, parsed.
+    pub smpp_status_map: BTreeMap<u32, crate::smpp::StatusAction>,
+    /// `smpp.concatenation`, parsed.
+    pub smpp_concatenation: crate::smpp::encoding::Concatenation,
+    /// `smpp.message_id_format`, parsed.
+    pub smpp_message_id_format: crate::smpp::MessageIdFormat,
+    /// `[[smpp.routes]]`, validated; empty when `smpp.url` is used.
+    pub routes: Vec<RouteSpec>,
+    /// `smpp.ca_file`, checked.
+    pub smpp_ca_file: Option<std::path::PathBuf>,
+    /// `[smpp.simulator]`, parsed (used with the embedded simulator only).
+    pub embedded_faults: crate::smsc_sim::SimFaults,
 }
 
 impl Settings {
@@ -384,24 +619,45 @@ impl Settings {
             return Err(invalid("store.max_challenges", "must be at least 1000"));
         }
         let smsc = parse_smpp_url(&self.smpp.url)?;
-        if self.smpp.source_addr.is_empty() || self.smpp.source_addr.len() > 20 {
-            return Err(invalid("smpp.source_addr", "must be 1 to 20 characters"));
-        }
-        if self
-            .smpp
-            .source_addr
-            .chars()
-            .any(|c| !c.is_ascii_digit() && c != '+')
-            && self.smpp.source_addr.len() > 11
-        {
-            return Err(invalid(
-                "smpp.source_addr",
-                "an alphanumeric sender is at most 11 characters",
-            ));
-        }
+        check_source_addr("smpp.source_addr", &self.smpp.source_addr)?;
         if self.smpp.window == 0 || self.smpp.window > 10_000 {
             return Err(invalid("smpp.window", "must be between 1 and 10000"));
         }
+        if self.smpp.binds == 0 || self.smpp.binds > 64 {
+            return Err(invalid("smpp.binds", "must be between 1 and 64"));
+        }
+        let smpp_bind_mode = match self.smpp.bind_mode.as_str() {
+            "transceiver" => crate::smpp::BindMode::Transceiver,
+            "transmitter" => crate::smpp::BindMode::Transmitter,
+            other => {
+                return Err(invalid(
+                    "smpp.bind_mode",
+                    format!("{other:?} is not `transceiver` or `transmitter`"),
+                ))
+            }
+        };
+        if self.smpp.max_tps > 100_000 {
+            return Err(invalid(
+                "smpp.max_tps",
+                "must be between 0 (unlimited) and 100000",
+            ));
+        }
+        if self.smpp.response_timeout < Duration::from_millis(10) {
+            return Err(invalid("smpp.response_timeout", "must be at least 10ms"));
+        }
+        let smpp_status_map = parse_status_map(&self.smpp.status_map)?;
+        let embedded_faults = self.smpp.simulator.to_faults()?;
+        let smpp_concatenation =
+            parse_concatenation("smpp.concatenation", &self.smpp.concatenation)?;
+        let smpp_message_id_format =
+            parse_id_format("smpp.message_id_format", &self.smpp.message_id_format)?;
+        let smpp_ca_file = self
+            .smpp
+            .ca_file
+            .as_deref()
+            .map(|f| check_ca_file("smpp.ca_file", f))
+            .transpose()?;
+        let routes = self.validate_routes()?;
         if self.smpp.submit_timeout < Duration::from_millis(10) {
             return Err(invalid("smpp.submit_timeout", "must be at least 10ms"));
         }
@@ -484,8 +740,196 @@ impl Settings {
             hash_key,
             hash_key_generated,
             demo_client,
+            smpp_bind_mode,
+            smpp_status_map,
+            embedded_faults,
+            smpp_message_id_format,
+            smpp_concatenation,
+            routes,
+            smpp_ca_file,
         })
     }
+
+    fn validate_routes(&self) -> Result<Vec<RouteSpec>, ConfigError> {
+        let s = &self.smpp;
+        let mut names = std::collections::HashSet::new();
+        s.routes
+            .iter()
+            .map(|r| {
+                let bad =
+                    |why: String| invalid("smpp.routes", format!("route {:?}: {why}", r.name));
+                if r.name.is_empty() || r.name.len() > 32 || !names.insert(r.name.clone()) {
+                    return Err(bad("needs a unique name of 1 to 32 characters".into()));
+                }
+                let (host, port, system_id, password, tls) = match parse_smpp_url(&r.url) {
+                    Ok(SmscTarget::Remote {
+                        host,
+                        port,
+                        system_id,
+                        password,
+                        tls,
+                    }) => (host, port, system_id, password, tls),
+                    Ok(SmscTarget::Embedded) => return Err(bad("url cannot be `embedded`".into())),
+                    Err(e) => return Err(bad(e.to_string())),
+                };
+                if let Some(p) = r.prefixes.iter().find(|p| !is_prefix(p)) {
+                    return Err(bad(format!("prefix {p:?} is not a '+' followed by digits")));
+                }
+                let source_addr = r
+                    .source_addr
+                    .clone()
+                    .unwrap_or_else(|| s.source_addr.clone());
+                check_source_addr("smpp.routes", &source_addr).map_err(|e| bad(e.to_string()))?;
+                let source_ton_npi = match (r.source_ton, r.source_npi) {
+                    (Some(t), Some(n)) if t <= 6 && n <= 18 => Some((t, n)),
+                    (None, None) => None,
+                    _ => {
+                        return Err(bad(
+                            "source_ton (0-6) and source_npi (0-18) go together".into()
+                        ))
+                    }
+                };
+                let binds = r.binds.unwrap_or(s.binds);
+                let window = r.window.unwrap_or(s.window);
+                if binds == 0 || binds > 64 || window == 0 || window > 10_000 {
+                    return Err(bad("binds must be 1-64 and window 1-10000".into()));
+                }
+                let concatenation = parse_concatenation(
+                    "smpp.routes",
+                    r.concatenation.as_deref().unwrap_or(&s.concatenation),
+                )
+                .map_err(|e| bad(e.to_string()))?;
+                let message_id_format = parse_id_format(
+                    "smpp.routes",
+                    r.message_id_format
+                        .as_deref()
+                        .unwrap_or(&s.message_id_format),
+                )
+                .map_err(|e| bad(e.to_string()))?;
+                let ca_file = r
+                    .ca_file
+                    .as_deref()
+                    .or(s.ca_file.as_deref())
+                    .map(|f| check_ca_file("smpp.routes", f))
+                    .transpose()
+                    .map_err(|e| bad(e.to_string()))?;
+                Ok(RouteSpec {
+                    name: r.name.clone(),
+                    prefixes: r.prefixes.clone(),
+                    priority: r.priority,
+                    host,
+                    port,
+                    system_id,
+                    password,
+                    tls,
+                    ca_file,
+                    system_type: r
+                        .system_type
+                        .clone()
+                        .unwrap_or_else(|| s.system_type.clone()),
+                    source_addr,
+                    source_ton_npi,
+                    binds,
+                    window,
+                    max_tps: r.max_tps.unwrap_or(s.max_tps),
+                    concatenation,
+                    message_id_format,
+                })
+            })
+            .collect()
+    }
+}
+
+fn parse_concatenation(
+    key: &'static str,
+    value: &str,
+) -> Result<crate::smpp::encoding::Concatenation, ConfigError> {
+    use crate::smpp::encoding::Concatenation;
+    match value {
+        "udh8" => Ok(Concatenation::Udh8),
+        "udh16" => Ok(Concatenation::Udh16),
+        "sar" => Ok(Concatenation::Sar),
+        "message_payload" => Ok(Concatenation::MessagePayload),
+        other => Err(invalid(
+            key,
+            format!("{other:?} is not udh8, udh16, sar or message_payload"),
+        )),
+    }
+}
+
+fn parse_id_format(
+    key: &'static str,
+    value: &str,
+) -> Result<crate::smpp::MessageIdFormat, ConfigError> {
+    use crate::smpp::MessageIdFormat;
+    match value {
+        "auto" => Ok(MessageIdFormat::Auto),
+        "hex" => Ok(MessageIdFormat::Hex),
+        "decimal" => Ok(MessageIdFormat::Decimal),
+        "hex_resp_decimal_receipt" => Ok(MessageIdFormat::HexResponseDecimalReceipt),
+        "opaque" => Ok(MessageIdFormat::Opaque),
+        other => Err(invalid(
+            key,
+            format!("{other:?} is not auto, hex, decimal, hex_resp_decimal_receipt or opaque"),
+        )),
+    }
+}
+
+fn check_source_addr(key: &'static str, source: &str) -> Result<(), ConfigError> {
+    if source.is_empty() || source.len() > 20 {
+        return Err(invalid(key, "source_addr must be 1 to 20 characters"));
+    }
+    if source.chars().any(|c| !c.is_ascii_digit() && c != '+') && source.len() > 11 {
+        return Err(invalid(
+            key,
+            "an alphanumeric source_addr is at most 11 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The file must exist and hold at least one PEM certificate.
+fn check_ca_file(key: &'static str, file: &str) -> Result<std::path::PathBuf, ConfigError> {
+    let path = std::path::PathBuf::from(file);
+    crate::smpp::tls::load_ca(&path).map_err(|e| invalid(key, e))?;
+    Ok(path)
+}
+
+/// Parses `smpp.status_map`: keys are command_status values in hex (`0x…`) or decimal.
+fn parse_status_map(
+    raw: &BTreeMap<String, String>,
+) -> Result<BTreeMap<u32, crate::smpp::StatusAction>, ConfigError> {
+    use crate::smpp::StatusAction;
+    raw.iter()
+        .map(|(k, v)| {
+            let key = k.trim();
+            let status = match key.strip_prefix("0x").or_else(|| key.strip_prefix("0X")) {
+                Some(hex) => u32::from_str_radix(hex, 16),
+                None => key.parse(),
+            }
+            .map_err(|_| {
+                invalid(
+                    "smpp.status_map",
+                    format!("{k:?} is not a command_status (hex 0x… or decimal)"),
+                )
+            })?;
+            if status == 0 {
+                return Err(invalid("smpp.status_map", "0 (ESME_ROK) cannot be mapped"));
+            }
+            let action = match v.as_str() {
+                "not_allowed" => StatusAction::NotAllowed,
+                "blocked" => StatusAction::Blocked,
+                "unavailable" => StatusAction::Unavailable,
+                other => {
+                    return Err(invalid(
+                        "smpp.status_map",
+                        format!("{other:?} is not `not_allowed`, `blocked` or `unavailable`"),
+                    ))
+                }
+            };
+            Ok((status, action))
+        })
+        .collect()
 }
 
 fn is_prefix(p: &str) -> bool {
@@ -512,12 +956,14 @@ pub fn parse_smpp_url(url: &str) -> Result<SmscTarget, ConfigError> {
     let bad = |why: &str| {
         invalid(
             "smpp.url",
-            format!("{why}; expected `embedded` or smpp://SYSTEM_ID:PASSWORD@HOST:PORT"),
+            format!("{why}; expected `embedded` or smpp[s]://SYSTEM_ID:PASSWORD@HOST:PORT"),
         )
     };
-    let rest = url
-        .strip_prefix("smpp://")
-        .ok_or_else(|| bad("unsupported scheme"))?;
+    let (tls, rest) = match (url.strip_prefix("smpp://"), url.strip_prefix("smpps://")) {
+        (Some(rest), _) => (false, rest),
+        (None, Some(rest)) => (true, rest),
+        (None, None) => return Err(bad("unsupported scheme")),
+    };
     let (userinfo, hostport) = rest
         .rsplit_once('@')
         .ok_or_else(|| bad("missing credentials"))?;
@@ -545,6 +991,7 @@ pub fn parse_smpp_url(url: &str) -> Result<SmscTarget, ConfigError> {
         port,
         system_id,
         password,
+        tls,
     })
 }
 
@@ -606,6 +1053,47 @@ mod tests {
                 |s| s.otp.id_retention = Duration::from_secs(1),
                 "otp.id_retention",
             ),
+            (|s| s.smpp.binds = 0, "smpp.binds"),
+            (
+                |s| s.smpp.concatenation = "udh7".into(),
+                "smpp.concatenation",
+            ),
+            (
+                |s| s.smpp.message_id_format = "base64".into(),
+                "smpp.message_id_format",
+            ),
+            (
+                |s| s.smpp.simulator.error_rate = 2.0,
+                "smpp.simulator.error_rate",
+            ),
+            (
+                |s| s.smpp.simulator.message_ids = "octal".into(),
+                "smpp.simulator.message_ids",
+            ),
+            (
+                |s| {
+                    s.smpp.simulator.receipt_states.insert("lost".into(), 1);
+                },
+                "smpp.simulator.receipt_states",
+            ),
+            (|s| s.smpp.bind_mode = "receiver".into(), "smpp.bind_mode"),
+            (|s| s.smpp.max_tps = 1_000_000, "smpp.max_tps"),
+            (
+                |s| s.smpp.response_timeout = Duration::ZERO,
+                "smpp.response_timeout",
+            ),
+            (
+                |s| {
+                    s.smpp.status_map.insert("0x04zz".into(), "blocked".into());
+                },
+                "smpp.status_map",
+            ),
+            (
+                |s| {
+                    s.smpp.status_map.insert("0x0400".into(), "gone".into());
+                },
+                "smpp.status_map",
+            ),
         ];
         for (mutate, key) in cases {
             let mut s = Settings::default();
@@ -616,6 +1104,106 @@ mod tests {
     }
 
     #[test]
+    fn routes_validate_and_inherit_smpp_defaults() {
+        let mut s = Settings::default();
+        s.smpp.max_tps = 7;
+        s.smpp.routes = vec![
+            RouteConfig {
+                name: "a".into(),
+                url: "smpp://id:pw@host-a:2775".into(),
+                prefixes: vec!["+3460".into()],
+                priority: 1,
+                system_type: None,
+                source_addr: Some("12345".into()),
+                source_ton: Some(2),
+                source_npi: Some(1),
+                binds: Some(3),
+                window: None,
+                max_tps: None,
+                concatenation: Some("sar".into()),
+                message_id_format: None,
+                ca_file: None,
+            },
+            RouteConfig {
+                name: "b".into(),
+                url: "smpps://id:pw@host-b:3550".into(),
+                prefixes: Vec::new(),
+                priority: 2,
+                system_type: Some("OTP".into()),
+                source_addr: None,
+                source_ton: None,
+                source_npi: None,
+                binds: None,
+                window: None,
+                max_tps: None,
+                concatenation: None,
+                message_id_format: Some("decimal".into()),
+                ca_file: None,
+            },
+        ];
+        let v = s.clone().validate().unwrap();
+        assert_eq!(v.routes.len(), 2);
+        let (a, b) = (&v.routes[0], &v.routes[1]);
+        assert_eq!((a.binds, a.max_tps, a.source_ton_npi), (3, 7, Some((2, 1))));
+        assert_eq!(a.concatenation, crate::smpp::encoding::Concatenation::Sar);
+        assert!(b.tls && !a.tls);
+        assert_eq!(b.source_addr, "OTPGateway");
+        assert_eq!(b.message_id_format, crate::smpp::MessageIdFormat::Decimal);
+
+        let mut bad = s.clone();
+        bad.smpp.routes[1].name = "a".into();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("smpp.routes") && err.contains("unique"),
+            "{err}"
+        );
+        let mut bad = s.clone();
+        bad.smpp.routes[0].prefixes = vec!["34".into()];
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("smpp.routes"));
+        let mut bad = s.clone();
+        bad.smpp.routes[0].source_npi = None;
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("source_ton"));
+        let mut bad = s;
+        bad.smpp.routes[1].ca_file = Some("/nonexistent.pem".into());
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("smpp.routes"));
+    }
+
+    #[test]
+    fn status_map_parses_hex_and_decimal() {
+        let mut s = Settings::default();
+        s.smpp.status_map.insert("0x0400".into(), "blocked".into());
+        s.smpp
+            .status_map
+            .insert("1025".into(), "not_allowed".into());
+        s.smpp
+            .status_map
+            .insert("0x0B".into(), "unavailable".into());
+        let v = s.validate().unwrap();
+        use crate::smpp::StatusAction;
+        assert_eq!(v.smpp_status_map.get(&0x400), Some(&StatusAction::Blocked));
+        assert_eq!(
+            v.smpp_status_map.get(&1025),
+            Some(&StatusAction::NotAllowed)
+        );
+        assert_eq!(
+            v.smpp_status_map.get(&0x0B),
+            Some(&StatusAction::Unavailable)
+        );
+    }
+
+    #[test]
     fn smpp_urls_parse_with_escapes() {
         assert_eq!(
             parse_smpp_url("smpp://otp:p%40ss@smsc.example:2775").unwrap(),
@@ -623,9 +1211,18 @@ mod tests {
                 host: "smsc.example".into(),
                 port: 2775,
                 system_id: "otp".into(),
-                password: "p@ss".into()
+                password: "p@ss".into(),
+                tls: false,
             }
         );
+        assert!(matches!(
+            parse_smpp_url("smpps://otp:pw@smsc.example:3550").unwrap(),
+            SmscTarget::Remote {
+                tls: true,
+                port: 3550,
+                ..
+            }
+        ));
         assert!(parse_smpp_url("smpp://otp@host:1").is_err());
         assert!(parse_smpp_url("smpp://a:b@host:notaport").is_err());
         assert!(parse_smpp_url("smpp://a:b@host:1%").is_err());

@@ -1,10 +1,17 @@
 //! Prometheus metrics in an owned registry (no globals, so tests run in parallel). Labels are
 //! bounded enums only: route patterns, outcomes, SMPP command statuses; never numbers or ids.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// Distinct command_status label values kept before further ones are counted as `other`; an
+/// SMSC could otherwise grow the series without bound by answering with arbitrary statuses.
+const MAX_STATUS_LABELS: usize = 32;
 
 /// Every metric the gateway exports.
 #[derive(Clone)]
@@ -26,6 +33,108 @@ pub struct Metrics {
     pub segments_sent: IntCounter,
     /// 1 when an SMPP session is bound.
     pub smpp_bound: IntGauge,
+    /// Per-session SMPP metrics (binds, window, throttling, command statuses).
+    pub smpp: SmppMetrics,
+}
+
+/// Metrics the SMPP session pool records. Labels: `route` (from configuration) and
+/// `command_status` (hex, capped at [`MAX_STATUS_LABELS`] distinct values).
+#[derive(Clone)]
+pub struct SmppMetrics {
+    /// Sessions by route and state (`up` = bound, `down` = not bound).
+    pub binds: IntGaugeVec,
+    /// submit_sm PDUs awaiting their response, by route.
+    pub window_in_use: IntGaugeVec,
+    /// ESME_RTHROTTLED / ESME_RMSGQFUL answers, by route.
+    pub throttled: IntCounterVec,
+    /// submit_sm results by route and command_status (`timeout` when no response came).
+    pub submit_results: IntCounterVec,
+    /// submit_sm PDUs written, by route (retries included).
+    pub segments_submitted: IntCounterVec,
+    /// Delivery receipts by final state.
+    pub receipts: IntCounterVec,
+    /// First submit_sm until its delivery receipt.
+    pub receipt_latency: Histogram,
+    seen_statuses: Arc<Mutex<HashSet<u32>>>,
+}
+
+impl SmppMetrics {
+    /// Creates the metrics without registering them (see [`Metrics::new`]).
+    pub fn new() -> Result<SmppMetrics, prometheus::Error> {
+        Ok(SmppMetrics {
+            binds: IntGaugeVec::new(
+                Opts::new("otp_sms_smpp_binds", "SMPP sessions by state"),
+                &["route", "state"],
+            )?,
+            window_in_use: IntGaugeVec::new(
+                Opts::new(
+                    "otp_sms_smpp_window_in_use",
+                    "submit_sm awaiting submit_sm_resp",
+                ),
+                &["route"],
+            )?,
+            throttled: IntCounterVec::new(
+                Opts::new(
+                    "otp_sms_smpp_throttled_total",
+                    "ESME_RTHROTTLED / ESME_RMSGQFUL answers",
+                ),
+                &["route"],
+            )?,
+            submit_results: IntCounterVec::new(
+                Opts::new(
+                    "otp_sms_smpp_submit_results_total",
+                    "submit_sm results by command_status",
+                ),
+                &["route", "command_status"],
+            )?,
+            segments_submitted: IntCounterVec::new(
+                Opts::new(
+                    "otp_sms_smpp_submit_sm_total",
+                    "submit_sm PDUs written, retries included",
+                ),
+                &["route"],
+            )?,
+            receipts: IntCounterVec::new(
+                Opts::new("otp_sms_smpp_receipts_total", "delivery receipts by state"),
+                &["state"],
+            )?,
+            receipt_latency: Histogram::with_opts(
+                HistogramOpts::new(
+                    "otp_sms_smpp_receipt_latency_seconds",
+                    "submit_sm until delivery receipt",
+                )
+                .buckets(vec![
+                    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ]),
+            )?,
+            seen_statuses: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+
+    fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.binds.clone()))?;
+        registry.register(Box::new(self.window_in_use.clone()))?;
+        registry.register(Box::new(self.throttled.clone()))?;
+        registry.register(Box::new(self.submit_results.clone()))?;
+        registry.register(Box::new(self.segments_submitted.clone()))?;
+        registry.register(Box::new(self.receipts.clone()))?;
+        registry.register(Box::new(self.receipt_latency.clone()))?;
+        Ok(())
+    }
+
+    /// The label for `command_status`: `0x%08X`, or `other` once the cap is reached.
+    pub fn status_label(&self, command_status: u32) -> String {
+        let mut seen = self
+            .seen_statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(&command_status) || seen.len() < MAX_STATUS_LABELS {
+            seen.insert(command_status);
+            format!("0x{command_status:08X}")
+        } else {
+            "other".to_owned()
+        }
+    }
 }
 
 impl Metrics {
@@ -77,6 +186,8 @@ impl Metrics {
         registry.register(Box::new(submit_duration.clone()))?;
         registry.register(Box::new(segments_sent.clone()))?;
         registry.register(Box::new(smpp_bound.clone()))?;
+        let smpp = SmppMetrics::new()?;
+        smpp.register(&registry)?;
         Ok(Metrics {
             registry,
             http_requests,
@@ -87,6 +198,7 @@ impl Metrics {
             submit_duration,
             segments_sent,
             smpp_bound,
+            smpp,
         })
     }
 
@@ -100,5 +212,26 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_labels_are_bounded() {
+        let m = SmppMetrics::new().unwrap();
+        assert_eq!(m.status_label(0x58), "0x00000058");
+        for s in 0..100 {
+            m.status_label(s);
+        }
+        assert_eq!(
+            m.status_label(0x58),
+            "0x00000058",
+            "known values keep their label"
+        );
+        assert_eq!(m.status_label(0x0400_0001), "other");
     }
 }

@@ -17,11 +17,11 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState};
 use crate::api::{self, openapi::Issuer, ApiState};
 use crate::auth::{ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer};
-use crate::config::{SmscTarget, Validated};
+use crate::config::{RouteSpec, SmscTarget, Validated};
 use crate::metrics::Metrics;
 use crate::otp::{Clock, OtpRules, OtpService, SmsSender, SystemClock};
 use crate::policy::{ClientRateLimiter, NumberPolicy};
-use crate::smpp::{SmppClient, SmppSettings};
+use crate::smpp::{Route, SmppClient, SmppRouter, SmppSettings};
 use crate::smsc_sim::{self, SimSettings, SmscHandle};
 use crate::store::{MemoryStore, SendQuota, Store};
 
@@ -48,7 +48,7 @@ pub struct Application {
     api_addr: SocketAddr,
     admin_addr: SocketAddr,
     issuer: Arc<TokenIssuer>,
-    smpp: SmppClient,
+    smpp: SmppRouter,
     simulator: Option<SmscHandle>,
     draining: Arc<AtomicBool>,
     stop_tx: watch::Sender<bool>,
@@ -104,42 +104,51 @@ impl Application {
             .context("creating the token issuer")?,
         );
 
-        let (simulator, smpp_settings) = match &settings.smsc {
-            SmscTarget::Embedded => {
-                let password = embedded_password();
-                let sim = smsc_sim::start(SimSettings {
-                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                    system_id: "otpgw".into(),
-                    password: password.clone(),
-                    receipt_delay: raw.smpp.embedded_receipt_delay,
-                    print_messages: true,
-                    inbox_capacity: 10_000,
-                })
-                .await
-                .context("starting the embedded SMSC simulator")?;
-                let addr = sim.local_addr();
-                (
-                    Some(sim),
-                    smpp_settings(
-                        &settings,
-                        addr.ip().to_string(),
-                        addr.port(),
-                        "otpgw",
-                        &password,
+        let (simulator, smpp) = if settings.routes.is_empty() {
+            let (simulator, smpp_settings) = match &settings.smsc {
+                SmscTarget::Embedded => {
+                    let password = embedded_password();
+                    let sim = smsc_sim::start(SimSettings {
+                        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                        system_id: "otpgw".into(),
+                        password: password.clone(),
+                        receipt_delay: raw.smpp.embedded_receipt_delay,
+                        print_messages: true,
+                        inbox_capacity: 10_000,
+                        faults: settings.embedded_faults.clone(),
+                    })
+                    .await
+                    .context("starting the embedded SMSC simulator")?;
+                    let addr = sim.local_addr();
+                    let target = SmscTarget::Remote {
+                        host: addr.ip().to_string(),
+                        port: addr.port(),
+                        system_id: "otpgw".into(),
+                        password,
+                        tls: false,
+                    };
+                    (Some(sim), smpp_settings(&settings, &target))
+                }
+                remote @ SmscTarget::Remote { .. } => (None, smpp_settings(&settings, remote)),
+            };
+            let client = SmppClient::start_with_metrics(smpp_settings, Some(metrics.smpp.clone()));
+            (simulator, SmppRouter::single(DEFAULT_ROUTE, client))
+        } else {
+            let routes = settings
+                .routes
+                .iter()
+                .map(|r| Route {
+                    name: r.name.clone(),
+                    prefixes: r.prefixes.clone(),
+                    priority: r.priority,
+                    client: SmppClient::start_with_metrics(
+                        route_settings(&settings, r),
+                        Some(metrics.smpp.clone()),
                     ),
-                )
-            }
-            SmscTarget::Remote {
-                host,
-                port,
-                system_id,
-                password,
-            } => (
-                None,
-                smpp_settings(&settings, host.clone(), *port, system_id, password),
-            ),
+                })
+                .collect();
+            (None, SmppRouter::new(routes))
         };
-        let smpp = SmppClient::start(smpp_settings);
         if simulator.is_some() && !smpp.wait_bound(Duration::from_secs(5)).await {
             anyhow::bail!("could not bind to the embedded SMSC simulator");
         }
@@ -295,19 +304,35 @@ impl Application {
     }
 }
 
-fn smpp_settings(
-    settings: &Validated,
-    host: String,
-    port: u16,
-    system_id: &str,
-    password: &str,
-) -> SmppSettings {
+/// Name of the single route built from `smpp.url`.
+const DEFAULT_ROUTE: &str = "default";
+
+/// Session settings for `smpp.url` (or the embedded simulator).
+fn smpp_settings(settings: &Validated, target: &SmscTarget) -> SmppSettings {
     let s = &settings.raw.smpp;
+    let (host, port, system_id, password, tls) = match target {
+        SmscTarget::Remote {
+            host,
+            port,
+            system_id,
+            password,
+            tls,
+        } => (
+            host.clone(),
+            *port,
+            system_id.clone(),
+            password.clone(),
+            *tls,
+        ),
+        // Callers resolve the embedded simulator to its address first.
+        SmscTarget::Embedded => (String::new(), 0, String::new(), String::new(), false),
+    };
     SmppSettings {
+        route: DEFAULT_ROUTE.into(),
         host,
         port,
-        system_id: system_id.to_string(),
-        password: password.to_string(),
+        system_id,
+        password,
         system_type: s.system_type.clone(),
         source_addr: s.source_addr.clone(),
         submit_timeout: s.submit_timeout,
@@ -315,6 +340,42 @@ fn smpp_settings(
         reconnect_min: s.reconnect_min,
         reconnect_max: s.reconnect_max,
         window: s.window,
+        binds: s.binds,
+        bind_mode: settings.smpp_bind_mode,
+        max_tps: s.max_tps,
+        response_timeout: s.response_timeout,
+        status_map: settings.smpp_status_map.clone(),
+        message_id_format: settings.smpp_message_id_format,
+        // Delivery state lives as long as the challenge it belongs to.
+        receipt_retention: settings.raw.otp.ttl,
+        receipt_capacity: settings.raw.store.max_challenges,
+        concatenation: settings.smpp_concatenation,
+        tls,
+        ca_file: settings.smpp_ca_file.clone(),
+        source_ton_npi: None,
+    }
+}
+
+/// Session settings for one `[[smpp.routes]]` entry; timers, status map and
+/// bind mode are shared by every route.
+fn route_settings(settings: &Validated, r: &RouteSpec) -> SmppSettings {
+    SmppSettings {
+        route: r.name.clone(),
+        host: r.host.clone(),
+        port: r.port,
+        system_id: r.system_id.clone(),
+        password: r.password.clone(),
+        system_type: r.system_type.clone(),
+        source_addr: r.source_addr.clone(),
+        window: r.window,
+        binds: r.binds,
+        max_tps: r.max_tps,
+        message_id_format: r.message_id_format,
+        concatenation: r.concatenation,
+        tls: r.tls,
+        ca_file: r.ca_file.clone(),
+        source_ton_npi: r.source_ton_npi,
+        ..smpp_settings(settings, &SmscTarget::Embedded)
     }
 }
 

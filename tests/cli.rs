@@ -168,3 +168,36 @@ fn every_subcommand_has_help() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
     }
 }
+
+#[test]
+fn smsc_sim_fault_flags_are_documented_and_checked() {
+    let out = Command::new(BIN)
+        .args(["smsc-sim", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).to_string();
+    for flag in [
+        "--throttle-tps",
+        "--error-rate",
+        "--prefix-errors",
+        "--disconnect-after",
+        "--response-delay",
+        "--receipt-states",
+        "--message-ids",
+        "--receipts-before-response",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from help");
+    }
+    let out = Command::new(BIN)
+        .args([
+            "smsc-sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--prefix-errors",
+            "+34",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--prefix-errors"));
+}

@@ -235,6 +235,9 @@ impl From<OtpError> for ApiError {
             OtpError::Delivery(DeliveryError::DestinationRejected(_)) => {
                 ApiError::PhoneNumberNotAllowed
             }
+            OtpError::Delivery(DeliveryError::DestinationBlocked(_)) => {
+                ApiError::PhoneNumberBlocked
+            }
             OtpError::Store(_) => ApiError::Unavailable,
             OtpError::Random => ApiError::Internal,
         }

@@ -35,16 +35,21 @@ pub enum DeliveryError {
     /// The SMSC refused this destination.
     #[error("SMSC refused the destination (command_status {0:#010x})")]
     DestinationRejected(u32),
+    /// The SMSC reports the destination as barred.
+    #[error("SMSC reports the destination blocked (command_status {0:#010x})")]
+    DestinationBlocked(u32),
 }
 
 /// The SMS channel as the rules see it. Implemented over SMPP in `startup`.
 pub trait SmsSender: Send + Sync + 'static {
     /// Resolves when the SMSC acknowledged every segment; returns the segment count.
+    /// `authentication_id` tags the message so its delivery receipts can be looked up.
     fn send(
         &self,
         to: &PhoneNumber,
         text: String,
         validity: Duration,
+        authentication_id: &str,
     ) -> BoxFuture<'_, Result<usize, DeliveryError>>;
 }
 
@@ -182,7 +187,8 @@ impl OtpService {
         let text = template.render(&code);
         drop(code);
         let started = Instant::now();
-        let sent = self.sender.send(phone, text, self.rules.ttl).await;
+        let tag = id.to_string();
+        let sent = self.sender.send(phone, text, self.rules.ttl, &tag).await;
         self.metrics
             .submit_duration
             .observe(started.elapsed().as_secs_f64());
@@ -203,6 +209,7 @@ impl OtpService {
                     DeliveryError::Unavailable(_) => "smsc_unavailable",
                     DeliveryError::Timeout => "smsc_timeout",
                     DeliveryError::DestinationRejected(_) => "destination_rejected",
+                    DeliveryError::DestinationBlocked(_) => "destination_blocked",
                 };
                 self.metrics
                     .send_failures

@@ -18,6 +18,7 @@ impl SmsSender for RecordingSender {
         _to: &PhoneNumber,
         text: String,
         _validity: Duration,
+        _authentication_id: &str,
     ) -> BoxFuture<'_, Result<usize, DeliveryError>> {
         Box::pin(async move {
             if let Some(f) = *self.fail.lock().unwrap() {

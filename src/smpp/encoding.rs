@@ -4,12 +4,15 @@
 //! table) whenever possible, one septet per octet (unpacked, which is what
 //! SMSCs expect over SMPP), and fall back to UCS-2 big-endian otherwise.
 //! Long texts are split into concatenated segments carrying an 8-bit
-//! reference UDH. A character is never split across two segments, so every
-//! segment decodes on its own on a handset that lacks reassembly.
+//! reference UDH (default), a 16-bit reference UDH or SAR TLVs, or are sent
+//! whole in one `message_payload` TLV for the SMSC to split
+//! ([`Concatenation`], per route). A character is never split across two
+//! segments, so every segment decodes on its own on a handset that lacks
+//! reassembly.
 //!
 //! The simulator (`crate::smsc_sim`) reuses [`decode`] and [`split_udh`].
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 
 /// `data_coding` value for the GSM 03.38 default alphabet (SMSC default).
 pub const DC_GSM7: u8 = 0x00;
@@ -28,6 +31,28 @@ const GSM_SEGMENT_LIMIT: usize = 153;
 // Expressed in octets: 70 / 67 UCS-2 code units of two octets each.
 const UCS2_SINGLE_LIMIT: usize = 140;
 const UCS2_SEGMENT_LIMIT: usize = 134;
+// A 16-bit reference UDH is one octet longer: 152 septets / 66 UCS-2 units.
+const GSM_SEGMENT_LIMIT_UDH16: usize = 152;
+const UCS2_SEGMENT_LIMIT_UDH16: usize = 132;
+/// Largest `message_payload` TLV value.
+pub const MAX_PAYLOAD: usize = 65_535;
+
+/// How a text longer than one segment is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Concatenation {
+    /// Segments with an 8-bit reference UDH (IEI 0x00); the most widely supported.
+    #[default]
+    Udh8,
+    /// Segments with a 16-bit reference UDH (IEI 0x08).
+    Udh16,
+    /// Segments without UDH, with sar_msg_ref_num / sar_total_segments /
+    /// sar_segment_seqnum TLVs; the SMSC builds the UDH. Same sizes as
+    /// [`Concatenation::Udh8`], since the handset still receives a UDH.
+    Sar,
+    /// One submit_sm with the whole text in the message_payload TLV; the
+    /// SMSC splits it.
+    MessagePayload,
+}
 
 const ESC: u8 = 0x1B;
 
@@ -61,6 +86,8 @@ const GSM_EXTENSION: [(u8, char); 10] = [
 /// Rotating concatenation reference; a counter is enough because the SMSC
 /// keys reassembly by (source, destination, reference).
 static NEXT_REFERENCE: AtomicU8 = AtomicU8::new(1);
+/// Rotating 16-bit reference for [`Concatenation::Udh16`] and [`Concatenation::Sar`].
+static NEXT_REFERENCE16: AtomicU16 = AtomicU16::new(1);
 
 /// A text encoded into one or more `short_message` bodies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +98,12 @@ pub struct Encoded {
     pub segments: Vec<Vec<u8>>,
     /// Whether the segments start with a UDH (esm_class UDHI 0x40 required).
     pub udhi: bool,
+    /// With [`Concatenation::Sar`] and more than one segment: the reference
+    /// for sar_msg_ref_num (segment numbers follow the order of `segments`).
+    pub sar_reference: Option<u16>,
+    /// With [`Concatenation::MessagePayload`] and a text longer than one
+    /// segment: the single entry of `segments` goes into message_payload.
+    pub message_payload: bool,
 }
 
 /// Concatenation information element found in a UDH.
@@ -130,28 +163,54 @@ pub fn encode(text: &str) -> Encoded {
     encode_with_reference(text, NEXT_REFERENCE.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Encodes `text` for `mode`, picking the next rotating reference.
+pub fn encode_as(text: &str, mode: Concatenation) -> Encoded {
+    let reference = match mode {
+        Concatenation::Udh8 => u16::from(NEXT_REFERENCE.fetch_add(1, Ordering::Relaxed)),
+        Concatenation::Udh16 | Concatenation::Sar | Concatenation::MessagePayload => {
+            NEXT_REFERENCE16.fetch_add(1, Ordering::Relaxed)
+        }
+    };
+    encode_with(text, mode, reference)
+}
+
 /// Encodes `text` with a caller-chosen concatenation reference (used when
 /// the text needs more than one segment).
 ///
 /// More than [`MAX_SEGMENTS`] segments cannot be addressed by the UDH; the
 /// caller must reject such an [`Encoded`] (see [`Encoded::segments`]).
 pub fn encode_with_reference(text: &str, reference: u8) -> Encoded {
-    let (data_coding, units, single, per_segment) = match gsm_units(text) {
-        Some(units) => (DC_GSM7, units, GSM_SINGLE_LIMIT, GSM_SEGMENT_LIMIT),
-        None => (
-            DC_UCS2,
-            ucs2_units(text),
-            UCS2_SINGLE_LIMIT,
-            UCS2_SEGMENT_LIMIT,
-        ),
+    encode_with(text, Concatenation::Udh8, u16::from(reference))
+}
+
+/// Encodes `text` for `mode` with a caller-chosen reference (truncated to
+/// 8 bits for [`Concatenation::Udh8`]).
+pub fn encode_with(text: &str, mode: Concatenation, reference: u16) -> Encoded {
+    let gsm = gsm_units(text);
+    let is_gsm = gsm.is_some();
+    let (data_coding, units, single) = match gsm {
+        Some(units) => (DC_GSM7, units, GSM_SINGLE_LIMIT),
+        None => (DC_UCS2, ucs2_units(text), UCS2_SINGLE_LIMIT),
+    };
+    let per_segment = match (mode, is_gsm) {
+        (Concatenation::Udh16, true) => GSM_SEGMENT_LIMIT_UDH16,
+        (Concatenation::Udh16, false) => UCS2_SEGMENT_LIMIT_UDH16,
+        (_, true) => GSM_SEGMENT_LIMIT,
+        (_, false) => UCS2_SEGMENT_LIMIT,
     };
     let total_len: usize = units.iter().map(Vec::len).sum();
+    let plain = |segments: Vec<Vec<u8>>, message_payload: bool| Encoded {
+        data_coding,
+        segments,
+        udhi: false,
+        sar_reference: None,
+        message_payload,
+    };
     if total_len <= single {
-        return Encoded {
-            data_coding,
-            segments: vec![units.concat()],
-            udhi: false,
-        };
+        return plain(vec![units.concat()], false);
+    }
+    if mode == Concatenation::MessagePayload {
+        return plain(vec![units.concat()], true);
     }
 
     // Greedy packing over whole characters keeps escapes and surrogate pairs
@@ -169,13 +228,27 @@ pub fn encode_with_reference(text: &str, reference: u8) -> Encoded {
     }
 
     let total = u8::try_from(bodies.len()).unwrap_or(u8::MAX);
+    if mode == Concatenation::Sar {
+        return Encoded {
+            data_coding,
+            segments: bodies,
+            udhi: false,
+            sar_reference: Some(reference),
+            message_payload: false,
+        };
+    }
+    let [ref_hi, ref_lo] = reference.to_be_bytes();
     let segments = bodies
         .into_iter()
         .enumerate()
         .map(|(i, body)| {
             let seq = u8::try_from(i + 1).unwrap_or(u8::MAX);
-            let mut sm = Vec::with_capacity(6 + body.len());
-            sm.extend_from_slice(&[0x05, 0x00, 0x03, reference, total, seq]);
+            let mut sm = Vec::with_capacity(7 + body.len());
+            if mode == Concatenation::Udh16 {
+                sm.extend_from_slice(&[0x06, 0x08, 0x04, ref_hi, ref_lo, total, seq]);
+            } else {
+                sm.extend_from_slice(&[0x05, 0x00, 0x03, ref_lo, total, seq]);
+            }
             sm.extend_from_slice(&body);
             sm
         })
@@ -184,6 +257,8 @@ pub fn encode_with_reference(text: &str, reference: u8) -> Encoded {
         data_coding,
         segments,
         udhi: true,
+        sar_reference: None,
+        message_payload: false,
     }
 }
 
@@ -276,6 +351,128 @@ fn decode_gsm(bytes: &[u8]) -> Option<String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use proptest::prelude::*;
+
+    /// Every segment's payload decoded on its own, then joined.
+    fn decode_each(e: &Encoded) -> Option<String> {
+        e.segments
+            .iter()
+            .map(|s| {
+                let payload = if e.udhi {
+                    split_udh(s)?.1
+                } else {
+                    s.as_slice()
+                };
+                decode(e.data_coding, payload)
+            })
+            .collect()
+    }
+
+    fn gsm_chars() -> Vec<char> {
+        GSM_BASIC
+            .iter()
+            .copied()
+            .filter(|c| *c != '\u{1B}')
+            .chain(GSM_EXTENSION.iter().map(|(_, c)| *c))
+            .collect()
+    }
+
+    fn modes() -> impl Strategy<Value = Concatenation> {
+        prop_oneof![
+            Just(Concatenation::Udh8),
+            Just(Concatenation::Udh16),
+            Just(Concatenation::Sar),
+            Just(Concatenation::MessagePayload),
+        ]
+    }
+
+    fn check(text: &str, mode: Concatenation) -> Result<(), TestCaseError> {
+        let e = encode_with(text, mode, 0x1234);
+        // Each segment decodes alone: no escape or surrogate pair is split.
+        let decoded = decode_each(&e);
+        prop_assert_eq!(decoded.as_deref(), Some(text));
+        let (single, per) = match (e.data_coding, mode) {
+            (DC_GSM7, Concatenation::Udh16) => (160, 152),
+            (DC_GSM7, _) => (160, 153),
+            (_, Concatenation::Udh16) => (140, 132),
+            _ => (140, 134),
+        };
+        if e.segments.len() == 1 && !e.udhi && e.sar_reference.is_none() {
+            prop_assert!(e.message_payload || e.segments[0].len() <= single);
+        } else {
+            for s in &e.segments {
+                let payload = if e.udhi {
+                    split_udh(s).unwrap().1
+                } else {
+                    s.as_slice()
+                };
+                prop_assert!(payload.len() <= per);
+                // A full segment could not have taken one more character.
+                prop_assert!(!payload.is_empty());
+            }
+        }
+        if e.data_coding == DC_GSM7 {
+            prop_assert!(is_gsm7(text));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_unicode_roundtrips(text in any::<String>(), mode in modes()) {
+            check(&text, mode)?;
+        }
+
+        #[test]
+        fn gsm_texts_roundtrip_in_gsm(
+            chars in prop::collection::vec(prop::sample::select(gsm_chars()), 0..500),
+            mode in modes(),
+        ) {
+            let text: String = chars.into_iter().collect();
+            prop_assert_eq!(encode_with(&text, mode, 7).data_coding, DC_GSM7);
+            check(&text, mode)?;
+        }
+
+        #[test]
+        fn astral_heavy_texts_never_split_pairs(
+            text in "[a-z😀🎉𝄞€]{0,300}",
+            mode in modes(),
+        ) {
+            check(&text, mode)?;
+        }
+    }
+
+    #[test]
+    fn udh16_and_sar_layouts() {
+        let text = "a".repeat(305);
+        let e = encode_with(&text, Concatenation::Udh16, 0xABCD);
+        assert_eq!(e.segments.len(), 3, "152 septets per segment");
+        assert_eq!(&e.segments[0][..7], &[0x06, 0x08, 0x04, 0xAB, 0xCD, 3, 1]);
+        let (c, _) = split_udh(&e.segments[2]).unwrap();
+        assert_eq!(
+            c,
+            Some(Concat {
+                reference: 0xABCD,
+                total: 3,
+                sequence: 3
+            })
+        );
+        let e = encode_with(&text, Concatenation::Sar, 0xABCD);
+        assert!(!e.udhi);
+        assert_eq!(e.sar_reference, Some(0xABCD));
+        assert_eq!(
+            e.segments.iter().map(Vec::len).collect::<Vec<_>>(),
+            [153, 152]
+        );
+        let e = encode_with(&text, Concatenation::MessagePayload, 1);
+        assert!(e.message_payload);
+        assert_eq!(e.segments, vec![text.as_bytes().to_vec()]);
+        // Short texts are plain in every mode.
+        for mode in [Concatenation::Sar, Concatenation::MessagePayload] {
+            let e = encode_with("hi", mode, 1);
+            assert!(!e.message_payload && e.sar_reference.is_none() && !e.udhi);
+        }
+    }
 
     fn payloads(e: &Encoded) -> Vec<&[u8]> {
         e.segments

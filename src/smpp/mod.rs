@@ -1,39 +1,54 @@
 //! SMPP 3.4 client used by the gateway to hand OTP messages to an SMSC.
 //!
-//! [`SmppClient::start`] spawns a supervisor task that keeps one
-//! `bind_transceiver` session alive (reconnecting with capped exponential
-//! back-off) on top of `rusmppc`, which itself has no managed reconnect.
-//! [`SmppClient::submit`] encodes a text (see [`encoding`]), submits every
-//! segment on the current session and waits for all `submit_sm_resp`s within
-//! a single deadline.
+//! [`SmppClient::start`] spawns one supervisor task per configured bind
+//! (`binds`), each keeping a `bind_transceiver` (or `bind_transmitter`)
+//! session alive with capped, jittered exponential back-off on top of
+//! `rusmppc`, which itself has no managed reconnect. Every session has its own
+//! in-flight window and its own segment rate limiter.
+//! [`SmppClient::submit`] encodes a text (see [`encoding`]), picks the first
+//! session with a free window slot (see `pool`), submits every segment and
+//! retries throttled or failed segments within one request deadline.
 //!
 //! Logging never includes SMS texts, passwords or full phone numbers
 //! (numbers go through [`mask_number`]).
 
 pub mod encoding;
+mod limiter;
+mod pool;
+pub mod receipt;
+mod router;
 mod session;
+pub mod tls;
+mod tracker;
+
+pub use router::{Route, SmppRouter};
+
+pub use receipt::{DeliveryState, MessageIdFormat};
+pub use tracker::{DeliveryReport, SegmentReport};
 
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusmpp::pdus::SubmitSm;
-use rusmpp::types::{COctetString, EmptyOrFullCOctetString, OctetString};
-use rusmpp::values::{DataCoding, EsmClass, Npi, RegisteredDelivery, ServiceType, Ton};
-use tokio::sync::{watch, Semaphore};
+use rusmpp::tlvs::MessageSubmissionRequestTlvValue;
+use rusmpp::types::{AnyOctetString, COctetString, EmptyOrFullCOctetString, OctetString};
+use rusmpp::values::{
+    DataCoding, EsmClass, MessagePayload, Npi, RegisteredDelivery, ServiceType, Ton,
+};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::metrics::SmppMetrics;
+use pool::Slot;
+
 /// tracing target of every event emitted by this module.
 pub const TARGET: &str = "otp_gateway::smpp";
-
-/// Longest wait for a bind that is in progress when a submit finds no
-/// session; bounded so callers get `NotBound` quickly during an outage.
-const BIND_GRACE: Duration = Duration::from_secs(1);
 
 /// Extra time the outer safety timeout of a submit allows beyond the deadline.
 const OUTER_GUARD_SLACK: Duration = Duration::from_millis(20);
@@ -43,9 +58,45 @@ const ESM_UDHI: u8 = 0x40;
 /// registered_delivery: SMSC delivery receipt on final success or failure.
 const RECEIPT_ON_FINAL_OUTCOME: u8 = 0x01;
 
+/// SMPP 3.4 command_status values with a fixed meaning for the pool.
+pub mod status {
+    /// ESME_RMSGQFUL: the SMSC's queue is full; slow down and retry.
+    pub const MSGQFUL: u32 = 0x14;
+    /// ESME_RTHROTTLED: the bind exceeded its rate; slow down and retry.
+    pub const THROTTLED: u32 = 0x58;
+    /// ESME_RSYSERR: the SMSC failed internally; retry on another session.
+    pub const SYSERR: u32 = 0x08;
+    /// Statuses that reject the destination itself (invalid address, its
+    /// TON, its NPI) unless `status_map` says otherwise.
+    pub const DESTINATION: [u32; 3] = [0x0B, 0x50, 0x51];
+}
+
+/// Which bind the sessions use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BindMode {
+    /// bind_transceiver: submits and receipts on one session.
+    #[default]
+    Transceiver,
+    /// bind_transmitter: submits only (receipts need another bind).
+    Transmitter,
+}
+
+/// What an operator-specific command_status means (`smpp.status_map`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusAction {
+    /// The number cannot receive SMS: 403 PHONE_NUMBER_NOT_ALLOWED.
+    NotAllowed,
+    /// The number is barred: 403 PHONE_NUMBER_BLOCKED.
+    Blocked,
+    /// A service problem: 503 UNAVAILABLE, no retry.
+    Unavailable,
+}
+
 /// Connection and session settings for [`SmppClient`].
 #[derive(Clone)]
 pub struct SmppSettings {
+    /// Name of this SMSC in metric labels (bounded by configuration).
+    pub route: String,
     /// SMSC host name or IP address.
     pub host: String,
     /// SMSC TCP port (usually 2775).
@@ -67,14 +118,72 @@ pub struct SmppSettings {
     pub reconnect_min: Duration,
     /// Cap of the doubling reconnect delay.
     pub reconnect_max: Duration,
-    /// Maximum number of messages in flight at once.
+    /// Maximum number of messages in flight at once, per session.
     pub window: usize,
+    /// Number of sessions kept bound to this SMSC.
+    pub binds: usize,
+    /// bind_transceiver or bind_transmitter.
+    pub bind_mode: BindMode,
+    /// Segments per second per session (0 = unlimited).
+    pub max_tps: u32,
+    /// Longest wait for one submit_sm_resp (capped by what is left of
+    /// `submit_timeout`); shorter leaves time to retry on another session.
+    pub response_timeout: Duration,
+    /// Operator-specific command_status meanings; they take precedence over
+    /// the built-in handling of every status.
+    pub status_map: BTreeMap<u32, StatusAction>,
+    /// How message ids in receipts relate to those in submit_sm_resp.
+    pub message_id_format: MessageIdFormat,
+    /// How long delivery reports of tagged messages are kept.
+    pub receipt_retention: Duration,
+    /// Delivery reports kept at most.
+    pub receipt_capacity: u64,
+    /// How texts longer than one segment are sent.
+    pub concatenation: encoding::Concatenation,
+    /// Connect with TLS (`smpps://`).
+    pub tls: bool,
+    /// PEM bundle of the CAs trusted for TLS; the public web roots when `None`.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Explicit source TON/NPI; auto-detected from `source_addr` when `None`.
+    pub source_ton_npi: Option<(u8, u8)>,
+}
+
+impl Default for SmppSettings {
+    fn default() -> Self {
+        SmppSettings {
+            route: "default".into(),
+            host: "127.0.0.1".into(),
+            port: 2775,
+            system_id: String::new(),
+            password: String::new(),
+            system_type: String::new(),
+            source_addr: "OTPGateway".into(),
+            submit_timeout: Duration::from_secs(5),
+            enquire_link_interval: Duration::from_secs(30),
+            reconnect_min: Duration::from_millis(250),
+            reconnect_max: Duration::from_secs(30),
+            window: 64,
+            binds: 1,
+            bind_mode: BindMode::Transceiver,
+            max_tps: 0,
+            response_timeout: Duration::from_secs(5),
+            status_map: BTreeMap::new(),
+            message_id_format: MessageIdFormat::Auto,
+            receipt_retention: Duration::from_secs(300),
+            receipt_capacity: 100_000,
+            concatenation: encoding::Concatenation::Udh8,
+            tls: false,
+            ca_file: None,
+            source_ton_npi: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for SmppSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Hand-written so the password can never end up in a log line.
         f.debug_struct("SmppSettings")
+            .field("route", &self.route)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("system_id", &self.system_id)
@@ -86,6 +195,18 @@ impl std::fmt::Debug for SmppSettings {
             .field("reconnect_min", &self.reconnect_min)
             .field("reconnect_max", &self.reconnect_max)
             .field("window", &self.window)
+            .field("binds", &self.binds)
+            .field("bind_mode", &self.bind_mode)
+            .field("max_tps", &self.max_tps)
+            .field("response_timeout", &self.response_timeout)
+            .field("status_map", &self.status_map)
+            .field("message_id_format", &self.message_id_format)
+            .field("receipt_retention", &self.receipt_retention)
+            .field("receipt_capacity", &self.receipt_capacity)
+            .field("concatenation", &self.concatenation)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("source_ton_npi", &self.source_ton_npi)
             .finish()
     }
 }
@@ -131,10 +252,30 @@ pub enum SmppError {
     /// reconnect in progress); the message was not sent.
     #[error("no bound SMPP session")]
     NotBound,
-    /// Every in-flight slot of the window stayed occupied until the
+    /// Every session's window (or rate budget) stayed full until the
     /// deadline; the message was not sent.
     #[error("SMPP window full")]
     Busy,
+    /// The SMSC kept answering ESME_RTHROTTLED / ESME_RMSGQFUL until the
+    /// deadline; the message was not (completely) accepted.
+    #[error("SMSC throttled the message: command_status 0x{command_status:08X}")]
+    Throttled {
+        /// The last throttling status.
+        command_status: u32,
+    },
+    /// The SMSC refused the destination (built-in destination statuses, or
+    /// `not_allowed` in `status_map`).
+    #[error("SMSC refused the destination: command_status 0x{command_status:08X}")]
+    NotAllowed {
+        /// SMPP command_status.
+        command_status: u32,
+    },
+    /// The SMSC reports the destination as barred (`blocked` in `status_map`).
+    #[error("SMSC reports the destination blocked: command_status 0x{command_status:08X}")]
+    Blocked {
+        /// SMPP command_status.
+        command_status: u32,
+    },
     /// Not every submit_sm_resp arrived within the deadline; the message
     /// may or may not have been accepted by the SMSC.
     #[error("no submit_sm_resp within {after:?}")]
@@ -142,13 +283,17 @@ pub enum SmppError {
         /// The deadline that elapsed.
         after: Duration,
     },
-    /// The SMSC answered a segment with a non-zero command_status (the
-    /// status of the first failing segment).
+    /// The SMSC answered a segment with a non-zero command_status that is
+    /// neither retried nor a destination status (the status of the first
+    /// failing segment).
     #[error("SMSC rejected the message: command_status 0x{command_status:08X}")]
     Rejected {
         /// SMPP command_status, e.g. 0x0B (ESME_RINVDSTADR).
         command_status: u32,
     },
+    /// No route serves the destination (`[[smpp.routes]]` prefixes).
+    #[error("no SMPP route serves the destination")]
+    NoRoute,
     /// The message cannot be expressed as SMPP PDUs (bad destination or
     /// sender, too many segments).
     #[error("cannot encode message: {0}")]
@@ -212,11 +357,14 @@ fn source_address(source: &str) -> (Ton, Npi, &str) {
     }
 }
 
-/// Builds one submit_sm per segment of `sms`.
+/// Builds one submit_sm per segment of `sms` (one in total with
+/// [`encoding::Concatenation::MessagePayload`]).
 fn build_submits(
-    source: &str,
+    settings: &SmppSettings,
     sms: &OutboundSms,
 ) -> Result<(encoding::Encoded, Vec<SubmitSm>), SmppError> {
+    let source = settings.source_addr.as_str();
+    let mode = settings.concatenation;
     let dest = sms
         .destination
         .strip_prefix('+')
@@ -224,7 +372,11 @@ fn build_submits(
         .ok_or_else(|| SmppError::Encoding("destination is not +<digits>".into()))?;
     let dest = COctetString::<1, 21>::from_str(dest)
         .map_err(|e| SmppError::Encoding(format!("destination: {e}")))?;
-    let (src_ton, src_npi, src) = source_address(source);
+    let (src_ton, src_npi, src) = match settings.source_ton_npi {
+        // An operator-mandated TON/NPI is sent as configured, address untouched.
+        Some((ton, npi)) => (Ton::from(ton), Npi::from(npi), source),
+        None => source_address(source),
+    };
     let src = COctetString::<1, 21>::from_str(src)
         .map_err(|e| SmppError::Encoding(format!("source_addr: {e}")))?;
     let validity = match relative_validity(sms.validity) {
@@ -233,7 +385,14 @@ fn build_submits(
         None => EmptyOrFullCOctetString::empty(),
     };
 
-    let encoded = encoding::encode(&sms.text);
+    let encoded = encoding::encode_as(&sms.text, mode);
+    if encoded.message_payload
+        && encoded.segments.iter().map(Vec::len).sum::<usize>() > encoding::MAX_PAYLOAD
+    {
+        return Err(SmppError::Encoding(
+            "text longer than message_payload allows".into(),
+        ));
+    }
     if encoded.segments.len() > encoding::MAX_SEGMENTS {
         return Err(SmppError::Encoding(format!(
             "text needs {} segments (max {})",
@@ -242,12 +401,29 @@ fn build_submits(
         )));
     }
     let esm_class = EsmClass::from(if encoded.udhi { ESM_UDHI } else { 0 });
+    let total = u8::try_from(encoded.segments.len()).unwrap_or(u8::MAX);
     let submits = encoded
         .segments
         .iter()
-        .map(|body| {
-            let short_message = OctetString::<0, 255>::from_slice(body)
-                .map_err(|e| SmppError::Encoding(format!("short_message: {e}")))?;
+        .enumerate()
+        .map(|(i, body)| {
+            let mut tlvs: Vec<MessageSubmissionRequestTlvValue> = Vec::new();
+            let short_message = if encoded.message_payload {
+                tlvs.push(MessageSubmissionRequestTlvValue::MessagePayload(
+                    MessagePayload::new(AnyOctetString::from_slice(body)),
+                ));
+                OctetString::<0, 255>::empty()
+            } else {
+                OctetString::<0, 255>::from_slice(body)
+                    .map_err(|e| SmppError::Encoding(format!("short_message: {e}")))?
+            };
+            if let Some(reference) = encoded.sar_reference {
+                tlvs.push(MessageSubmissionRequestTlvValue::SarMsgRefNum(reference));
+                tlvs.push(MessageSubmissionRequestTlvValue::SarTotalSegments(total));
+                tlvs.push(MessageSubmissionRequestTlvValue::SarSegmentSeqnum(
+                    u8::try_from(i + 1).unwrap_or(u8::MAX),
+                ));
+            }
             Ok(SubmitSm::builder()
                 .service_type(ServiceType::default())
                 .source_addr_ton(src_ton)
@@ -261,30 +437,38 @@ fn build_submits(
                 .registered_delivery(RegisteredDelivery::from(RECEIPT_ON_FINAL_OUTCOME))
                 .data_coding(DataCoding::from(encoded.data_coding))
                 .short_message(short_message)
+                .tlvs(tlvs)
                 .build())
         })
         .collect::<Result<Vec<_>, SmppError>>()?;
     Ok((encoded, submits))
 }
 
-/// State shared between the handles and the supervisor task.
+/// State shared between the handles, the submitters and the supervisors.
 struct Shared {
     settings: SmppSettings,
-    /// `Some` while a session is bound; submits clone the client out of it.
-    session: watch::Sender<Option<rusmppc::Client>>,
-    /// True while the supervisor is connecting/binding, i.e. a session may
-    /// appear shortly; during back-off sleeps submits fail at once.
-    connecting: AtomicBool,
-    /// Set once to ask the supervisor to unbind and stop.
+    /// One per configured bind, in configuration order ("first free wins").
+    slots: Vec<Slot>,
+    /// Woken whenever a window slot frees up or a session binds or drops.
+    changed: Notify,
+    /// Set once to ask the supervisors to unbind and stop.
     stop: watch::Sender<bool>,
-    window: Semaphore,
+    metrics: Option<SmppMetrics>,
+    hot: Option<pool::HotMetrics>,
+    tracker: tracker::Tracker,
+}
+
+impl Shared {
+    fn bound_count(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_bound()).count()
+    }
 }
 
 /// Owned by the handles only, so dropping the last [`SmppClient`] stops the
-/// supervisor even without an explicit [`SmppClient::shutdown`].
+/// supervisors even without an explicit [`SmppClient::shutdown`].
 struct Handles {
     shared: Arc<Shared>,
-    supervisor: Mutex<Option<JoinHandle<()>>>,
+    supervisors: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Drop for Handles {
@@ -293,7 +477,7 @@ impl Drop for Handles {
     }
 }
 
-/// Handle to the gateway's SMPP session; cheap to clone.
+/// Handle to the gateway's SMPP session pool; cheap to clone.
 #[derive(Clone)]
 pub struct SmppClient {
     inner: Arc<Handles>,
@@ -302,47 +486,92 @@ pub struct SmppClient {
 impl std::fmt::Debug for SmppClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmppClient")
-            .field("bound", &self.is_bound())
+            .field("bound_sessions", &self.bound_sessions())
             .finish_non_exhaustive()
     }
 }
 
 impl SmppClient {
-    /// Spawns the supervisor task (connect → bind_transceiver → serve,
-    /// reconnecting with back-off) and returns immediately.
+    /// Spawns one supervisor per bind (connect → bind → serve, reconnecting
+    /// with back-off) and returns immediately. Records no metrics.
     ///
     /// Must be called from within a Tokio runtime.
     pub fn start(settings: SmppSettings) -> SmppClient {
-        let window = Semaphore::new(settings.window.clamp(1, Semaphore::MAX_PERMITS));
+        Self::start_with_metrics(settings, None)
+    }
+
+    /// Like [`SmppClient::start`], recording into `metrics`.
+    pub fn start_with_metrics(settings: SmppSettings, metrics: Option<SmppMetrics>) -> SmppClient {
+        let binds = settings.binds.max(1);
+        let slots = (0..binds).map(|i| Slot::new(i, &settings)).collect();
+        if let Some(m) = &metrics {
+            m.binds
+                .with_label_values(&[settings.route.as_str(), "down"])
+                .set(i64::try_from(binds).unwrap_or(i64::MAX));
+            m.binds
+                .with_label_values(&[settings.route.as_str(), "up"])
+                .set(0);
+        }
+        let tracker = tracker::Tracker::new(
+            settings.message_id_format,
+            settings.receipt_retention,
+            settings.receipt_capacity,
+            metrics.clone(),
+        );
+        let hot = metrics
+            .as_ref()
+            .map(|m| pool::HotMetrics::new(m, &settings.route));
         let shared = Arc::new(Shared {
             settings,
-            session: watch::Sender::new(None),
-            connecting: AtomicBool::new(false),
+            slots,
+            changed: Notify::new(),
             stop: watch::Sender::new(false),
-            window,
+            metrics,
+            hot,
+            tracker,
         });
-        let supervisor = tokio::spawn(session::run(Arc::clone(&shared)));
+        let supervisors = (0..binds)
+            .map(|i| tokio::spawn(session::run(Arc::clone(&shared), i)))
+            .collect();
         SmppClient {
             inner: Arc::new(Handles {
                 shared,
-                supervisor: Mutex::new(Some(supervisor)),
+                supervisors: Mutex::new(supervisors),
             }),
         }
     }
 
-    /// Whether a session is currently bound.
+    /// Whether at least one session is currently bound.
     pub fn is_bound(&self) -> bool {
-        self.inner.shared.session.borrow().is_some()
+        self.inner.shared.slots.iter().any(Slot::is_bound)
     }
 
-    /// Waits up to `timeout` until a session is bound; returns whether it is.
+    /// Number of sessions currently bound.
+    pub fn bound_sessions(&self) -> usize {
+        self.inner.shared.bound_count()
+    }
+
+    /// Waits up to `timeout` until at least one session is bound; returns
+    /// whether one is.
     pub async fn wait_bound(&self, timeout: Duration) -> bool {
-        let mut rx = self.inner.shared.session.subscribe();
-        let bound = matches!(
-            tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await,
-            Ok(Ok(_))
-        );
-        bound
+        self.wait_bound_sessions(1, timeout).await
+    }
+
+    /// Waits up to `timeout` until at least `n` sessions are bound.
+    pub async fn wait_bound_sessions(&self, n: usize, timeout: Duration) -> bool {
+        let shared = &self.inner.shared;
+        let until = Instant::now() + timeout;
+        loop {
+            let changed = shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if shared.bound_count() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(until, changed).await.is_err() {
+                return shared.bound_count() >= n;
+            }
+        }
     }
 
     /// Submits every segment of `sms` and waits for all submit_sm_resps.
@@ -351,50 +580,53 @@ impl SmppClient {
     /// session it fails with [`SmppError::NotBound`] after at most a short
     /// grace period for a bind in progress.
     pub async fn submit(&self, sms: OutboundSms) -> Result<SubmitReceipt, SmppError> {
-        let after = self.inner.shared.settings.submit_timeout;
-        let deadline = Instant::now() + after;
-        // Each stage honours `deadline` itself and reports its own error
-        // (NotBound / Busy / Timeout); this outer guard only catches stalls.
-        let guard = deadline + OUTER_GUARD_SLACK;
-        match tokio::time::timeout_at(guard, self.submit_inner(&sms, deadline)).await {
-            Ok(result) => result,
-            Err(_) => Err(SmppError::Timeout { after }),
-        }
+        self.submit_tagged(sms, None).await
     }
 
-    async fn submit_inner(
+    /// Like [`SmppClient::submit`]; with a `tag`, the message's delivery
+    /// receipts are tracked and readable with [`SmppClient::delivery_report`].
+    pub async fn submit_tagged(
         &self,
-        sms: &OutboundSms,
+        sms: OutboundSms,
+        tag: Option<&str>,
+    ) -> Result<SubmitReceipt, SmppError> {
+        let deadline = Instant::now() + self.submit_timeout();
+        self.submit_until(sms, tag, deadline).await
+    }
+
+    /// The configured `submit_timeout`.
+    pub fn submit_timeout(&self) -> Duration {
+        self.inner.shared.settings.submit_timeout
+    }
+
+    /// Like [`SmppClient::submit_tagged`] with an explicit deadline (the
+    /// router shares one deadline across failover).
+    pub async fn submit_until(
+        &self,
+        sms: OutboundSms,
+        tag: Option<&str>,
         deadline: Instant,
     ) -> Result<SubmitReceipt, SmppError> {
         let shared = &self.inner.shared;
-        let settings = &shared.settings;
-        let (encoded, submits) = build_submits(&settings.source_addr, sms)?;
-
-        let mut rx = shared.session.subscribe();
-        if rx.borrow().is_none() && !shared.connecting.load(Ordering::Acquire) {
-            return Err(SmppError::NotBound);
-        }
-        let grace = deadline.min(Instant::now() + BIND_GRACE);
-        let client = match tokio::time::timeout_at(grace, rx.wait_for(Option::is_some)).await {
-            Ok(Ok(session)) => session.clone().ok_or(SmppError::NotBound)?,
-            Ok(Err(_)) | Err(_) => return Err(SmppError::NotBound),
-        };
-
-        let _permit = match tokio::time::timeout_at(deadline, shared.window.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) | Err(_) => return Err(SmppError::Busy),
-        };
-
-        let mut message_ids = Vec::with_capacity(submits.len());
-        for submit in submits {
-            let resp = tokio::time::timeout_at(deadline, client.submit_sm(submit))
-                .await
-                .map_err(|_| SmppError::Timeout {
-                    after: settings.submit_timeout,
-                })?
-                .map_err(|e| map_error(e, settings))?;
-            message_ids.push(resp.message_id().as_str().to_owned());
+        let started = Instant::now();
+        let after = shared.settings.submit_timeout;
+        let (encoded, submits) = build_submits(&shared.settings, &sms)?;
+        // Each stage honours `deadline` itself and reports its own error
+        // (NotBound / Busy / Timeout); this outer guard only catches stalls.
+        let guard = deadline + OUTER_GUARD_SLACK;
+        let message_ids =
+            match tokio::time::timeout_at(guard, pool::submit(shared, &submits, deadline)).await {
+                Ok(result) => result?,
+                Err(_) => return Err(SmppError::Timeout { after }),
+            };
+        if let Some(tag) = tag {
+            shared.tracker.file(
+                tag,
+                &sms.destination,
+                &shared.settings.route,
+                &message_ids,
+                started,
+            );
         }
         tracing::debug!(
             target: TARGET,
@@ -411,43 +643,28 @@ impl SmppClient {
         })
     }
 
-    /// Unbinds (waiting briefly for unbind_resp), closes the session and
-    /// stops reconnecting. Idempotent.
+    /// Delivery state of the message submitted with `tag`, while kept.
+    pub fn delivery_report(&self, tag: &str) -> Option<DeliveryReport> {
+        self.inner.shared.tracker.report(tag)
+    }
+
+    /// Unbinds every session (waiting briefly for unbind_resp), closes them
+    /// and stops reconnecting. Idempotent.
     pub async fn shutdown(&self) {
         self.inner.shared.stop.send_replace(true);
-        let handle = self
-            .inner
-            .supervisor
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
-            if tokio::time::timeout(session::SHUTDOWN_WAIT, handle)
-                .await
-                .is_err()
-            {
-                tracing::warn!(target: TARGET, "SMPP supervisor did not stop in time");
-            }
+        let handles = std::mem::take(
+            &mut *self
+                .inner
+                .supervisors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let all = futures::future::join_all(handles);
+        if tokio::time::timeout(session::SHUTDOWN_WAIT, all)
+            .await
+            .is_err()
+        {
+            tracing::warn!(target: TARGET, "SMPP supervisors did not stop in time");
         }
-    }
-}
-
-fn map_error(error: rusmppc::error::Error, settings: &SmppSettings) -> SmppError {
-    use rusmppc::error::Error;
-    match error {
-        Error::UnexpectedResponse { response } => {
-            let status = u32::from(response.status());
-            if status != 0 {
-                SmppError::Rejected {
-                    command_status: status,
-                }
-            } else {
-                SmppError::Connection(format!("unexpected response {:?}", response.id()))
-            }
-        }
-        Error::ResponseTimeout { .. } => SmppError::Timeout {
-            after: settings.submit_timeout,
-        },
-        other => SmppError::Connection(other.to_string()),
     }
 }

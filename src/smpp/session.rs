@@ -1,21 +1,23 @@
-//! Supervisor task owning the SMPP session: connect, bind, serve incoming
-//! PDUs, and reconnect with capped exponential back-off until stopped.
+//! Supervisor task owning one SMPP session of the pool: connect, bind, serve
+//! incoming PDUs, and reconnect with capped, jittered exponential back-off
+//! until stopped.
 
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use rusmpp::pdus::{BindTransceiver, DeliverSm, DeliverSmResp};
-use rusmpp::tlvs::TlvValue;
+use rusmpp::pdus::{BindTransceiver, BindTransmitter, DeliverSmResp};
 use rusmpp::types::COctetString;
 use rusmpp::values::{InterfaceVersion, Npi, Ton};
 use rusmpp::{CommandId, Pdu};
 use rusmppc::{Client, ConnectionBuilder, Event};
 use tokio::net::TcpStream;
 
-use super::{mask_number, Shared, TARGET};
+use super::pool::jitter;
+use super::{mask_number, BindMode, Shared, TARGET};
 
 /// Upper bound for TCP connect plus bind_transceiver_resp.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,21 +34,32 @@ enum SessionEnd {
     Lost,
 }
 
-/// Supervisor main loop; returns once a stop was requested.
-pub(super) async fn run(shared: Arc<Shared>) {
+/// Supervisor main loop of session `index`; returns once a stop was requested.
+pub(super) async fn run(shared: Arc<Shared>, index: usize) {
+    let Some(slot) = shared.slots.get(index) else {
+        return;
+    };
     let settings = &shared.settings;
+    let route = settings.route.as_str();
     let mut stop = shared.stop.subscribe();
     let min = settings.reconnect_min.max(Duration::from_millis(10));
     let max = settings.reconnect_max.max(min);
     let mut delay = min;
     let mut attempt: u32 = 0;
+    let set_bound = |up: bool| {
+        if let Some(m) = &shared.metrics {
+            let (inc, dec) = if up { ("up", "down") } else { ("down", "up") };
+            m.binds.with_label_values(&[route, inc]).inc();
+            m.binds.with_label_values(&[route, dec]).dec();
+        }
+    };
 
     loop {
         if *stop.borrow() {
             break;
         }
         attempt = attempt.saturating_add(1);
-        shared.connecting.store(true, Ordering::Release);
+        slot.connecting.store(true, Ordering::Release);
         let connected = tokio::select! {
             biased;
             () = stopped(&mut stop) => break,
@@ -58,19 +71,26 @@ pub(super) async fn run(shared: Arc<Shared>) {
             Ok((client, events)) => {
                 // Publish the session before clearing the flag so a submit
                 // never sees "not bound and not connecting" in between.
-                shared.session.send_replace(Some(client.clone()));
-                shared.connecting.store(false, Ordering::Release);
+                slot.session.send_replace(Some(client.clone()));
+                slot.connecting.store(false, Ordering::Release);
+                set_bound(true);
+                shared.changed.notify_waiters();
                 tracing::info!(
                     target: TARGET,
+                    route,
+                    session = index,
                     host = %settings.host,
                     port = settings.port,
                     system_id = %settings.system_id,
-                    "SMPP session bound (transceiver)"
+                    mode = ?settings.bind_mode,
+                    "SMPP session bound"
                 );
                 attempt = 0;
                 delay = min;
-                let end = serve(&client, events, &mut stop).await;
-                shared.session.send_replace(None);
+                let end = serve(&shared, &client, events, &mut stop).await;
+                slot.session.send_replace(None);
+                set_bound(false);
+                shared.changed.notify_waiters();
                 match end {
                     SessionEnd::Stopped => {
                         unbind(&client).await;
@@ -80,16 +100,20 @@ pub(super) async fn run(shared: Arc<Shared>) {
                         client.close().await.ok();
                         tracing::warn!(
                             target: TARGET,
-                            retry_in = ?delay,
+                            route,
+                            session = index,
                             "SMPP session lost; reconnecting"
                         );
                     }
                 }
             }
             Err(reason) => {
-                shared.connecting.store(false, Ordering::Release);
+                slot.connecting.store(false, Ordering::Release);
+                shared.changed.notify_waiters();
                 tracing::warn!(
                     target: TARGET,
+                    route,
+                    session = index,
                     host = %settings.host,
                     port = settings.port,
                     attempt,
@@ -99,53 +123,98 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 );
             }
         }
+        // Jitter keeps the sessions of a pool (and gateways behind one
+        // SMSC) from reconnecting in lock-step after an outage.
+        let pause = jitter(delay);
         tokio::select! {
             biased;
             () = stopped(&mut stop) => break,
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(pause) => {}
         }
         delay = delay.saturating_mul(2).min(max);
     }
-    shared.connecting.store(false, Ordering::Release);
-    shared.session.send_replace(None);
-    tracing::info!(target: TARGET, "SMPP supervisor stopped");
+    slot.connecting.store(false, Ordering::Release);
+    slot.session.send_replace(None);
+    shared.changed.notify_waiters();
+    tracing::info!(target: TARGET, route, session = index, "SMPP supervisor stopped");
 }
 
-async fn connect_and_bind(
-    shared: &Shared,
-) -> Result<(Client, impl Stream<Item = Event> + Unpin + 'static), String> {
+async fn connect_and_bind(shared: &Shared) -> Result<(Client, BoxStream<'static, Event>), String> {
     let s = &shared.settings;
-    let stream = TcpStream::connect((s.host.as_str(), s.port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    stream.set_nodelay(true).ok();
-    let (client, events) = ConnectionBuilder::new()
+    let builder = ConnectionBuilder::new()
         .max_command_length(MAX_COMMAND_LENGTH)
         .enquire_link_interval(s.enquire_link_interval.max(Duration::from_millis(100)))
         .enquire_link_response_timeout(
             s.enquire_link_interval
                 .clamp(Duration::from_millis(100), Duration::from_secs(10)),
         )
-        .response_timeout(s.submit_timeout.max(Duration::from_millis(1)))
+        .response_timeout(
+            s.submit_timeout
+                .max(s.response_timeout)
+                .max(Duration::from_millis(1)),
+        )
         // rusmppc defaults to SMPP 5.0; this gateway speaks 3.4.
-        .disable_interface_version_check()
-        .connected(stream);
+        .disable_interface_version_check();
+    let (client, events) = if s.tls {
+        let builder = match &s.ca_file {
+            Some(ca) => builder.rustls_config(super::tls::client_config(ca)?),
+            None => builder,
+        };
+        let (client, events) = builder
+            .connect(format!("smpps://{}:{}", s.host, s.port))
+            .await
+            .map_err(|e| format!("TLS connect: {e}"))?;
+        (client, events.boxed())
+    } else {
+        let stream = TcpStream::connect((s.host.as_str(), s.port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        stream.set_nodelay(true).ok();
+        let (client, events) = builder.connected(stream);
+        (client, events.boxed())
+    };
 
-    let bind = BindTransceiver::builder()
-        .system_id(field(&s.system_id, "system_id")?)
-        .password(field(&s.password, "password")?)
-        .system_type(field(&s.system_type, "system_type")?)
-        .interface_version(InterfaceVersion::Smpp3_4)
-        .addr_ton(Ton::Unknown)
-        .addr_npi(Npi::Unknown)
-        .address_range(COctetString::empty())
-        .build();
-    match client
-        .response_timeout(CONNECT_TIMEOUT)
-        .bind_transceiver(bind)
-        .await
-    {
-        Ok(_) => Ok((client, events)),
+    let (system_id, password, system_type) = (
+        field(&s.system_id, "system_id")?,
+        field(&s.password, "password")?,
+        field(&s.system_type, "system_type")?,
+    );
+    let bound = match s.bind_mode {
+        BindMode::Transceiver => {
+            let bind = BindTransceiver::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(system_type)
+                .interface_version(InterfaceVersion::Smpp3_4)
+                .addr_ton(Ton::Unknown)
+                .addr_npi(Npi::Unknown)
+                .address_range(COctetString::empty())
+                .build();
+            client
+                .response_timeout(CONNECT_TIMEOUT)
+                .bind_transceiver(bind)
+                .await
+                .map(|_| ())
+        }
+        BindMode::Transmitter => {
+            let bind = BindTransmitter::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(system_type)
+                .interface_version(InterfaceVersion::Smpp3_4)
+                .addr_ton(Ton::Unknown)
+                .addr_npi(Npi::Unknown)
+                .address_range(COctetString::empty())
+                .build();
+            client
+                .response_timeout(CONNECT_TIMEOUT)
+                .bind_transmitter(bind)
+                .await
+                .map(|_| ())
+        }
+    };
+    match bound {
+        Ok(()) => Ok((client, events)),
         Err(e) => {
             client.close().await.ok();
             Err(match e {
@@ -173,6 +242,7 @@ fn field<const MIN: usize, const MAX: usize>(
 }
 
 async fn serve(
+    shared: &Shared,
     client: &Client,
     mut events: impl Stream<Item = Event> + Unpin,
     stop: &mut tokio::sync::watch::Receiver<bool>,
@@ -192,7 +262,16 @@ async fn serve(
                 let seq = command.sequence_number();
                 match command.pdu() {
                     Some(Pdu::DeliverSm(deliver)) => {
-                        log_receipt(deliver);
+                        match super::receipt::parse(deliver) {
+                            Some(receipt) => shared.tracker.on_receipt(receipt),
+                            // Mobile-originated content is user data:
+                            // acknowledge, never log it.
+                            None => tracing::debug!(
+                                target: TARGET,
+                                handset = %mask_number(deliver.source_addr.as_str()),
+                                "non-receipt deliver_sm acknowledged"
+                            ),
+                        }
                         if let Err(e) = client.deliver_sm_resp(seq, DeliverSmResp::default()).await
                         {
                             tracing::warn!(target: TARGET, error = %e, "deliver_sm_resp failed");
@@ -222,44 +301,6 @@ async fn serve(
             }
         }
     }
-}
-
-/// Logs a delivery receipt (id, state, masked handset) at debug.
-fn log_receipt(deliver: &DeliverSm) {
-    const RECEIPT_TYPE_MASK: u8 = 0x3C;
-    const MC_DELIVERY_RECEIPT: u8 = 0x04;
-    let esm_class = u8::from(deliver.esm_class);
-    if esm_class & RECEIPT_TYPE_MASK != MC_DELIVERY_RECEIPT {
-        // Mobile-originated content is user data: acknowledge, never log it.
-        tracing::debug!(target: TARGET, esm_class, "non-receipt deliver_sm acknowledged");
-        return;
-    }
-    let mut receipt_id: Option<String> = None;
-    let mut state: Option<String> = None;
-    for tlv in deliver.tlvs() {
-        match tlv.value() {
-            Some(TlvValue::ReceiptedMessageId(id)) => receipt_id = Some(id.as_str().to_owned()),
-            Some(TlvValue::MessageState(s)) => state = Some(format!("{s:?}")),
-            _ => {}
-        }
-    }
-    // Receipts carry `id:… stat:…` in the text; it has no user content
-    // beyond an optional `text:` excerpt, which is not logged.
-    let body = String::from_utf8_lossy(deliver.short_message().as_ref()).into_owned();
-    let pick = |key: &str| {
-        body.split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .map(str::to_owned)
-    };
-    let receipt_id = receipt_id.or_else(|| pick("id:"));
-    let state = state.or_else(|| pick("stat:"));
-    tracing::debug!(
-        target: TARGET,
-        receipt_id = receipt_id.as_deref().unwrap_or("?"),
-        state = state.as_deref().unwrap_or("?"),
-        handset = %mask_number(deliver.source_addr.as_str()),
-        "delivery receipt"
-    );
 }
 
 async fn unbind(client: &Client) {

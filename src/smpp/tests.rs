@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
-use crate::smsc_sim::{self, SimBehaviour, SimSettings, SmscHandle};
+use crate::smsc_sim::{self, SimBehaviour, SimFaults, SimSettings, SmscHandle};
 
 const PHONE: &str = "+34600000001";
 
@@ -20,6 +20,7 @@ fn sim_settings() -> SimSettings {
         receipt_delay: Duration::from_millis(20),
         print_messages: false,
         inbox_capacity: 100,
+        faults: SimFaults::default(),
     }
 }
 
@@ -29,13 +30,13 @@ fn client_settings(sim: &SmscHandle) -> SmppSettings {
         port: sim.local_addr().port(),
         system_id: "gateway".into(),
         password: "secret".into(),
-        system_type: String::new(),
         source_addr: "OTPGateway".into(),
         submit_timeout: Duration::from_millis(1000),
-        enquire_link_interval: Duration::from_secs(30),
+        response_timeout: Duration::from_millis(1000),
         reconnect_min: Duration::from_millis(50),
         reconnect_max: Duration::from_millis(200),
         window: 4,
+        ..SmppSettings::default()
     }
 }
 
@@ -114,9 +115,16 @@ fn source_ton_npi() {
     assert_eq!(source_address("+"), (Ton::Alphanumeric, Npi::Unknown, "+"));
 }
 
+fn src(source: &str) -> SmppSettings {
+    SmppSettings {
+        source_addr: source.into(),
+        ..SmppSettings::default()
+    }
+}
+
 #[test]
 fn submit_pdu_fields() {
-    let (encoded, submits) = build_submits("+4930123", &sms("123456 is your code")).unwrap();
+    let (encoded, submits) = build_submits(&src("+4930123"), &sms("123456 is your code")).unwrap();
     assert_eq!(encoded.data_coding, 0);
     let s = &submits[0];
     assert_eq!(s.destination_addr.as_str(), "34600000001");
@@ -128,20 +136,28 @@ fn submit_pdu_fields() {
     assert_eq!(s.validity_period.as_str(), "000000000500000R");
     assert_eq!(u8::from(s.data_coding), 0);
 
-    let (_, submits) = build_submits("Bank", &sms(&"x".repeat(200))).unwrap();
+    let (_, submits) = build_submits(&src("Bank"), &sms(&"x".repeat(200))).unwrap();
     assert_eq!(submits.len(), 2);
     assert!(submits.iter().all(|s| u8::from(s.esm_class) == 0x40));
+
+    let mut fixed = src("12345");
+    fixed.source_ton_npi = Some((3, 8));
+    let (_, submits) = build_submits(&fixed, &sms("x")).unwrap();
+    assert_eq!(
+        (submits[0].source_addr_ton, submits[0].source_addr_npi),
+        (Ton::from(3), Npi::from(8))
+    );
 
     for bad in ["34600000001", "+", "+34a", ""] {
         let mut m = sms("x");
         m.destination = bad.into();
         assert!(matches!(
-            build_submits("Bank", &m),
+            build_submits(&src("Bank"), &m),
             Err(SmppError::Encoding(_))
         ));
     }
     assert!(matches!(
-        build_submits("Bank", &sms(&"😀".repeat(70 * 256))),
+        build_submits(&src("Bank"), &sms(&"😀".repeat(70 * 256))),
         Err(SmppError::Encoding(_))
     ));
 }
@@ -158,16 +174,9 @@ fn debug_output_redacts_secrets() {
     };
     let settings = SmppSettings {
         port: sim.listen.port(),
-        host: "127.0.0.1".into(),
         system_id: "gateway".into(),
         password: "hunter2".into(),
-        system_type: String::new(),
-        source_addr: "Bank".into(),
-        submit_timeout: Duration::from_secs(1),
-        enquire_link_interval: Duration::from_secs(1),
-        reconnect_min: Duration::from_secs(1),
-        reconnect_max: Duration::from_secs(1),
-        window: 1,
+        ..SmppSettings::default()
     };
     assert!(!format!("{settings:?}").contains("hunter2"));
 }
@@ -245,7 +254,7 @@ async fn rejected_submit() {
     assert!(
         matches!(
             err,
-            SmppError::Rejected {
+            SmppError::NotAllowed {
                 command_status: 0x0B
             }
         ),
@@ -334,7 +343,7 @@ async fn window_limits_in_flight() {
     };
     assert!(client.wait_bound(Duration::from_secs(1)).await);
     // Occupy the only slot, as a stuck in-flight message would.
-    let held = client.inner.shared.window.acquire().await.unwrap();
+    let held = client.inner.shared.slots[0].window.acquire().await.unwrap();
     let started = Instant::now();
     let err = client.submit(sms("b")).await.unwrap_err();
     assert!(matches!(err, SmppError::Busy), "{err:?}");
@@ -364,4 +373,537 @@ async fn concurrent_submits() {
     assert_eq!(sim.messages().len(), 10);
     assert_eq!(sim.messages_for("+34600000107")[0].text, "code 7");
     client.shutdown().await;
+}
+
+async fn pool(
+    faults: SimFaults,
+    tweak: impl FnOnce(&mut SmppSettings),
+) -> (SmscHandle, SmppClient, crate::metrics::SmppMetrics) {
+    let sim = smsc_sim::start(SimSettings {
+        faults,
+        ..sim_settings()
+    })
+    .await
+    .unwrap();
+    let mut settings = client_settings(&sim);
+    tweak(&mut settings);
+    let binds = settings.binds;
+    let metrics = crate::metrics::SmppMetrics::new().unwrap();
+    let client = SmppClient::start_with_metrics(settings, Some(metrics.clone()));
+    assert!(
+        client
+            .wait_bound_sessions(binds, Duration::from_secs(2))
+            .await,
+        "not every session bound"
+    );
+    (sim, client, metrics)
+}
+
+fn numbered(i: usize) -> OutboundSms {
+    let mut m = sms(&format!("code {i}"));
+    m.destination = format!("+34600{i:06}");
+    m
+}
+
+#[tokio::test]
+async fn pool_binds_every_session_and_first_free_wins() {
+    let (sim, client, metrics) = pool(SimFaults::default(), |s| {
+        s.binds = 3;
+        s.window = 1;
+    })
+    .await;
+    assert!(eventually(|| sim.active_sessions() == 3).await);
+    assert_eq!(client.bound_sessions(), 3);
+    assert_eq!(metrics.binds.with_label_values(&["default", "up"]).get(), 3);
+    for i in 0..3 {
+        client.submit(numbered(i)).await.unwrap();
+    }
+    let arrivals = sim.submit_arrivals();
+    assert!(
+        arrivals.iter().all(|(s, _)| *s == arrivals[0].0),
+        "sequential submits all take the first session"
+    );
+    // With the first session's only slot taken, the next submit goes elsewhere.
+    let held = client.inner.shared.slots[0].window.acquire().await.unwrap();
+    client.submit(numbered(3)).await.unwrap();
+    drop(held);
+    let arrivals = sim.submit_arrivals();
+    assert_ne!(arrivals[3].0, arrivals[0].0);
+    client.shutdown().await;
+    assert_eq!(sim.unbind_count(), 3, "every session unbinds");
+    assert_eq!(
+        metrics.binds.with_label_values(&["default", "down"]).get(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn every_window_full_until_the_deadline_is_busy() {
+    let (sim, client, _) = pool(SimFaults::default(), |s| {
+        s.binds = 2;
+        s.window = 1;
+        s.submit_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let a = client.inner.shared.slots[0].window.acquire().await.unwrap();
+    let b = client.inner.shared.slots[1].window.acquire().await.unwrap();
+    let started = Instant::now();
+    let err = client.submit(sms("x")).await.unwrap_err();
+    assert!(matches!(err, SmppError::Busy), "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(260));
+    // A slot freed while a submit waits is taken at once.
+    let c = client.clone();
+    let waiting = tokio::spawn(async move { c.submit(sms("y")).await });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    drop(b);
+    // Pool permits notify on release; this one was taken behind its back.
+    client.inner.shared.changed.notify_waiters();
+    waiting.await.unwrap().unwrap();
+    drop(a);
+    assert_eq!(sim.submit_count(), 1);
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttled_submits_slow_down_and_succeed_within_the_deadline() {
+    let faults = SimFaults {
+        throttle_tps: 3,
+        ..SimFaults::default()
+    };
+    let (sim, client, metrics) = pool(faults, |s| {
+        s.submit_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.submit(numbered(i)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(sim.throttled_count() > 0, "the SMSC did throttle");
+    assert_eq!(
+        sim.submit_count(),
+        6,
+        "exactly one acknowledged submit each"
+    );
+    assert!(metrics.throttled.with_label_values(&["default"]).get() > 0);
+    assert!(
+        metrics
+            .submit_results
+            .with_label_values(&["default", "0x00000058"])
+            .get()
+            > 0
+    );
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttled_until_the_deadline_is_reported_as_throttled() {
+    let faults = SimFaults {
+        throttle_tps: 1,
+        ..SimFaults::default()
+    };
+    let (_sim, client, _) = pool(faults, |s| {
+        s.submit_timeout = Duration::from_millis(300);
+    })
+    .await;
+    client.submit(numbered(1)).await.unwrap();
+    let started = Instant::now();
+    let err = client.submit(numbered(2)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SmppError::Throttled {
+                command_status: 0x58
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(350));
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn system_errors_are_retried_and_each_message_is_acknowledged_once() {
+    let faults = SimFaults {
+        error_rate: 0.5,
+        ..SimFaults::default()
+    };
+    let (sim, client, _) = pool(faults, |s| {
+        s.binds = 3;
+        s.submit_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.submit(numbered(i)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(sim.submit_count(), 10);
+    assert!(sim.submit_arrivals().len() > 10, "some were retried");
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_dropped_mid_submit_is_retried_on_another() {
+    // Each session dies, unanswered, on its 5th PDU (bind + 3 answered
+    // submits + the one that is lost).
+    let faults = SimFaults {
+        disconnect_after: 5,
+        ..SimFaults::default()
+    };
+    let (sim, client, _) = pool(faults, |s| {
+        s.binds = 2;
+        s.reconnect_min = Duration::from_millis(500);
+        s.reconnect_max = Duration::from_millis(500);
+    })
+    .await;
+    for i in 0..5 {
+        client.submit(numbered(i)).await.unwrap();
+    }
+    assert_eq!(sim.submit_count(), 5);
+    assert_eq!(sim.messages().len(), 5);
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_map_and_generic_nack() {
+    let faults = SimFaults {
+        prefix_errors: vec![("+3461".into(), 0x0400), ("+3462".into(), 0x0401)],
+        ..SimFaults::default()
+    };
+    let (sim, client, metrics) = pool(faults, |s| {
+        s.status_map.insert(0x0400, StatusAction::Blocked);
+        s.status_map.insert(0x0401, StatusAction::NotAllowed);
+    })
+    .await;
+    let mut m = sms("x");
+    m.destination = "+34610000000".into();
+    let err = client.submit(m.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SmppError::Blocked {
+                command_status: 0x0400
+            }
+        ),
+        "{err:?}"
+    );
+    m.destination = "+34620000000".into();
+    let err = client.submit(m).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SmppError::NotAllowed {
+                command_status: 0x0401
+            }
+        ),
+        "{err:?}"
+    );
+    sim.set_behaviour(SimBehaviour::Nack {
+        command_status: 0x03,
+    });
+    let err = client.submit(sms("y")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SmppError::Rejected {
+                command_status: 0x03
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(client.is_bound(), "a generic_nack does not end the session");
+    sim.set_behaviour(SimBehaviour::Accept);
+    client.submit(sms("z")).await.unwrap();
+    assert_eq!(
+        metrics
+            .submit_results
+            .with_label_values(&["default", "0x00000400"])
+            .get(),
+        1
+    );
+    client.shutdown().await;
+}
+
+/// The most segments one session sent in any one-second window.
+fn max_per_second(arrivals: &[(u64, Instant)], session: u64) -> usize {
+    let times: Vec<Instant> = arrivals
+        .iter()
+        .filter(|(s, _)| *s == session)
+        .map(|(_, t)| *t)
+        .collect();
+    times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && **t < *start + Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn throttle_adherence_never_exceeds_max_tps_per_bind() {
+    // The SMSC throttles at exactly the granted rate, so one segment too
+    // many in any second would show up as a throttling answer.
+    let faults = SimFaults {
+        throttle_tps: 10,
+        ..SimFaults::default()
+    };
+    let (sim, client, _) = pool(faults, |s| {
+        s.binds = 2;
+        s.max_tps = 10;
+        s.window = 8;
+        s.submit_timeout = Duration::from_secs(4);
+    })
+    .await;
+    let tasks: Vec<_> = (0..36)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                let mut m = numbered(i);
+                if i % 4 == 0 {
+                    // A concatenated message: every segment counts.
+                    m.text = "a".repeat(300);
+                }
+                c.submit(m).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(sim.throttled_count(), 0);
+    let arrivals = sim.submit_arrivals();
+    assert_eq!(arrivals.len(), 36 + 9);
+    let mut sessions: Vec<u64> = arrivals.iter().map(|(s, _)| *s).collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    assert_eq!(sessions.len(), 2, "both binds carried traffic");
+    for s in sessions {
+        let peak = max_per_second(&arrivals, s);
+        assert!(peak <= 10, "session {s} sent {peak} segments in one second");
+    }
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn receipts_for_every_segment_are_tracked_whatever_the_id_format() {
+    let faults = SimFaults {
+        message_ids: smsc_sim::MessageIdFormat::HexRespDecimalReceipt,
+        receipt_before_response: true,
+        receipt_tlvs: false,
+        receipt_states: vec![(smsc_sim::ReceiptState::Undeliverable, 1)],
+        ..SimFaults::default()
+    };
+    let (_sim, client, metrics) = pool(faults, |_| {}).await;
+    let receipt = client
+        .submit_tagged(sms(&"a".repeat(300)), Some("auth-42"))
+        .await
+        .unwrap();
+    assert_eq!(receipt.segments, 2);
+    assert!(
+        eventually(|| client
+            .delivery_report("auth-42")
+            .is_some_and(|r| r.state == DeliveryState::Undeliverable))
+        .await,
+        "{:?}",
+        client.delivery_report("auth-42")
+    );
+    let report = client.delivery_report("auth-42").unwrap();
+    assert_eq!(report.segments.len(), 2);
+    assert_eq!(report.segments[0].message_id, receipt.message_ids[0]);
+    assert!(report
+        .segments
+        .iter()
+        .all(|s| s.state == DeliveryState::Undeliverable && s.error.as_deref() == Some("001")));
+    assert_eq!(
+        metrics.receipts.with_label_values(&["undeliverable"]).get(),
+        2
+    );
+    // Untagged submits are not tracked.
+    client.submit(sms("x")).await.unwrap();
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_concatenation_mode_reaches_the_handset_whole() {
+    use super::encoding::Concatenation;
+    for (mode, pdus) in [
+        (Concatenation::Udh8, 3),
+        (Concatenation::Udh16, 3),
+        (Concatenation::Sar, 3),
+        (Concatenation::MessagePayload, 1),
+    ] {
+        let (sim, client, _) = pool(SimFaults::default(), |s| s.concatenation = mode).await;
+        let gsm: String = "0123456789{€".chars().cycle().take(320).collect();
+        let ucs2: String = "Код 😀 ".chars().cycle().take(150).collect();
+        let receipt = client.submit(sms(&gsm)).await.unwrap();
+        assert_eq!(receipt.segments, pdus, "{mode:?}");
+        client.submit(sms(&ucs2)).await.unwrap();
+        let inbox = sim.messages_for(PHONE);
+        assert_eq!(inbox.len(), 2, "{mode:?}");
+        assert_eq!(inbox[1].text, gsm, "{mode:?}");
+        assert_eq!(inbox[0].text, ucs2, "{mode:?}");
+        client.shutdown().await;
+        sim.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn routes_by_prefix_and_priority_and_fails_over_without_a_bound_session() {
+    let (sim_a, client_a, _) = pool(SimFaults::default(), |s| s.route = "a".into()).await;
+    let (sim_b, client_b, _) = pool(SimFaults::default(), |s| s.route = "b".into()).await;
+    let router = SmppRouter::new(vec![
+        Route {
+            name: "b".into(),
+            prefixes: Vec::new(),
+            priority: 2,
+            client: client_b.clone(),
+        },
+        Route {
+            name: "a".into(),
+            prefixes: vec!["+3460".into()],
+            priority: 1,
+            client: client_a.clone(),
+        },
+    ]);
+    let mut m = sms("to a");
+    router.submit_tagged(m.clone(), Some("t-a")).await.unwrap();
+    m.destination = "+447700900001".into();
+    m.text = "to b".into();
+    router.submit_tagged(m, Some("t-b")).await.unwrap();
+    assert_eq!(sim_a.messages_for(PHONE)[0].text, "to a");
+    assert_eq!(sim_b.messages_for("+447700900001")[0].text, "to b");
+    assert!(
+        eventually(|| router
+            .delivery_report("t-b")
+            .is_some_and(|r| r.route == "b"))
+        .await
+    );
+
+    // Route a loses its SMSC: its numbers fail over to b within the deadline.
+    client_a.shutdown().await;
+    let started = Instant::now();
+    router.submit_tagged(sms("failover"), None).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(sim_b.messages_for(PHONE)[0].text, "failover");
+
+    // Without a catch-all, an unserved number has no route.
+    let only_a = SmppRouter::new(vec![Route {
+        name: "a".into(),
+        prefixes: vec!["+3460".into()],
+        priority: 1,
+        client: client_a,
+    }]);
+    let mut m = sms("x");
+    m.destination = "+447700900001".into();
+    assert!(matches!(
+        only_a.submit_tagged(m, None).await,
+        Err(SmppError::NoRoute)
+    ));
+    router.shutdown().await;
+}
+
+/// A TLS front for the simulator, with a certificate for 127.0.0.1 signed by
+/// a throw-away CA; returns (port, CA bundle path).
+async fn tls_front(sim: &SmscHandle, dir: &std::path::Path) -> (u16, std::path::PathBuf) {
+    use std::sync::Arc;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "otp-gateway test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = sim.local_addr();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (port, ca_file)
+}
+
+#[tokio::test]
+async fn smpps_trusts_the_configured_ca_only() {
+    let sim = smsc_sim::start(sim_settings()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("otpgw-tls-{}", std::process::id()));
+    let (port, ca_file) = tls_front(&sim, &dir).await;
+    let mut settings = client_settings(&sim);
+    settings.port = port;
+    settings.tls = true;
+    settings.ca_file = Some(ca_file);
+    let client = SmppClient::start(settings.clone());
+    assert!(
+        client.wait_bound(Duration::from_secs(2)).await,
+        "no TLS bind"
+    );
+    client.submit(sms("over TLS 😀")).await.unwrap();
+    assert_eq!(sim.messages_for(PHONE)[0].text, "over TLS 😀");
+    assert!(eventually(|| sim.receipts_acked() == 1).await);
+    client.shutdown().await;
+
+    // The public web roots do not vouch for the private CA: never bound.
+    settings.ca_file = None;
+    let untrusted = SmppClient::start(settings);
+    assert!(!untrusted.wait_bound(Duration::from_millis(300)).await);
+    untrusted.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn ca_bundle_errors_name_the_problem() {
+    let dir = std::env::temp_dir().join(format!("otpgw-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "not a certificate").unwrap();
+    assert!(super::tls::load_ca(&empty)
+        .unwrap_err()
+        .contains("no certificate"));
+    assert!(super::tls::load_ca(&dir.join("missing.pem"))
+        .unwrap_err()
+        .contains("cannot read"));
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -6,12 +6,18 @@
 //! keeps them in a bounded inbox and sends delivery receipts. It plays the
 //! handset, so it is the only component that logs message texts (target
 //! `otp_gateway::smsc_sim::handset`, only when `print_messages` is set).
+//!
+//! [`SimFaults`] injects what production SMSCs do to an ESME: per-bind TPS
+//! throttling, random or per-prefix errors, dropped connections, slow
+//! responses, late or failed receipts, hex or decimal message ids and
+//! receipts that overtake their submit_sm_resp.
 
 mod codec;
 mod session;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -29,6 +35,8 @@ pub const HANDSET_TARGET: &str = "otp_gateway::smsc_sim::handset";
 const MAX_CONNECTIONS: u32 = 64;
 /// Incomplete concatenated messages kept at most; the oldest is dropped.
 const MAX_PENDING_PARTS: usize = 1024;
+/// submit_sm arrival times kept for throttle-adherence checks.
+const MAX_ARRIVALS: usize = 200_000;
 /// How long [`SmscHandle::stop`] waits for sessions to finish.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
@@ -47,6 +55,164 @@ pub struct SimSettings {
     pub print_messages: bool,
     /// Maximum messages kept in the inbox; older ones are dropped.
     pub inbox_capacity: usize,
+    /// Injected faults (none by default); changeable at run time with
+    /// [`SmscHandle::set_faults`].
+    pub faults: SimFaults,
+}
+
+/// How the simulator formats the message ids it hands out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MessageIdFormat {
+    /// 10 upper-case hex digits with leading zeros, everywhere.
+    #[default]
+    Hex,
+    /// Decimal without leading zeros, everywhere.
+    Decimal,
+    /// Hex (leading zeros) in submit_sm_resp and the receipted_message_id
+    /// TLV, decimal in the receipt text: the mix several vendors send.
+    HexRespDecimalReceipt,
+}
+
+impl FromStr for MessageIdFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "hex" => Ok(MessageIdFormat::Hex),
+            "decimal" => Ok(MessageIdFormat::Decimal),
+            "hex-resp-decimal-receipt" => Ok(MessageIdFormat::HexRespDecimalReceipt),
+            other => Err(format!(
+                "{other:?} is not hex, decimal or hex-resp-decimal-receipt"
+            )),
+        }
+    }
+}
+
+/// Final state a simulated receipt reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptState {
+    /// `DELIVRD`, message_state 2.
+    Delivered,
+    /// `EXPIRED`, message_state 3.
+    Expired,
+    /// `DELETED`, message_state 4.
+    Deleted,
+    /// `UNDELIV`, message_state 5.
+    Undeliverable,
+    /// `REJECTD`, message_state 8.
+    Rejected,
+}
+
+impl ReceiptState {
+    /// The `stat:` word of the receipt text.
+    pub fn stat(self) -> &'static str {
+        match self {
+            ReceiptState::Delivered => "DELIVRD",
+            ReceiptState::Expired => "EXPIRED",
+            ReceiptState::Deleted => "DELETED",
+            ReceiptState::Undeliverable => "UNDELIV",
+            ReceiptState::Rejected => "REJECTD",
+        }
+    }
+}
+
+impl FromStr for ReceiptState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "delivered" | "delivrd" => Ok(ReceiptState::Delivered),
+            "expired" => Ok(ReceiptState::Expired),
+            "deleted" => Ok(ReceiptState::Deleted),
+            "undeliverable" | "undeliv" => Ok(ReceiptState::Undeliverable),
+            "rejected" | "rejectd" => Ok(ReceiptState::Rejected),
+            other => Err(format!("unknown receipt state {other:?}")),
+        }
+    }
+}
+
+/// Faults the simulator injects. The default injects none.
+#[derive(Clone, Debug)]
+pub struct SimFaults {
+    /// Answer ESME_RTHROTTLED (0x58) once a session had this many submit_sm
+    /// accepted within the last second (0 = never).
+    pub throttle_tps: u32,
+    /// Fraction (0.0–1.0) of submit_sm answered with `error_status`.
+    pub error_rate: f64,
+    /// command_status used by `error_rate` (default ESME_RSYSERR 0x08).
+    pub error_status: u32,
+    /// Fixed command_status for destinations starting with a prefix
+    /// (`+` and digits); the first matching prefix wins.
+    pub prefix_errors: Vec<(String, u32)>,
+    /// Drop the connection, unanswered, on the N-th PDU a session receives
+    /// (0 = never).
+    pub disconnect_after: u64,
+    /// Delay before every submit_sm_resp.
+    pub response_delay: Duration,
+    /// Weighted final states of receipts (empty = always delivered).
+    pub receipt_states: Vec<(ReceiptState, u32)>,
+    /// Message id format.
+    pub message_ids: MessageIdFormat,
+    /// Send the receipt before the submit_sm_resp.
+    pub receipt_before_response: bool,
+    /// Send receipted_message_id/message_state TLVs (the text form is always sent).
+    pub receipt_tlvs: bool,
+}
+
+impl Default for SimFaults {
+    fn default() -> Self {
+        SimFaults {
+            throttle_tps: 0,
+            error_rate: 0.0,
+            error_status: 0x08,
+            prefix_errors: Vec::new(),
+            disconnect_after: 0,
+            response_delay: Duration::ZERO,
+            receipt_states: Vec::new(),
+            message_ids: MessageIdFormat::Hex,
+            receipt_before_response: false,
+            receipt_tlvs: true,
+        }
+    }
+}
+
+/// Parses `+3460=0x0B,+44=69` into prefix errors.
+pub fn parse_prefix_errors(s: &str) -> Result<Vec<(String, u32)>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (prefix, status) = pair
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not PREFIX=STATUS"))?;
+            Ok((prefix.to_owned(), parse_status(status)?))
+        })
+        .collect()
+}
+
+/// Parses `delivered=90,undeliverable=10` into a receipt state mix.
+pub fn parse_state_mix(s: &str) -> Result<Vec<(ReceiptState, u32)>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (state, weight) = pair
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not STATE=WEIGHT"))?;
+            let weight = weight
+                .parse()
+                .map_err(|_| format!("{weight:?} is not a weight"))?;
+            Ok((state.parse()?, weight))
+        })
+        .collect()
+}
+
+/// Parses a command_status in hex (`0x…`) or decimal.
+pub fn parse_status(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    }
+    .map_err(|_| format!("{s:?} is not a command_status"))
 }
 
 /// A message as the simulated handset received it.
@@ -73,6 +239,11 @@ pub enum SimBehaviour {
     },
     /// Never answer (lets tests provoke client timeouts).
     Ignore,
+    /// Answer with a generic_nack carrying this command_status.
+    Nack {
+        /// command_status of the generic_nack.
+        command_status: u32,
+    },
 }
 
 /// Parts of a concatenated message seen so far.
@@ -95,6 +266,13 @@ struct SimShared {
     submit_count: AtomicU64,
     unbind_count: AtomicU64,
     receipts_acked: AtomicU64,
+    throttled_count: AtomicU64,
+    faults: Mutex<SimFaults>,
+    /// xorshift state for error rates and state mixes (not security relevant).
+    rng: Mutex<u64>,
+    next_session: AtomicU64,
+    /// (session, arrival) of every submit_sm, capped at [`MAX_ARRIVALS`].
+    arrivals: Mutex<Vec<(u64, tokio::time::Instant)>>,
     /// Bumped to make every live session drop its socket.
     disconnect: watch::Sender<u64>,
     stop: watch::Sender<bool>,
@@ -125,8 +303,18 @@ impl std::fmt::Debug for SmscHandle {
 pub async fn start(settings: SimSettings) -> std::io::Result<SmscHandle> {
     let listener = TcpListener::bind(settings.listen).await?;
     let local_addr = listener.local_addr()?;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x9E37_79B9, |d| d.as_nanos() as u64)
+        | 1;
+    let faults = settings.faults.clone();
     let shared = Arc::new(SimShared {
         settings,
+        throttled_count: AtomicU64::new(0),
+        faults: Mutex::new(faults),
+        rng: Mutex::new(seed),
+        next_session: AtomicU64::new(1),
+        arrivals: Mutex::new(Vec::new()),
         local_addr,
         inbox: Mutex::new(VecDeque::new()),
         pending: Mutex::new(HashMap::new()),
@@ -179,6 +367,12 @@ impl SmscHandle {
         self.shared.local_addr
     }
 
+    /// The settings it was started with (a test restarts a stopped
+    /// simulator on the same address with them).
+    pub fn settings(&self) -> SimSettings {
+        self.shared.settings.clone()
+    }
+
     /// Messages received for `phone_number` (`+` and digits), newest first.
     pub fn messages_for(&self, phone_number: &str) -> Vec<ReceivedSms> {
         lock(&self.shared.inbox)
@@ -211,6 +405,22 @@ impl SmscHandle {
     /// Number of live SMPP connections.
     pub fn active_sessions(&self) -> usize {
         (MAX_CONNECTIONS as usize).saturating_sub(self.shared.connections.available_permits())
+    }
+
+    /// Number of submit_sm answered with ESME_RTHROTTLED by the TPS fault.
+    pub fn throttled_count(&self) -> u64 {
+        self.shared.throttled_count.load(Ordering::Relaxed)
+    }
+
+    /// (session number, arrival instant) of every submit_sm so far, in
+    /// arrival order (capped).
+    pub fn submit_arrivals(&self) -> Vec<(u64, tokio::time::Instant)> {
+        lock(&self.shared.arrivals).clone()
+    }
+
+    /// Replaces the injected faults for subsequent PDUs.
+    pub fn set_faults(&self, faults: SimFaults) {
+        *lock(&self.shared.faults) = faults;
     }
 
     /// Changes how subsequent submit_sm PDUs are answered.
@@ -246,6 +456,42 @@ impl SmscHandle {
 impl SimShared {
     fn behaviour(&self) -> SimBehaviour {
         lock(&self.behaviour).clone()
+    }
+
+    fn faults(&self) -> SimFaults {
+        lock(&self.faults).clone()
+    }
+
+    /// Uniform in [0, 1).
+    fn random(&self) -> f64 {
+        let mut x = lock(&self.rng);
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn record_arrival(&self, session: u64) {
+        let mut a = lock(&self.arrivals);
+        if a.len() < MAX_ARRIVALS {
+            a.push((session, tokio::time::Instant::now()));
+        }
+    }
+
+    /// Picks a receipt state from the configured mix.
+    fn receipt_state(&self, mix: &[(ReceiptState, u32)]) -> ReceiptState {
+        let total: u64 = mix.iter().map(|(_, w)| u64::from(*w)).sum();
+        if total == 0 {
+            return ReceiptState::Delivered;
+        }
+        let mut pick = (self.random() * total as f64) as u64;
+        for (state, weight) in mix {
+            if pick < u64::from(*weight) {
+                return *state;
+            }
+            pick -= u64::from(*weight);
+        }
+        ReceiptState::Delivered
     }
 
     /// Stores a complete message and plays it on the "handset".

@@ -1,6 +1,7 @@
 //! One simulator connection: bind state machine, submit_sm handling and
 //! delivery receipts.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +12,7 @@ use futures::{SinkExt, StreamExt};
 use rusmpp::pdus::{
     BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSm, SubmitSmResp,
 };
-use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
+use rusmpp::tlvs::{MessageDeliveryRequestTlvValue, TlvValue};
 use rusmpp::types::{AnyOctetString, COctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, MessageState, Npi, Ton};
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
@@ -20,7 +21,10 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::codec::Framed;
 
 use super::codec::{Frame, SimCodec};
-use super::{receipt_date, stopped, SimBehaviour, SimShared, TARGET};
+use super::{
+    receipt_date, stopped, MessageIdFormat, ReceiptState, SimBehaviour, SimFaults, SimShared,
+    TARGET,
+};
 use crate::smpp::encoding;
 
 /// Largest PDU accepted from an ESME.
@@ -71,6 +75,12 @@ struct Session {
     outbound: mpsc::Sender<Command>,
     /// Sequence numbers for PDUs the simulator originates.
     next_seq: Arc<AtomicU64>,
+    /// Session number (for arrival records).
+    id: u64,
+    /// PDUs received so far (for `disconnect_after`).
+    pdus: u64,
+    /// Arrival times of submit_sm accepted within the last second.
+    accepted: VecDeque<tokio::time::Instant>,
 }
 
 pub(super) async fn run(
@@ -79,6 +89,7 @@ pub(super) async fn run(
     shared: Arc<SimShared>,
     _permit: OwnedSemaphorePermit,
 ) {
+    let shared_for_id = Arc::clone(&shared);
     let mut framed = Framed::new(stream, SimCodec::new(MAX_COMMAND_LENGTH));
     let (tx, mut rx) = mpsc::channel::<Command>(OUTBOUND_QUEUE);
     let mut disconnect = shared.disconnect.subscribe();
@@ -89,6 +100,9 @@ pub(super) async fn run(
         state: BindState::Open,
         outbound: tx,
         next_seq: Arc::new(AtomicU64::new(1)),
+        id: shared_id(&shared_for_id),
+        pdus: 0,
+        accepted: VecDeque::new(),
     };
 
     loop {
@@ -120,12 +134,33 @@ pub(super) async fn run(
                     }
                     Some(Ok(frame)) => frame,
                 };
-                let (replies, next) = session.handle(frame);
-                for reply in replies {
-                    if let Err(e) = framed.send(reply).await {
-                        tracing::debug!(target: TARGET, %peer, error = %e, "write failed");
-                        return;
+                session.pdus += 1;
+                let faults = session.shared.faults();
+                if faults.disconnect_after > 0 && session.pdus >= faults.disconnect_after {
+                    tracing::info!(target: TARGET, %peer, pdus = session.pdus, "dropping session (disconnect_after fault)");
+                    return;
+                }
+                let (replies, next) = session.handle(frame, &faults);
+                if faults.response_delay.is_zero() {
+                    for reply in replies {
+                        if let Err(e) = framed.send(reply).await {
+                            tracing::debug!(target: TARGET, %peer, error = %e, "write failed");
+                            return;
+                        }
                     }
+                } else {
+                    // Delayed answers go through the outbound queue so the
+                    // session keeps reading (and pipelining) meanwhile.
+                    let outbound = session.outbound.clone();
+                    let delay = faults.response_delay;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        for reply in replies {
+                            if outbound.send(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
                 }
                 if let Next::Close = next {
                     return;
@@ -150,8 +185,16 @@ fn generic_nack(status: CommandStatus, seq: u32) -> Command {
     Command::new(status, seq, Pdu::GenericNack)
 }
 
+fn shared_id(shared: &SimShared) -> u64 {
+    shared.next_session.fetch_add(1, Ordering::Relaxed)
+}
+
+fn next_seq(counter: &AtomicU64) -> u32 {
+    u32::try_from(counter.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF).unwrap_or(1)
+}
+
 impl Session {
-    fn handle(&mut self, frame: Frame) -> (Vec<Command>, Next) {
+    fn handle(&mut self, frame: Frame, faults: &SimFaults) -> (Vec<Command>, Next) {
         let command = match frame {
             Frame::Invalid {
                 command_id,
@@ -209,7 +252,7 @@ impl Session {
                     Next::Close,
                 )
             }
-            Some(Pdu::SubmitSm(submit)) => (self.submit(seq, submit), Next::Continue),
+            Some(Pdu::SubmitSm(submit)) => (self.submit(seq, submit, faults), Next::Continue),
             _ if id == CommandId::DeliverSmResp => {
                 self.shared.receipts_acked.fetch_add(1, Ordering::Relaxed);
                 (Vec::new(), Next::Continue)
@@ -268,7 +311,8 @@ impl Session {
         }
     }
 
-    fn submit(&mut self, seq: u32, submit: &SubmitSm) -> Vec<Command> {
+    fn submit(&mut self, seq: u32, submit: &SubmitSm, faults: &SimFaults) -> Vec<Command> {
+        self.shared.record_arrival(self.id);
         if !self.state.can_submit() {
             return vec![header_only(
                 CommandId::SubmitSmResp,
@@ -285,12 +329,45 @@ impl Session {
                     seq,
                 )];
             }
+            SimBehaviour::Nack { command_status } => {
+                return vec![generic_nack(CommandStatus::from(command_status), seq)];
+            }
             SimBehaviour::Accept => {}
+        }
+        if let Some(status) = self.injected_error(submit, faults) {
+            return vec![header_only(
+                CommandId::SubmitSmResp,
+                CommandStatus::from(status),
+                seq,
+            )];
         }
 
         let data_coding = u8::from(submit.data_coding);
-        let short_message: &[u8] = submit.short_message().as_ref();
-        let (concat, payload) = if u8::from(submit.esm_class) & ESM_UDHI != 0 {
+        // message_payload supersedes short_message; SAR TLVs replace the UDH.
+        let mut short_message: &[u8] = submit.short_message().as_ref();
+        let (mut sar_ref, mut sar_total, mut sar_seq) = (None, None, None);
+        for tlv in submit.tlvs() {
+            match tlv.value() {
+                Some(TlvValue::MessagePayload(p)) if short_message.is_empty() => {
+                    short_message = p.value.as_ref();
+                }
+                Some(TlvValue::SarMsgRefNum(r)) => sar_ref = Some(*r),
+                Some(TlvValue::SarTotalSegments(t)) => sar_total = Some(*t),
+                Some(TlvValue::SarSegmentSeqnum(q)) => sar_seq = Some(*q),
+                _ => {}
+            }
+        }
+        let sar = match (sar_ref, sar_total, sar_seq) {
+            (Some(reference), Some(total), Some(sequence)) => Some(encoding::Concat {
+                reference,
+                total,
+                sequence,
+            }),
+            _ => None,
+        };
+        let (concat, payload) = if sar.is_some() {
+            (sar, short_message)
+        } else if u8::from(submit.esm_class) & ESM_UDHI != 0 {
             match encoding::split_udh(short_message) {
                 Some(split) => split,
                 None => {
@@ -332,10 +409,14 @@ impl Session {
             self.shared.deliver(phone.clone(), text);
         }
 
-        let message_id = format!(
-            "{:010X}",
-            NEXT_MESSAGE_ID.fetch_add(1, Ordering::Relaxed) & 0xFF_FFFF_FFFF
-        );
+        let number = NEXT_MESSAGE_ID.fetch_add(1, Ordering::Relaxed) & 0xFF_FFFF_FFFF;
+        let (message_id, receipt_text_id) = match faults.message_ids {
+            MessageIdFormat::Hex => (format!("{number:010X}"), format!("{number:010X}")),
+            MessageIdFormat::Decimal => (number.to_string(), number.to_string()),
+            MessageIdFormat::HexRespDecimalReceipt => {
+                (format!("{number:010X}"), number.to_string())
+            }
+        };
         let Ok(id_field) = COctetString::<1, 65>::from_str(&message_id) else {
             return vec![header_only(
                 CommandId::SubmitSmResp,
@@ -344,72 +425,84 @@ impl Session {
             )];
         };
         self.shared.submit_count.fetch_add(1, Ordering::Relaxed);
-        if u8::from(submit.registered_delivery) & RD_RECEIPT_MASK != 0 && self.state.can_receive() {
-            self.schedule_receipt(message_id, &submit.destination_addr, &submit.source_addr);
-        }
-        vec![Command::new(
+        let response = Command::new(
             CommandStatus::EsmeRok,
             seq,
             SubmitSmResp::new(id_field, Vec::new()),
-        )]
+        );
+        if u8::from(submit.registered_delivery) & RD_RECEIPT_MASK != 0 && self.state.can_receive() {
+            let receipt = Receipt {
+                message_id,
+                text_id: receipt_text_id,
+                state: self.shared.receipt_state(&faults.receipt_states),
+                tlvs: faults.receipt_tlvs,
+                handset: submit.destination_addr.clone(),
+                esme: submit.source_addr.clone(),
+                submitted: time::OffsetDateTime::now_utc(),
+            };
+            if faults.receipt_before_response {
+                // The receipt overtakes the submit_sm_resp on the wire.
+                let mut out = Vec::with_capacity(2);
+                if let Some(cmd) = receipt.command(next_seq(&self.next_seq)) {
+                    out.push(cmd);
+                }
+                out.push(response);
+                return out;
+            }
+            self.schedule_receipt(receipt);
+        }
+        vec![response]
     }
 
-    /// Sends a DELIVRD receipt after the configured delay. The `text:` field
-    /// stays empty so receipts never echo the code.
-    fn schedule_receipt(
-        &self,
-        message_id: String,
-        handset: &COctetString<1, 21>,
-        esme: &COctetString<1, 21>,
-    ) {
-        let submitted = time::OffsetDateTime::now_utc();
+    /// A fault-injected command_status for this submit, if any.
+    fn injected_error(&mut self, submit: &SubmitSm, faults: &SimFaults) -> Option<u32> {
+        let dest = submit.destination_addr.as_str();
+        let phone = format!("+{}", dest.strip_prefix('+').unwrap_or(dest));
+        if let Some((_, status)) = faults
+            .prefix_errors
+            .iter()
+            .find(|(prefix, _)| phone.starts_with(prefix.as_str()))
+        {
+            return Some(*status);
+        }
+        if faults.error_rate > 0.0 && self.shared.random() < faults.error_rate {
+            return Some(faults.error_status);
+        }
+        if faults.throttle_tps > 0 {
+            let now = tokio::time::Instant::now();
+            while self
+                .accepted
+                .front()
+                .is_some_and(|t| *t + Duration::from_secs(1) <= now)
+            {
+                self.accepted.pop_front();
+            }
+            if self.accepted.len() >= usize::try_from(faults.throttle_tps).unwrap_or(usize::MAX) {
+                self.shared.throttled_count.fetch_add(1, Ordering::Relaxed);
+                return Some(0x58);
+            }
+            self.accepted.push_back(now);
+        }
+        None
+    }
+
+    /// Sends a receipt after the configured delay.
+    fn schedule_receipt(&self, receipt: Receipt) {
         let delay = self.shared.settings.receipt_delay;
         let outbound = self.outbound.clone();
-        let seq =
-            u32::try_from(self.next_seq.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF).unwrap_or(1);
-        let (handset, esme) = (handset.clone(), esme.clone());
+        let seq = next_seq(&self.next_seq);
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let done = time::OffsetDateTime::now_utc();
-            let text = format!(
-                "id:{message_id} sub:001 dlvrd:001 submit date:{} done date:{} stat:DELIVRD err:000 text:",
-                receipt_date(submitted),
-                receipt_date(done)
-            );
-            let (Ok(body), Ok(receipted)) = (
-                OctetString::<0, 255>::from_str(&text),
-                COctetString::<1, 65>::from_str(&message_id),
-            ) else {
+            let Some(cmd) = receipt.command(seq) else {
                 return;
             };
-            let deliver = DeliverSm::builder()
-                .source_addr_ton(Ton::International)
-                .source_addr_npi(Npi::Isdn)
-                .source_addr(handset)
-                .dest_addr_ton(Ton::Unknown)
-                .dest_addr_npi(Npi::Unknown)
-                .destination_addr(esme)
-                .esm_class(EsmClass::from(ESM_DELIVERY_RECEIPT))
-                .data_coding(DataCoding::from(encoding::DC_GSM7))
-                .short_message(body)
-                .push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
-                    receipted,
-                ))
-                .push_tlv(MessageDeliveryRequestTlvValue::MessageState(
-                    MessageState::Delivered,
-                ))
-                .build();
             // The session may be gone by now; a lost receipt is acceptable.
-            outbound
-                .send(Command::new(CommandStatus::EsmeRok, seq, deliver))
-                .await
-                .ok();
+            outbound.send(cmd).await.ok();
         });
     }
 
     async fn unbind_and_close(&self, framed: &mut Framed<TcpStream, SimCodec>) {
-        let seq =
-            u32::try_from(self.next_seq.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF).unwrap_or(1);
+        let seq = next_seq(&self.next_seq);
         if framed
             .send(Command::new(CommandStatus::EsmeRok, seq, Pdu::Unbind))
             .await
@@ -428,5 +521,62 @@ impl Session {
             }
         };
         tokio::time::timeout(UNBIND_RESP_WAIT, wait).await.ok();
+    }
+}
+
+/// A delivery receipt to be sent for one submit_sm.
+struct Receipt {
+    /// Id as in submit_sm_resp (and the receipted_message_id TLV).
+    message_id: String,
+    /// Id as written in the receipt text.
+    text_id: String,
+    state: ReceiptState,
+    tlvs: bool,
+    handset: COctetString<1, 21>,
+    esme: COctetString<1, 21>,
+    submitted: time::OffsetDateTime,
+}
+
+impl Receipt {
+    /// The deliver_sm; the `text:` field stays empty so receipts never echo
+    /// the code.
+    fn command(self, seq: u32) -> Option<Command> {
+        let done = time::OffsetDateTime::now_utc();
+        let delivered = u8::from(self.state == ReceiptState::Delivered);
+        let err = if delivered == 1 { "000" } else { "001" };
+        let text = format!(
+            "id:{} sub:001 dlvrd:{delivered:03} submit date:{} done date:{} stat:{} err:{err} text:",
+            self.text_id,
+            receipt_date(self.submitted),
+            receipt_date(done),
+            self.state.stat(),
+        );
+        let body = OctetString::<0, 255>::from_str(&text).ok()?;
+        let mut builder = DeliverSm::builder()
+            .source_addr_ton(Ton::International)
+            .source_addr_npi(Npi::Isdn)
+            .source_addr(self.handset)
+            .dest_addr_ton(Ton::Unknown)
+            .dest_addr_npi(Npi::Unknown)
+            .destination_addr(self.esme)
+            .esm_class(EsmClass::from(ESM_DELIVERY_RECEIPT))
+            .data_coding(DataCoding::from(encoding::DC_GSM7))
+            .short_message(body);
+        if self.tlvs {
+            let receipted = COctetString::<1, 65>::from_str(&self.message_id).ok()?;
+            let state = match self.state {
+                ReceiptState::Delivered => MessageState::Delivered,
+                ReceiptState::Expired => MessageState::Expired,
+                ReceiptState::Deleted => MessageState::Deleted,
+                ReceiptState::Undeliverable => MessageState::Undeliverable,
+                ReceiptState::Rejected => MessageState::Rejected,
+            };
+            builder = builder
+                .push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
+                    receipted,
+                ))
+                .push_tlv(MessageDeliveryRequestTlvValue::MessageState(state));
+        }
+        Some(Command::new(CommandStatus::EsmeRok, seq, builder.build()))
     }
 }

@@ -27,6 +27,7 @@ fn settings() -> SimSettings {
         receipt_delay: Duration::from_millis(10),
         print_messages: true,
         inbox_capacity: 3,
+        faults: SimFaults::default(),
     }
 }
 
@@ -305,4 +306,128 @@ async fn stop_unbinds_sessions() {
     stop.await.unwrap();
     assert_eq!(sim.active_sessions(), 0);
     assert!(TcpStream::connect(sim.local_addr()).await.is_err());
+}
+
+async fn submit_and_recv(c: &mut Conn, seq: u32, dest: &str, rd: u8) -> Command {
+    c.send(Command::new(
+        CommandStatus::EsmeRok,
+        seq,
+        submit(dest, 0, 0, b"hi", rd),
+    ))
+    .await
+    .unwrap();
+    recv(c).await
+}
+
+#[tokio::test]
+async fn faults_throttle_prefix_errors_and_decimal_receipts_first() {
+    let sim = start(SimSettings {
+        faults: SimFaults {
+            throttle_tps: 2,
+            prefix_errors: vec![("+3499".into(), 0x0B)],
+            message_ids: MessageIdFormat::HexRespDecimalReceipt,
+            receipt_before_response: true,
+            receipt_states: vec![(ReceiptState::Undeliverable, 1)],
+            receipt_tlvs: false,
+            ..SimFaults::default()
+        },
+        ..settings()
+    })
+    .await
+    .unwrap();
+    let mut c = connect(&sim).await;
+    bind(&mut c, "esme", "pw").await;
+    let r = submit_and_recv(&mut c, 2, "34990000001", 0).await;
+    assert_eq!(r.status(), CommandStatus::EsmeRinvdstadr);
+
+    // The receipt overtakes the response; its text id is decimal, the
+    // response's id is 10 hex digits for the same number.
+    let receipt = submit_and_recv(&mut c, 3, "34600000001", 1).await;
+    let Some(Pdu::DeliverSm(dsm)) = receipt.pdu() else {
+        panic!("expected the receipt first, got {receipt:?}")
+    };
+    assert!(dsm.tlvs().is_empty());
+    let text = std::str::from_utf8(dsm.short_message().as_ref()).unwrap();
+    assert!(text.contains("stat:UNDELIV err:001"), "{text}");
+    let text_id: u64 = text
+        .strip_prefix("id:")
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let r = recv(&mut c).await;
+    let Some(Pdu::SubmitSmResp(resp)) = r.pdu() else {
+        panic!("expected submit_sm_resp, got {r:?}")
+    };
+    assert_eq!(
+        u64::from_str_radix(resp.message_id().as_str(), 16).unwrap(),
+        text_id
+    );
+
+    // Throttle: two accepted per second, the third is ESME_RTHROTTLED.
+    let r = submit_and_recv(&mut c, 4, "34600000002", 0).await;
+    assert_eq!(r.status(), CommandStatus::EsmeRok);
+    let r = submit_and_recv(&mut c, 5, "34600000003", 0).await;
+    assert_eq!(r.status(), CommandStatus::EsmeRthrottled);
+    assert_eq!(sim.throttled_count(), 1);
+    assert_eq!(sim.submit_arrivals().len(), 4);
+}
+
+#[tokio::test]
+async fn faults_disconnect_after_and_response_delay() {
+    let sim = start(SimSettings {
+        faults: SimFaults {
+            disconnect_after: 3,
+            response_delay: Duration::from_millis(100),
+            message_ids: MessageIdFormat::Decimal,
+            ..SimFaults::default()
+        },
+        ..settings()
+    })
+    .await
+    .unwrap();
+    let mut c = connect(&sim).await;
+    let started = tokio::time::Instant::now();
+    bind(&mut c, "esme", "pw").await;
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    let r = submit_and_recv(&mut c, 2, "34600000001", 0).await;
+    let Some(Pdu::SubmitSmResp(resp)) = r.pdu() else {
+        panic!("expected submit_sm_resp")
+    };
+    assert!(resp.message_id().as_str().parse::<u64>().is_ok());
+    // The third PDU ends the session unanswered.
+    c.send(Command::new(
+        CommandStatus::EsmeRok,
+        3,
+        submit("34600000001", 0, 0, b"x", 0),
+    ))
+    .await
+    .unwrap();
+    assert!(tokio::time::timeout(Duration::from_secs(1), c.next())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn fault_flags_parse() {
+    assert_eq!(
+        parse_prefix_errors("+3460=0x0B, +44=69").unwrap(),
+        vec![("+3460".to_owned(), 0x0B), ("+44".to_owned(), 69)]
+    );
+    assert!(parse_prefix_errors("+3460").is_err());
+    assert_eq!(
+        parse_state_mix("delivered=9,undeliv=1").unwrap(),
+        vec![
+            (ReceiptState::Delivered, 9),
+            (ReceiptState::Undeliverable, 1)
+        ]
+    );
+    assert!(parse_state_mix("lost=1").is_err());
+    assert_eq!(
+        "hex-resp-decimal-receipt"
+            .parse::<MessageIdFormat>()
+            .unwrap(),
+        MessageIdFormat::HexRespDecimalReceipt
+    );
 }

@@ -90,6 +90,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(customise, None).await
+}
+
+/// For `[[smpp.routes]]` setups, which start no embedded simulator: `sim` is one the test runs.
+pub async fn spawn_app_routed(customise: impl FnOnce(&mut Settings), sim: SmscHandle) -> TestApp {
+    spawn(customise, Some(sim)).await
+}
+
+async fn spawn(customise: impl FnOnce(&mut Settings), fallback: Option<SmscHandle>) -> TestApp {
     let mut settings = test_settings();
     customise(&mut settings);
     let validated = settings.validate().unwrap();
@@ -105,7 +114,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let api = format!("http://{}", app.api_addr());
     let admin = format!("http://{}", app.admin_addr());
     let issuer = app.issuer();
-    let sim = app.simulator().unwrap();
+    let sim = app.simulator().or(fallback).unwrap();
     let stop = app.stop_handle();
     tokio::spawn(app.run_until_stopped());
     let mut t = TestApp {

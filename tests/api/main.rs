@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod chaos;
 mod framework;
 mod helpers;
 mod operations;

@@ -150,3 +150,158 @@ async fn health_and_metrics_report_the_gateway_state() {
     }
     assert!(down, "readiness did not notice the SMSC going away");
 }
+
+#[actix_web::test]
+async fn admin_shows_the_delivery_state_of_an_authentication_id_without_the_code() {
+    let app = spawn_app_with(|s| {
+        // Receipts that overtake their response, with decimal ids in the text only.
+        let sim = &mut s.smpp.simulator;
+        sim.message_ids = "hex-resp-decimal-receipt".into();
+        sim.receipt_before_response = true;
+        sim.receipt_tlvs = false;
+    })
+    .await;
+    let (id, code) = app.issue("+34600000303").await;
+    let url = format!("{}/admin/v1/authentications/{id}", app.admin);
+    let mut report = serde_json::Value::Null;
+    for _ in 0..50 {
+        let r = app.request(Method::GET, &url).await;
+        assert_eq!(r.status, 200);
+        report = r.json();
+        if report["state"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(report["state"], "delivered", "{report}");
+    assert_eq!(report["authenticationId"], id.as_str());
+    assert_eq!(report["phoneNumber"], "+346******03");
+    assert_eq!(report["segments"].as_array().unwrap().len(), 1);
+    assert!(report["submittedAt"].is_string());
+    let body = report.to_string();
+    assert!(!body.contains(&code), "the code leaked: {body}");
+    assert!(!body.contains("+34600000303"));
+
+    let m = app
+        .request(Method::GET, &format!("{}/metrics", app.admin))
+        .await;
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    for needle in [
+        "otp_sms_smpp_receipts_total{state=\"delivered\"} 1",
+        "otp_sms_smpp_receipt_latency_seconds_count 1",
+        "otp_sms_smpp_binds{route=\"default\",state=\"up\"} 1",
+        "otp_sms_smpp_submit_results_total{command_status=\"0x00000000\",route=\"default\"} 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    let unknown = app
+        .request(
+            Method::GET,
+            &format!("{}/admin/v1/authentications/nope", app.admin),
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+}
+
+async fn route_sim() -> otp_gateway::smsc_sim::SmscHandle {
+    otp_gateway::smsc_sim::start(otp_gateway::smsc_sim::SimSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        system_id: "otpgw".into(),
+        password: "secret".into(),
+        receipt_delay: std::time::Duration::from_millis(10),
+        print_messages: false,
+        inbox_capacity: 100,
+        faults: Default::default(),
+    })
+    .await
+    .unwrap()
+}
+
+fn route(
+    name: &str,
+    sim: &otp_gateway::smsc_sim::SmscHandle,
+    prefixes: &[&str],
+    priority: u32,
+) -> otp_gateway::config::RouteConfig {
+    otp_gateway::config::RouteConfig {
+        name: name.into(),
+        url: format!("smpp://otpgw:secret@127.0.0.1:{}", sim.local_addr().port()),
+        prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+        priority,
+        system_type: None,
+        source_addr: None,
+        source_ton: None,
+        source_npi: None,
+        binds: None,
+        window: None,
+        max_tps: None,
+        concatenation: None,
+        message_id_format: None,
+        ca_file: None,
+    }
+}
+
+#[actix_web::test]
+async fn routes_pick_the_smsc_by_prefix_and_fail_over_when_one_is_down() {
+    let (a, b) = (route_sim().await, route_sim().await);
+    let (ra, rb) = (
+        route("spain", &a, &["+3460"], 1),
+        route("fallback", &b, &[], 2),
+    );
+    let app = spawn_app_routed(
+        |s| {
+            s.smpp.routes = vec![rb, ra];
+            s.smpp.reconnect_min = std::time::Duration::from_millis(50);
+            s.smpp.reconnect_max = std::time::Duration::from_millis(200);
+        },
+        a.clone(),
+    )
+    .await;
+    let mut bound = false;
+    for _ in 0..100 {
+        if a.active_sessions() == 1 && b.active_sessions() == 1 {
+            bound = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(bound, "both routes bind");
+    let r = app.send_code("+34600000401").await;
+    assert_eq!(r.status, 200);
+    let id = r.json()["authenticationId"].as_str().unwrap().to_owned();
+    assert_eq!(a.messages_for("+34600000401").len(), 1);
+    assert_eq!(app.send_code("+447700900401").await.status, 200);
+    assert_eq!(b.messages_for("+447700900401").len(), 1);
+    let report = app
+        .request(
+            Method::GET,
+            &format!("{}/admin/v1/authentications/{id}", app.admin),
+        )
+        .await
+        .json();
+    assert_eq!(report["route"], "spain");
+
+    // Spain's SMSC goes away: its numbers fail over to the fallback route.
+    a.stop().await;
+    let mut moved = false;
+    for _ in 0..50 {
+        if app.send_code("+34600000402").await.status == 200 {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(moved, "no failover");
+    assert_eq!(b.messages_for("+34600000402").len(), 1);
+    let m = app
+        .request(Method::GET, &format!("{}/metrics", app.admin))
+        .await;
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    for needle in [
+        "otp_sms_smpp_binds{route=\"fallback\",state=\"up\"} 1",
+        "otp_sms_smpp_binds{route=\"spain\",state=\"down\"} 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    b.stop().await;
+}

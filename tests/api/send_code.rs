@@ -441,3 +441,44 @@ async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
     let ok = statuses.iter().filter(|s| **s == 200).count() as u64;
     assert_eq!(app.sim.submit_count(), ok);
 }
+
+#[actix_web::test]
+async fn operator_statuses_follow_smpp_status_map() {
+    let app = spawn_app_with(|s| {
+        let sim = &mut s.smpp.simulator;
+        sim.prefix_errors.insert("+3469".into(), "0x0400".into());
+        sim.prefix_errors.insert("+3468".into(), "0x0401".into());
+        sim.prefix_errors.insert("+3467".into(), "0x0402".into());
+        s.smpp.status_map.insert("0x0400".into(), "blocked".into());
+        s.smpp
+            .status_map
+            .insert("1025".into(), "not_allowed".into());
+    })
+    .await;
+    app.send_code("+34690000001")
+        .await
+        .assert_error(403, "ONE_TIME_PASSWORD_SMS.PHONE_NUMBER_BLOCKED");
+    app.send_code("+34680000001")
+        .await
+        .assert_error(403, "ONE_TIME_PASSWORD_SMS.PHONE_NUMBER_NOT_ALLOWED");
+    // An unmapped operator status is a service problem, not the number's.
+    app.send_code("+34670000001")
+        .await
+        .assert_error(503, "UNAVAILABLE");
+    assert_eq!(app.send_code("+34600000020").await.status, 200);
+}
+
+#[actix_web::test]
+async fn smsc_throttling_past_the_deadline_is_503() {
+    let app = spawn_app_with(|s| {
+        s.smpp.simulator.throttle_tps = 1;
+        s.smpp.submit_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    assert_eq!(app.send_code("+34600000021").await.status, 200);
+    let started = std::time::Instant::now();
+    app.send_code("+34600000022")
+        .await
+        .assert_error(503, "UNAVAILABLE");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}
