@@ -4,12 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-venv="$root/target/schemathesis-venv"
+target="${CARGO_TARGET_DIR:-$root/target}"
+venv="$target/schemathesis-venv"
 if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==4.32.5"
 fi
-spec="$root/target/schemathesis-camara-v1.1.0.yaml"
+spec="$target/schemathesis-camara-v1.1.0.yaml"
 "$venv/bin/python" scripts/schemathesis_spec.py \
   "$root/../shared/camara/one-time-password-sms-v1.1.0.yaml" "$spec" \
   "http://127.0.0.1:18080/one-time-password-sms/v1"
@@ -30,4 +31,4 @@ PY
   --url "http://127.0.0.1:18080/one-time-password-sms/v1" \
   --header "Authorization: Bearer $token" \
   --checks all \
-  --report junit --report-dir "$root/target/schemathesis"
+  --report junit --report-dir "$target/schemathesis"
