@@ -134,6 +134,8 @@ pub struct SmppConfig {
     pub binds: usize,
     /// `transceiver` or `transmitter`.
     pub bind_mode: String,
+    /// With `transmitter`: one more session with bind_receiver for delivery receipts.
+    pub receiver_bind: bool,
     /// Segments per second per session; 0 = unlimited.
     pub max_tps: u32,
     /// Longest wait for one submit_sm_resp before retrying on another session.
@@ -321,6 +323,7 @@ impl Default for SmppConfig {
             window: 64,
             binds: 1,
             bind_mode: "transceiver".into(),
+            receiver_bind: false,
             max_tps: 0,
             response_timeout: Duration::from_secs(2),
             status_map: BTreeMap::new(),
@@ -630,6 +633,12 @@ impl Settings {
                 ))
             }
         };
+        if self.smpp.receiver_bind && smpp_bind_mode != crate::smpp::BindMode::Transmitter {
+            return Err(invalid(
+                "smpp.receiver_bind",
+                "only with smpp.bind_mode = \"transmitter\" (a transceiver takes receipts itself)",
+            ));
+        }
         if self.smpp.max_tps > 100_000 {
             return Err(invalid(
                 "smpp.max_tps",
@@ -1037,6 +1046,7 @@ mod tests {
                 "otp.id_retention",
             ),
             (|s| s.smpp.binds = 0, "smpp.binds"),
+            (|s| s.smpp.receiver_bind = true, "smpp.receiver_bind"),
             (
                 |s| s.smpp.concatenation = "udh7".into(),
                 "smpp.concatenation",

@@ -64,14 +64,17 @@ pub(super) struct Slot {
     /// may appear shortly; during back-off sleeps it is false.
     pub(super) connecting: AtomicBool,
     pub(super) window: Semaphore,
+    /// A bind_receiver session that only takes delivery receipts.
+    pub(super) receiver: bool,
     limiter: Option<Mutex<SegmentLimiter>>,
     pause: Mutex<Pause>,
 }
 
 impl Slot {
-    pub(super) fn new(index: usize, settings: &SmppSettings) -> Slot {
+    pub(super) fn new(index: usize, settings: &SmppSettings, receiver: bool) -> Slot {
         Slot {
             index,
+            receiver,
             session: watch::Sender::new(None),
             // Set from the start so a submit right after `start` waits for
             // the first bind instead of failing.
@@ -84,6 +87,11 @@ impl Slot {
 
     pub(super) fn is_bound(&self) -> bool {
         self.session.borrow().is_some()
+    }
+
+    /// Bound, and a session submits may use (not the receipts-only one).
+    pub(super) fn can_submit(&self) -> bool {
+        !self.receiver && self.is_bound()
     }
 
     fn client(&self) -> Option<Client> {
@@ -232,7 +240,7 @@ pub(super) async fn submit(
                     let connecting = shared
                         .slots
                         .iter()
-                        .any(|s| s.connecting.load(Ordering::Acquire));
+                        .any(|s| !s.receiver && s.connecting.load(Ordering::Acquire));
                     let since = *unbound_since.get_or_insert(now);
                     if !connecting || now >= since + BIND_GRACE {
                         return Err(last_err.unwrap_or(SmppError::NotBound));
@@ -295,7 +303,7 @@ fn choose<'a>(
     let others_bound = shared
         .slots
         .iter()
-        .any(|s| Some(s.index) != avoid && s.is_bound());
+        .any(|s| Some(s.index) != avoid && s.can_submit());
     let mut any_bound = false;
     let mut wake: Option<Instant> = None;
     let mut later: Option<(&Slot, Instant)> = None;
@@ -303,7 +311,7 @@ fn choose<'a>(
         if others_bound && Some(slot.index) == avoid {
             continue;
         }
-        if !slot.is_bound() {
+        if !slot.can_submit() {
             continue;
         }
         any_bound = true;

@@ -907,3 +907,46 @@ fn ca_bundle_errors_name_the_problem() {
         .contains("cannot read"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn transmitter_binds_get_their_receipts_on_a_separate_receiver_bind() {
+    let (sim, client, _) = pool(SimFaults::default(), |s| {
+        s.bind_mode = BindMode::Transmitter;
+        s.receiver_bind = true;
+        s.binds = 2;
+    })
+    .await;
+    assert!(
+        eventually(|| sim.active_sessions() == 3).await,
+        "2 transmitters + 1 receiver"
+    );
+    assert_eq!(client.bound_sessions(), 2, "the receiver takes no submits");
+    for i in 0..4 {
+        client
+            .submit_tagged(numbered(i), Some(&format!("rx-{i}")))
+            .await
+            .unwrap();
+    }
+    assert!(
+        eventually(|| (0..4).all(|i| client
+            .delivery_report(&format!("rx-{i}"))
+            .is_some_and(|r| r.state == DeliveryState::Delivered)))
+        .await
+    );
+    assert_eq!(sim.receipts_acked(), 4);
+    client.shutdown().await;
+
+    // Transmitters alone never see a receipt.
+    let (sim, client, _) = pool(SimFaults::default(), |s| {
+        s.bind_mode = BindMode::Transmitter
+    })
+    .await;
+    client.submit_tagged(sms("x"), Some("tx")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        client.delivery_report("tx").unwrap().state,
+        DeliveryState::Submitted
+    );
+    assert_eq!(sim.receipts_acked(), 0);
+    client.shutdown().await;
+}
