@@ -236,6 +236,8 @@ pub struct SimulatorConfig {
     pub receipt_before_response: bool,
     /// Send receipted_message_id / message_state TLVs besides the text form.
     pub receipt_tlvs: bool,
+    /// Send an enquire_link in the same TCP write as every bind response.
+    pub pdu_after_bind: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -251,6 +253,7 @@ impl Default for SimulatorConfig {
             message_ids: "hex".into(),
             receipt_before_response: false,
             receipt_tlvs: true,
+            pdu_after_bind: false,
         }
     }
 }
@@ -308,6 +311,7 @@ impl SimulatorConfig {
             message_ids,
             receipt_before_response: self.receipt_before_response,
             receipt_tlvs: self.receipt_tlvs,
+            pdu_after_bind: self.pdu_after_bind,
         })
     }
 }

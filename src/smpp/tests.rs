@@ -950,3 +950,28 @@ async fn transmitter_binds_get_their_receipts_on_a_separate_receiver_bind() {
     assert_eq!(sim.receipts_acked(), 0);
     client.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_pdu_coalesced_behind_the_bind_response_does_not_break_the_session() {
+    let faults = SimFaults {
+        pdu_after_bind: true,
+        receipt_before_response: true,
+        ..SimFaults::default()
+    };
+    let (sim, client, _) = pool(faults, |s| s.binds = 2).await;
+    for i in 0..5 {
+        client
+            .submit_tagged(numbered(i), Some(&format!("c-{i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(sim.submit_count(), 5);
+    assert!(
+        eventually(|| (0..5).all(|i| client
+            .delivery_report(&format!("c-{i}"))
+            .is_some_and(|r| r.state == DeliveryState::Delivered)))
+        .await
+    );
+    assert_eq!(client.bound_sessions(), 2);
+    client.shutdown().await;
+}

@@ -155,6 +155,8 @@ pub struct SimFaults {
     pub receipt_before_response: bool,
     /// Send receipted_message_id/message_state TLVs (the text form is always sent).
     pub receipt_tlvs: bool,
+    /// Send an enquire_link in the same TCP write as every bind response.
+    pub pdu_after_bind: bool,
 }
 
 impl Default for SimFaults {
@@ -170,6 +172,7 @@ impl Default for SimFaults {
             message_ids: MessageIdFormat::Hex,
             receipt_before_response: false,
             receipt_tlvs: true,
+            pdu_after_bind: false,
         }
     }
 }

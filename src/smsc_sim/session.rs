@@ -158,13 +158,28 @@ pub(super) async fn run(
                     tracing::info!(target: TARGET, %peer, pdus = session.pdus, "dropping session (disconnect_after fault)");
                     return;
                 }
-                let (replies, next) = session.handle(frame, &faults);
+                let was_open = session.state == BindState::Open;
+                let (mut replies, next) = session.handle(frame, &faults);
+                if faults.pdu_after_bind && was_open && session.state != BindState::Open {
+                    // An SMSC-initiated PDU right behind the bind response,
+                    // in the same TCP write (smpp34 lost sessions to this).
+                    replies.push(Command::new(
+                        CommandStatus::EsmeRok,
+                        next_seq(&session.next_seq),
+                        Pdu::EnquireLink,
+                    ));
+                }
                 if faults.response_delay.is_zero() {
+                    // Queue every reply, then one flush: they leave in one write.
                     for reply in replies {
-                        if let Err(e) = framed.send(reply).await {
+                        if let Err(e) = framed.feed(reply).await {
                             tracing::debug!(target: TARGET, %peer, error = %e, "write failed");
                             return;
                         }
+                    }
+                    if let Err(e) = framed.flush().await {
+                        tracing::debug!(target: TARGET, %peer, error = %e, "write failed");
+                        return;
                     }
                 } else {
                     // Delayed answers go through the outbound queue so the
