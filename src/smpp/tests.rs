@@ -975,3 +975,47 @@ async fn a_pdu_coalesced_behind_the_bind_response_does_not_break_the_session() {
     assert_eq!(client.bound_sessions(), 2);
     client.shutdown().await;
 }
+
+#[tokio::test]
+async fn system_errors_and_throttling_fail_over_to_the_next_smsc_within_the_deadline() {
+    let broken = SimFaults {
+        error_rate: 1.0,
+        ..SimFaults::default()
+    };
+    let throttled = SimFaults {
+        throttle_tps: 1,
+        ..SimFaults::default()
+    };
+    for faults in [broken, throttled] {
+        let timeout = Duration::from_millis(600);
+        let (sim_a, client_a, _) = pool(faults, |s| {
+            s.route = "a".into();
+            s.submit_timeout = timeout;
+        })
+        .await;
+        let (sim_b, client_b, _) = pool(SimFaults::default(), |s| s.route = "b".into()).await;
+        let router = SmppRouter::new(vec![
+            Route {
+                name: "a".into(),
+                prefixes: vec!["+3460".into()],
+                priority: 1,
+                client: client_a,
+            },
+            Route {
+                name: "b".into(),
+                prefixes: Vec::new(),
+                priority: 2,
+                client: client_b,
+            },
+        ]);
+        for i in 0..3 {
+            let started = Instant::now();
+            router.submit_tagged(numbered(i), None).await.unwrap();
+            assert!(started.elapsed() < timeout + Duration::from_millis(50));
+        }
+        let (on_a, on_b) = (sim_a.submit_count(), sim_b.submit_count());
+        assert_eq!(on_a + on_b, 3, "each message acknowledged once");
+        assert!(on_b >= 2, "a={on_a} b={on_b}");
+        router.shutdown().await;
+    }
+}
