@@ -28,6 +28,9 @@ use super::{status, Shared, SmppError, SmppSettings, StatusAction, TARGET};
 const BIND_GRACE: Duration = Duration::from_secs(1);
 /// First pause of a session after a throttling answer.
 const THROTTLE_PAUSE_MIN: Duration = Duration::from_millis(20);
+/// Lateness after which a planned segment is planned again (well inside
+/// the limiter's margin, see `limiter::PERIOD`).
+const LATE_LIMIT: Duration = Duration::from_millis(10);
 /// Cap of the doubling throttling pause.
 const THROTTLE_PAUSE_MAX: Duration = Duration::from_secs(1);
 
@@ -194,6 +197,9 @@ enum Failure {
     Elsewhere(SmppError),
     /// Give up with this error.
     Final(SmppError),
+    /// Woke up too late for the rate plan; nothing was sent for this
+    /// segment, choose again.
+    Replan,
 }
 
 /// Sends `submits` on the pool; returns the message id of every segment.
@@ -288,6 +294,9 @@ pub(super) async fn submit(
                 last_err = Some(e);
             }
             Err(Failure::Final(e)) => return Err(e),
+            Err(Failure::Replan) => {
+                tracing::debug!(target: TARGET, session = slot.index, "woke up late; planning again");
+            }
         }
     }
 }
@@ -386,6 +395,12 @@ async fn send_on(
     for (k, segment) in segments.iter().enumerate() {
         if let Some(at) = plan.get(k) {
             tokio::time::sleep_until(*at).await;
+            // A segment sent later than planned would sit closer to the
+            // segments planned after it than the limiter allowed; past the
+            // limiter's margin, plan again instead of overrunning the grant.
+            if Instant::now() > *at + LATE_LIMIT {
+                return Err(Failure::Replan);
+            }
         }
         let now = Instant::now();
         if now >= deadline {
@@ -413,6 +428,8 @@ async fn send_on(
                         Failure::Elsewhere(SmppError::Timeout { .. }) => "timeout".to_owned(),
                         Failure::Elsewhere(SmppError::Connection(_)) => "connection".to_owned(),
                         Failure::Throttled(s) => m.status_label(*s),
+                        // classify() never yields it; nothing was answered.
+                        Failure::Replan => "other".to_owned(),
                         Failure::Elsewhere(e) | Failure::Final(e) => match status_of(e) {
                             Some(s) => m.status_label(s),
                             None => "other".to_owned(),

@@ -450,7 +450,7 @@ async fn every_window_full_until_the_deadline_is_busy() {
     let started = Instant::now();
     let err = client.submit(sms("x")).await.unwrap_err();
     assert!(matches!(err, SmppError::Busy), "{err:?}");
-    assert!(started.elapsed() < Duration::from_millis(260));
+    assert!(started.elapsed() < Duration::from_millis(350));
     // A slot freed while a submit waits is taken at once.
     let c = client.clone();
     let waiting = tokio::spawn(async move { c.submit(sms("y")).await });
@@ -522,7 +522,7 @@ async fn throttled_until_the_deadline_is_reported_as_throttled() {
         ),
         "{err:?}"
     );
-    assert!(started.elapsed() < Duration::from_millis(350));
+    assert!(started.elapsed() < Duration::from_millis(450));
     client.shutdown().await;
 }
 
@@ -920,6 +920,7 @@ async fn transmitter_binds_get_their_receipts_on_a_separate_receiver_bind() {
         eventually(|| sim.active_sessions() == 3).await,
         "2 transmitters + 1 receiver"
     );
+    assert!(eventually(|| client.inner.shared.slots[2].is_bound()).await);
     assert_eq!(client.bound_sessions(), 2, "the receiver takes no submits");
     for i in 0..4 {
         client
@@ -933,7 +934,8 @@ async fn transmitter_binds_get_their_receipts_on_a_separate_receiver_bind() {
             .is_some_and(|r| r.state == DeliveryState::Delivered)))
         .await
     );
-    assert_eq!(sim.receipts_acked(), 4);
+    // The deliver_sm_resps may still be on their way to the simulator.
+    assert!(eventually(|| sim.receipts_acked() == 4).await);
     client.shutdown().await;
 
     // Transmitters alone never see a receipt.
@@ -1011,7 +1013,7 @@ async fn system_errors_and_throttling_fail_over_to_the_next_smsc_within_the_dead
         for i in 0..3 {
             let started = Instant::now();
             router.submit_tagged(numbered(i), None).await.unwrap();
-            assert!(started.elapsed() < timeout + Duration::from_millis(50));
+            assert!(started.elapsed() < timeout + Duration::from_millis(150));
         }
         let (on_a, on_b) = (sim_a.submit_count(), sim_b.submit_count());
         assert_eq!(on_a + on_b, 3, "each message acknowledged once");
