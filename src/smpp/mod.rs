@@ -630,6 +630,9 @@ impl SmppClient {
                 Ok(result) => result?,
                 Err(_) => return Err(SmppError::Timeout { after }),
             };
+        if let Some(h) = &shared.hot {
+            h.submit_latency.observe(started.elapsed().as_secs_f64());
+        }
         if let Some(tag) = tag {
             shared.tracker.file(
                 tag,

@@ -131,6 +131,7 @@ impl Slot {
 /// label values up on every submit_sm costs hashing and allocation on the
 /// hottest path.
 pub(super) struct HotMetrics {
+    pub(super) submit_latency: prometheus::Histogram,
     window_in_use: prometheus::IntGauge,
     segments_submitted: prometheus::IntCounter,
     submit_ok: prometheus::IntCounter,
@@ -139,6 +140,7 @@ pub(super) struct HotMetrics {
 impl HotMetrics {
     pub(super) fn new(m: &crate::metrics::SmppMetrics, route: &str) -> HotMetrics {
         HotMetrics {
+            submit_latency: m.submit_latency.with_label_values(&[route]),
             window_in_use: m.window_in_use.with_label_values(&[route]),
             segments_submitted: m.segments_submitted.with_label_values(&[route]),
             submit_ok: m.submit_results.with_label_values(&[route, "0x00000000"]),
