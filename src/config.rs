@@ -140,6 +140,8 @@ pub struct SmppConfig {
     pub binds: usize,
     /// `transceiver` or `transmitter`.
     pub bind_mode: String,
+    /// With `transmitter`: one more session with bind_receiver for delivery receipts.
+    pub receiver_bind: bool,
     /// Segments per second per session; 0 = unlimited.
     pub max_tps: u32,
     /// Longest wait for one submit_sm_resp before retrying on another session.
@@ -240,6 +242,8 @@ pub struct SimulatorConfig {
     pub receipt_before_response: bool,
     /// Send receipted_message_id / message_state TLVs besides the text form.
     pub receipt_tlvs: bool,
+    /// Send an enquire_link in the same TCP write as every bind response.
+    pub pdu_after_bind: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -255,6 +259,7 @@ impl Default for SimulatorConfig {
             message_ids: "hex".into(),
             receipt_before_response: false,
             receipt_tlvs: true,
+            pdu_after_bind: false,
         }
     }
 }
@@ -312,6 +317,7 @@ impl SimulatorConfig {
             message_ids,
             receipt_before_response: self.receipt_before_response,
             receipt_tlvs: self.receipt_tlvs,
+            pdu_after_bind: self.pdu_after_bind,
         })
     }
 }
@@ -327,6 +333,7 @@ impl Default for SmppConfig {
             window: 64,
             binds: 1,
             bind_mode: "transceiver".into(),
+            receiver_bind: false,
             max_tps: 0,
             response_timeout: Duration::from_secs(2),
             status_map: BTreeMap::new(),
@@ -473,7 +480,7 @@ pub enum SmscTarget {
 }
 
 /// One validated SMSC route (from `[[smpp.routes]]`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RouteSpec {
     /// Name.
     pub name: String,
@@ -509,6 +516,25 @@ pub struct RouteSpec {
     pub concatenation: crate::smpp::encoding::Concatenation,
     /// Receipt id matching.
     pub message_id_format: crate::smpp::MessageIdFormat,
+}
+
+impl std::fmt::Debug for RouteSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Hand-written so the bind password never reaches a log line.
+        f.debug_struct("RouteSpec")
+            .field("name", &self.name)
+            .field("prefixes", &self.prefixes)
+            .field("priority", &self.priority)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("system_id", &self.system_id)
+            .field("password", &"<redacted>")
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("source_addr", &self.source_addr)
+            .field("binds", &self.binds)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Settings after validation.
@@ -636,6 +662,12 @@ impl Settings {
                 ))
             }
         };
+        if self.smpp.receiver_bind && smpp_bind_mode != crate::smpp::BindMode::Transmitter {
+            return Err(invalid(
+                "smpp.receiver_bind",
+                "only with smpp.bind_mode = \"transmitter\" (a transceiver takes receipts itself)",
+            ));
+        }
         if self.smpp.max_tps > 100_000 {
             return Err(invalid(
                 "smpp.max_tps",
@@ -1054,6 +1086,7 @@ mod tests {
                 "otp.id_retention",
             ),
             (|s| s.smpp.binds = 0, "smpp.binds"),
+            (|s| s.smpp.receiver_bind = true, "smpp.receiver_bind"),
             (
                 |s| s.smpp.concatenation = "udh7".into(),
                 "smpp.concatenation",
@@ -1150,6 +1183,7 @@ mod tests {
         assert_eq!(b.source_addr, "OTPGateway");
         assert_eq!(b.message_id_format, crate::smpp::MessageIdFormat::Decimal);
 
+        assert!(!format!("{a:?}").contains("pw"), "password redacted");
         let mut bad = s.clone();
         bad.smpp.routes[1].name = "a".into();
         let err = bad.validate().unwrap_err().to_string();

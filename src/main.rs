@@ -91,6 +91,9 @@ struct FaultArgs {
     /// Receipts in text form only (no receipted_message_id / message_state TLVs).
     #[arg(long)]
     no_receipt_tlvs: bool,
+    /// Send an enquire_link in the same TCP write as every bind response.
+    #[arg(long)]
+    pdu_after_bind: bool,
 }
 
 impl FaultArgs {
@@ -113,6 +116,7 @@ impl FaultArgs {
             message_ids: self.message_ids,
             receipt_before_response: self.receipts_before_response,
             receipt_tlvs: !self.no_receipt_tlvs,
+            pdu_after_bind: self.pdu_after_bind,
         })
     }
 }

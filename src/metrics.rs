@@ -51,6 +51,8 @@ pub struct SmppMetrics {
     pub submit_results: IntCounterVec,
     /// submit_sm PDUs written, by route (retries included).
     pub segments_submitted: IntCounterVec,
+    /// From the first submit_sm of a message to its last submit_sm_resp, by route.
+    pub submit_latency: HistogramVec,
     /// Delivery receipts by final state.
     pub receipts: IntCounterVec,
     /// First submit_sm until its delivery receipt.
@@ -94,6 +96,17 @@ impl SmppMetrics {
                 ),
                 &["route"],
             )?,
+            submit_latency: HistogramVec::new(
+                HistogramOpts::new(
+                    "otp_sms_smpp_submit_latency_seconds",
+                    "first submit_sm until the last submit_sm_resp of a message",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ]),
+                &["route"],
+            )?,
             receipts: IntCounterVec::new(
                 Opts::new("otp_sms_smpp_receipts_total", "delivery receipts by state"),
                 &["state"],
@@ -117,6 +130,7 @@ impl SmppMetrics {
         registry.register(Box::new(self.throttled.clone()))?;
         registry.register(Box::new(self.submit_results.clone()))?;
         registry.register(Box::new(self.segments_submitted.clone()))?;
+        registry.register(Box::new(self.submit_latency.clone()))?;
         registry.register(Box::new(self.receipts.clone()))?;
         registry.register(Box::new(self.receipt_latency.clone()))?;
         Ok(())

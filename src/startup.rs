@@ -342,6 +342,7 @@ fn smpp_settings(settings: &Validated, target: &SmscTarget) -> SmppSettings {
         window: s.window,
         binds: s.binds,
         bind_mode: settings.smpp_bind_mode,
+        receiver_bind: s.receiver_bind,
         max_tps: s.max_tps,
         response_timeout: s.response_timeout,
         status_map: settings.smpp_status_map.clone(),

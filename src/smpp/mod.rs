@@ -124,6 +124,9 @@ pub struct SmppSettings {
     pub binds: usize,
     /// bind_transceiver or bind_transmitter.
     pub bind_mode: BindMode,
+    /// With [`BindMode::Transmitter`]: one more session, bound with
+    /// bind_receiver, that takes the delivery receipts.
+    pub receiver_bind: bool,
     /// Segments per second per session (0 = unlimited).
     pub max_tps: u32,
     /// Longest wait for one submit_sm_resp (capped by what is left of
@@ -165,6 +168,7 @@ impl Default for SmppSettings {
             window: 64,
             binds: 1,
             bind_mode: BindMode::Transceiver,
+            receiver_bind: false,
             max_tps: 0,
             response_timeout: Duration::from_secs(5),
             status_map: BTreeMap::new(),
@@ -197,6 +201,7 @@ impl std::fmt::Debug for SmppSettings {
             .field("window", &self.window)
             .field("binds", &self.binds)
             .field("bind_mode", &self.bind_mode)
+            .field("receiver_bind", &self.receiver_bind)
             .field("max_tps", &self.max_tps)
             .field("response_timeout", &self.response_timeout)
             .field("status_map", &self.status_map)
@@ -460,7 +465,7 @@ struct Shared {
 
 impl Shared {
     fn bound_count(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_bound()).count()
+        self.slots.iter().filter(|s| s.can_submit()).count()
     }
 }
 
@@ -502,8 +507,13 @@ impl SmppClient {
 
     /// Like [`SmppClient::start`], recording into `metrics`.
     pub fn start_with_metrics(settings: SmppSettings, metrics: Option<SmppMetrics>) -> SmppClient {
-        let binds = settings.binds.max(1);
-        let slots = (0..binds).map(|i| Slot::new(i, &settings)).collect();
+        let submitters = settings.binds.max(1);
+        // The receipts-only session comes last, so "first free wins" never meets it.
+        let receiver = settings.receiver_bind && settings.bind_mode == BindMode::Transmitter;
+        let binds = submitters + usize::from(receiver);
+        let slots = (0..binds)
+            .map(|i| Slot::new(i, &settings, i >= submitters))
+            .collect();
         if let Some(m) = &metrics {
             m.binds
                 .with_label_values(&[settings.route.as_str(), "down"])
@@ -543,10 +553,11 @@ impl SmppClient {
 
     /// Whether at least one session is currently bound.
     pub fn is_bound(&self) -> bool {
-        self.inner.shared.slots.iter().any(Slot::is_bound)
+        self.inner.shared.slots.iter().any(Slot::can_submit)
     }
 
-    /// Number of sessions currently bound.
+    /// Number of submit sessions currently bound (the receipts-only session
+    /// of `receiver_bind` is not counted).
     pub fn bound_sessions(&self) -> usize {
         self.inner.shared.bound_count()
     }
@@ -619,6 +630,9 @@ impl SmppClient {
                 Ok(result) => result?,
                 Err(_) => return Err(SmppError::Timeout { after }),
             };
+        if let Some(h) = &shared.hot {
+            h.submit_latency.observe(started.elapsed().as_secs_f64());
+        }
         if let Some(tag) = tag {
             shared.tracker.file(
                 tag,

@@ -28,6 +28,9 @@ use super::{status, Shared, SmppError, SmppSettings, StatusAction, TARGET};
 const BIND_GRACE: Duration = Duration::from_secs(1);
 /// First pause of a session after a throttling answer.
 const THROTTLE_PAUSE_MIN: Duration = Duration::from_millis(20);
+/// Lateness after which a planned segment is planned again (well inside
+/// the limiter's margin, see `limiter::PERIOD`).
+const LATE_LIMIT: Duration = Duration::from_millis(10);
 /// Cap of the doubling throttling pause.
 const THROTTLE_PAUSE_MAX: Duration = Duration::from_secs(1);
 
@@ -64,14 +67,17 @@ pub(super) struct Slot {
     /// may appear shortly; during back-off sleeps it is false.
     pub(super) connecting: AtomicBool,
     pub(super) window: Semaphore,
+    /// A bind_receiver session that only takes delivery receipts.
+    pub(super) receiver: bool,
     limiter: Option<Mutex<SegmentLimiter>>,
     pause: Mutex<Pause>,
 }
 
 impl Slot {
-    pub(super) fn new(index: usize, settings: &SmppSettings) -> Slot {
+    pub(super) fn new(index: usize, settings: &SmppSettings, receiver: bool) -> Slot {
         Slot {
             index,
+            receiver,
             session: watch::Sender::new(None),
             // Set from the start so a submit right after `start` waits for
             // the first bind instead of failing.
@@ -84,6 +90,11 @@ impl Slot {
 
     pub(super) fn is_bound(&self) -> bool {
         self.session.borrow().is_some()
+    }
+
+    /// Bound, and a session submits may use (not the receipts-only one).
+    pub(super) fn can_submit(&self) -> bool {
+        !self.receiver && self.is_bound()
     }
 
     fn client(&self) -> Option<Client> {
@@ -120,6 +131,7 @@ impl Slot {
 /// label values up on every submit_sm costs hashing and allocation on the
 /// hottest path.
 pub(super) struct HotMetrics {
+    pub(super) submit_latency: prometheus::Histogram,
     window_in_use: prometheus::IntGauge,
     segments_submitted: prometheus::IntCounter,
     submit_ok: prometheus::IntCounter,
@@ -128,6 +140,7 @@ pub(super) struct HotMetrics {
 impl HotMetrics {
     pub(super) fn new(m: &crate::metrics::SmppMetrics, route: &str) -> HotMetrics {
         HotMetrics {
+            submit_latency: m.submit_latency.with_label_values(&[route]),
             window_in_use: m.window_in_use.with_label_values(&[route]),
             segments_submitted: m.segments_submitted.with_label_values(&[route]),
             submit_ok: m.submit_results.with_label_values(&[route, "0x00000000"]),
@@ -186,6 +199,9 @@ enum Failure {
     Elsewhere(SmppError),
     /// Give up with this error.
     Final(SmppError),
+    /// Woke up too late for the rate plan; nothing was sent for this
+    /// segment, choose again.
+    Replan,
 }
 
 /// Sends `submits` on the pool; returns the message id of every segment.
@@ -232,7 +248,7 @@ pub(super) async fn submit(
                     let connecting = shared
                         .slots
                         .iter()
-                        .any(|s| s.connecting.load(Ordering::Acquire));
+                        .any(|s| !s.receiver && s.connecting.load(Ordering::Acquire));
                     let since = *unbound_since.get_or_insert(now);
                     if !connecting || now >= since + BIND_GRACE {
                         return Err(last_err.unwrap_or(SmppError::NotBound));
@@ -280,6 +296,9 @@ pub(super) async fn submit(
                 last_err = Some(e);
             }
             Err(Failure::Final(e)) => return Err(e),
+            Err(Failure::Replan) => {
+                tracing::debug!(target: TARGET, session = slot.index, "woke up late; planning again");
+            }
         }
     }
 }
@@ -295,7 +314,7 @@ fn choose<'a>(
     let others_bound = shared
         .slots
         .iter()
-        .any(|s| Some(s.index) != avoid && s.is_bound());
+        .any(|s| Some(s.index) != avoid && s.can_submit());
     let mut any_bound = false;
     let mut wake: Option<Instant> = None;
     let mut later: Option<(&Slot, Instant)> = None;
@@ -303,7 +322,7 @@ fn choose<'a>(
         if others_bound && Some(slot.index) == avoid {
             continue;
         }
-        if !slot.is_bound() {
+        if !slot.can_submit() {
             continue;
         }
         any_bound = true;
@@ -378,6 +397,12 @@ async fn send_on(
     for (k, segment) in segments.iter().enumerate() {
         if let Some(at) = plan.get(k) {
             tokio::time::sleep_until(*at).await;
+            // A segment sent later than planned would sit closer to the
+            // segments planned after it than the limiter allowed; past the
+            // limiter's margin, plan again instead of overrunning the grant.
+            if Instant::now() > *at + LATE_LIMIT {
+                return Err(Failure::Replan);
+            }
         }
         let now = Instant::now();
         if now >= deadline {
@@ -405,6 +430,8 @@ async fn send_on(
                         Failure::Elsewhere(SmppError::Timeout { .. }) => "timeout".to_owned(),
                         Failure::Elsewhere(SmppError::Connection(_)) => "connection".to_owned(),
                         Failure::Throttled(s) => m.status_label(*s),
+                        // classify() never yields it; nothing was answered.
+                        Failure::Replan => "other".to_owned(),
                         Failure::Elsewhere(e) | Failure::Final(e) => match status_of(e) {
                             Some(s) => m.status_label(s),
                             None => "other".to_owned(),

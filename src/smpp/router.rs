@@ -10,6 +10,23 @@ use tokio::time::Instant;
 
 use super::{DeliveryReport, OutboundSms, SmppClient, SmppError, SubmitReceipt, TARGET};
 
+/// Whether another SMSC may take a message this error left unsent: service
+/// trouble on this route, not a verdict on the number or the text.
+fn fails_over(e: &SmppError) -> bool {
+    match e {
+        SmppError::NotBound
+        | SmppError::Busy
+        | SmppError::Throttled { .. }
+        | SmppError::Timeout { .. }
+        | SmppError::Connection(_) => true,
+        SmppError::Rejected { command_status } => *command_status == super::status::SYSERR,
+        SmppError::NotAllowed { .. }
+        | SmppError::Blocked { .. }
+        | SmppError::NoRoute
+        | SmppError::Encoding(_) => false,
+    }
+}
+
 /// One SMSC and the numbers it serves.
 pub struct Route {
     /// Name used in logs and metric labels.
@@ -90,9 +107,12 @@ impl SmppRouter {
         c.into_iter().map(|(_, _, r)| r).collect()
     }
 
-    /// Submits on the first serving route with a bound session, failing over
-    /// while routes turn out to have none; the whole call stays within the
-    /// first route's `submit_timeout`.
+    /// Submits on the first serving route with a bound session. A route
+    /// without a bound session is skipped; a route that cannot take the
+    /// message in its share of the time (no free window, still throttled,
+    /// ESME_RSYSERR, no answer, broken session) hands it to the next one.
+    /// Each bound route gets an equal share of what is left of the first
+    /// route's `submit_timeout`, so the whole call stays within it.
     pub async fn submit_tagged(
         &self,
         sms: OutboundSms,
@@ -107,16 +127,25 @@ impl SmppRouter {
         // Bound routes first; a route that is only (re)connecting comes last.
         let (bound, unbound): (Vec<&Route>, Vec<&Route>) =
             candidates.iter().partition(|r| r.client.is_bound());
+        let mut shares_left = bound.len().max(1);
         for route in bound.into_iter().chain(unbound) {
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 break;
             }
-            match route.client.submit_until(sms.clone(), tag, deadline).await {
-                Err(SmppError::NotBound) => {
-                    tracing::debug!(target: TARGET, route = %route.name, "route has no bound session; failing over");
-                    last = SmppError::NotBound;
+            let share = (deadline - now) / u32::try_from(shares_left).unwrap_or(u32::MAX);
+            shares_left = shares_left.saturating_sub(1).max(1);
+            match route
+                .client
+                .submit_until(sms.clone(), tag, now + share)
+                .await
+            {
+                Ok(receipt) => return Ok(receipt),
+                Err(e) if fails_over(&e) => {
+                    tracing::debug!(target: TARGET, route = %route.name, error = %e, "failing over to the next route");
+                    last = e;
                 }
-                other => return other,
+                Err(e) => return Err(e),
             }
         }
         Err(last)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use rusmpp::pdus::{BindTransceiver, BindTransmitter, DeliverSmResp};
+use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp};
 use rusmpp::types::COctetString;
 use rusmpp::values::{InterfaceVersion, Npi, Ton};
 use rusmpp::{CommandId, Pdu};
@@ -63,7 +63,7 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
         let connected = tokio::select! {
             biased;
             () = stopped(&mut stop) => break,
-            r = tokio::time::timeout(CONNECT_TIMEOUT, connect_and_bind(&shared)) => {
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect_and_bind(&shared, slot.receiver)) => {
                 r.unwrap_or_else(|_| Err("connect/bind timed out".to_owned()))
             }
         };
@@ -82,7 +82,7 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
                     host = %settings.host,
                     port = settings.port,
                     system_id = %settings.system_id,
-                    mode = ?settings.bind_mode,
+                    mode = if slot.receiver { "receiver" } else if settings.bind_mode == BindMode::Transmitter { "transmitter" } else { "transceiver" },
                     "SMPP session bound"
                 );
                 attempt = 0;
@@ -139,7 +139,10 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
     tracing::info!(target: TARGET, route, session = index, "SMPP supervisor stopped");
 }
 
-async fn connect_and_bind(shared: &Shared) -> Result<(Client, BoxStream<'static, Event>), String> {
+async fn connect_and_bind(
+    shared: &Shared,
+    receiver: bool,
+) -> Result<(Client, BoxStream<'static, Event>), String> {
     let s = &shared.settings;
     let builder = ConnectionBuilder::new()
         .max_command_length(MAX_COMMAND_LENGTH)
@@ -179,8 +182,25 @@ async fn connect_and_bind(shared: &Shared) -> Result<(Client, BoxStream<'static,
         field(&s.password, "password")?,
         field(&s.system_type, "system_type")?,
     );
-    let bound = match s.bind_mode {
-        BindMode::Transceiver => {
+    let mode = if receiver { None } else { Some(s.bind_mode) };
+    let bound = match mode {
+        None => {
+            let bind = BindReceiver::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(system_type)
+                .interface_version(InterfaceVersion::Smpp3_4)
+                .addr_ton(Ton::Unknown)
+                .addr_npi(Npi::Unknown)
+                .address_range(COctetString::empty())
+                .build();
+            client
+                .response_timeout(CONNECT_TIMEOUT)
+                .bind_receiver(bind)
+                .await
+                .map(|_| ())
+        }
+        Some(BindMode::Transceiver) => {
             let bind = BindTransceiver::builder()
                 .system_id(system_id)
                 .password(password)
@@ -196,7 +216,7 @@ async fn connect_and_bind(shared: &Shared) -> Result<(Client, BoxStream<'static,
                 .await
                 .map(|_| ())
         }
-        BindMode::Transmitter => {
+        Some(BindMode::Transmitter) => {
             let bind = BindTransmitter::builder()
                 .system_id(system_id)
                 .password(password)

@@ -155,6 +155,8 @@ pub struct SimFaults {
     pub receipt_before_response: bool,
     /// Send receipted_message_id/message_state TLVs (the text form is always sent).
     pub receipt_tlvs: bool,
+    /// Send an enquire_link in the same TCP write as every bind response.
+    pub pdu_after_bind: bool,
 }
 
 impl Default for SimFaults {
@@ -170,6 +172,7 @@ impl Default for SimFaults {
             message_ids: MessageIdFormat::Hex,
             receipt_before_response: false,
             receipt_tlvs: true,
+            pdu_after_bind: false,
         }
     }
 }
@@ -271,6 +274,10 @@ struct SimShared {
     /// xorshift state for error rates and state mixes (not security relevant).
     rng: Mutex<u64>,
     next_session: AtomicU64,
+    /// Sessions that take deliver_sm (receiver or transceiver binds):
+    /// (session, system_id, outbound queue). A transmitter's receipts go to
+    /// one of these with the same system_id.
+    receivers: Mutex<Vec<(u64, String, tokio::sync::mpsc::Sender<rusmpp::Command>)>>,
     /// (session, arrival) of every submit_sm, capped at [`MAX_ARRIVALS`].
     arrivals: Mutex<Vec<(u64, tokio::time::Instant)>>,
     /// Bumped to make every live session drop its socket.
@@ -315,6 +322,7 @@ pub async fn start(settings: SimSettings) -> std::io::Result<SmscHandle> {
         rng: Mutex::new(seed),
         next_session: AtomicU64::new(1),
         arrivals: Mutex::new(Vec::new()),
+        receivers: Mutex::new(Vec::new()),
         local_addr,
         inbox: Mutex::new(VecDeque::new()),
         pending: Mutex::new(HashMap::new()),

@@ -81,6 +81,22 @@ struct Session {
     pdus: u64,
     /// Arrival times of submit_sm accepted within the last second.
     accepted: VecDeque<tokio::time::Instant>,
+    /// system_id of the bind.
+    system_id: String,
+    /// Listed as a receipt taker while this lives.
+    _receiver: Option<ReceiverRegistration>,
+}
+
+/// Removes a session from the simulator's receipt takers when it ends.
+struct ReceiverRegistration {
+    shared: Arc<SimShared>,
+    id: u64,
+}
+
+impl Drop for ReceiverRegistration {
+    fn drop(&mut self) {
+        super::lock(&self.shared.receivers).retain(|(id, _, _)| *id != self.id);
+    }
 }
 
 pub(super) async fn run(
@@ -103,6 +119,8 @@ pub(super) async fn run(
         id: shared_id(&shared_for_id),
         pdus: 0,
         accepted: VecDeque::new(),
+        system_id: String::new(),
+        _receiver: None,
     };
 
     loop {
@@ -140,13 +158,28 @@ pub(super) async fn run(
                     tracing::info!(target: TARGET, %peer, pdus = session.pdus, "dropping session (disconnect_after fault)");
                     return;
                 }
-                let (replies, next) = session.handle(frame, &faults);
+                let was_open = session.state == BindState::Open;
+                let (mut replies, next) = session.handle(frame, &faults);
+                if faults.pdu_after_bind && was_open && session.state != BindState::Open {
+                    // An SMSC-initiated PDU right behind the bind response,
+                    // in the same TCP write (smpp34 lost sessions to this).
+                    replies.push(Command::new(
+                        CommandStatus::EsmeRok,
+                        next_seq(&session.next_seq),
+                        Pdu::EnquireLink,
+                    ));
+                }
                 if faults.response_delay.is_zero() {
+                    // Queue every reply, then one flush: they leave in one write.
                     for reply in replies {
-                        if let Err(e) = framed.send(reply).await {
+                        if let Err(e) = framed.feed(reply).await {
                             tracing::debug!(target: TARGET, %peer, error = %e, "write failed");
                             return;
                         }
+                    }
+                    if let Err(e) = framed.flush().await {
+                        tracing::debug!(target: TARGET, %peer, error = %e, "write failed");
+                        return;
                     }
                 } else {
                     // Delayed answers go through the outbound queue so the
@@ -300,6 +333,18 @@ impl Session {
         match status {
             CommandStatus::EsmeRok => {
                 self.state = kind;
+                self.system_id = system_id.to_owned();
+                if kind.can_receive() {
+                    super::lock(&self.shared.receivers).push((
+                        self.id,
+                        system_id.to_owned(),
+                        self.outbound.clone(),
+                    ));
+                    self._receiver = Some(ReceiverRegistration {
+                        shared: Arc::clone(&self.shared),
+                        id: self.id,
+                    });
+                }
                 tracing::info!(target: TARGET, peer = %self.peer, %system_id, ?kind, "ESME bound");
                 (vec![reply], Next::Continue)
             }
@@ -430,7 +475,19 @@ impl Session {
             seq,
             SubmitSmResp::new(id_field, Vec::new()),
         );
-        if u8::from(submit.registered_delivery) & RD_RECEIPT_MASK != 0 && self.state.can_receive() {
+        // A transmitter's receipts go to a receiver bound with the same system_id.
+        let receipt_queue = if self.state.can_receive() {
+            Some(self.outbound.clone())
+        } else {
+            super::lock(&self.shared.receivers)
+                .iter()
+                .find(|(_, id, _)| *id == self.system_id)
+                .map(|(_, _, tx)| tx.clone())
+        };
+        if let (true, Some(queue)) = (
+            u8::from(submit.registered_delivery) & RD_RECEIPT_MASK != 0,
+            receipt_queue,
+        ) {
             let receipt = Receipt {
                 message_id,
                 text_id: receipt_text_id,
@@ -440,7 +497,7 @@ impl Session {
                 esme: submit.source_addr.clone(),
                 submitted: time::OffsetDateTime::now_utc(),
             };
-            if faults.receipt_before_response {
+            if faults.receipt_before_response && self.state.can_receive() {
                 // The receipt overtakes the submit_sm_resp on the wire.
                 let mut out = Vec::with_capacity(2);
                 if let Some(cmd) = receipt.command(next_seq(&self.next_seq)) {
@@ -449,7 +506,7 @@ impl Session {
                 out.push(response);
                 return out;
             }
-            self.schedule_receipt(receipt);
+            self.schedule_receipt(receipt, queue);
         }
         vec![response]
     }
@@ -487,9 +544,8 @@ impl Session {
     }
 
     /// Sends a receipt after the configured delay.
-    fn schedule_receipt(&self, receipt: Receipt) {
+    fn schedule_receipt(&self, receipt: Receipt, outbound: mpsc::Sender<Command>) {
         let delay = self.shared.settings.receipt_delay;
-        let outbound = self.outbound.clone();
         let seq = next_seq(&self.next_seq);
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;

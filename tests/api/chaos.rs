@@ -14,7 +14,7 @@ use crate::helpers::{spawn_app_with, TestApp};
 const SUBMIT_TIMEOUT: Duration = Duration::from_millis(800);
 const RECONNECT_MAX: Duration = Duration::from_millis(300);
 /// HTTP, JSON and token checks on top of the SMPP deadline.
-const HTTP_SLACK: Duration = Duration::from_millis(300);
+const HTTP_SLACK: Duration = Duration::from_millis(400);
 
 struct Outcome {
     phone: String,

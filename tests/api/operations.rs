@@ -189,6 +189,7 @@ async fn admin_shows_the_delivery_state_of_an_authentication_id_without_the_code
     for needle in [
         "otp_sms_smpp_receipts_total{state=\"delivered\"} 1",
         "otp_sms_smpp_receipt_latency_seconds_count 1",
+        "otp_sms_smpp_submit_latency_seconds_count{route=\"default\"} 1",
         "otp_sms_smpp_binds{route=\"default\",state=\"up\"} 1",
         "otp_sms_smpp_submit_results_total{command_status=\"0x00000000\",route=\"default\"} 1",
     ] {
