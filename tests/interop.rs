@@ -4,7 +4,7 @@
 //! and must see a receipt for every segment; the texts are then checked as the peer's own code
 //! decoded them (the scripts record every submit_sm to a JSON file).
 //!
-//! The peers are installed by `.ci/run` (`npm ci` in scripts/peers, a venv at .venv-peers);
+//! The peers are installed by `scripts/test` (`npm ci` in scripts/peers, a venv at .venv-peers);
 //! without them these tests fail with a message that says how to install them.
 #![allow(clippy::unwrap_used)]
 
@@ -60,7 +60,7 @@ fn start_peer(kind: Kind) -> Peer {
         Kind::NodeSmpp => {
             assert!(
                 root.join("scripts/peers/node_modules/smpp").is_dir(),
-                "node-smpp is not installed: run `npm ci --prefix scripts/peers` (as .ci/run does)"
+                "node-smpp is not installed: run `npm ci --prefix scripts/peers` (as scripts/test does)"
             );
             let mut c = Command::new("node");
             c.arg(root.join("scripts/peers/node-smsc.js"));
@@ -71,7 +71,7 @@ fn start_peer(kind: Kind) -> Peer {
             assert!(
                 python.is_file(),
                 "smpp34 is not installed: run `python3 -m venv .venv-peers && \
-                 .venv-peers/bin/pip install smpp34` (as .ci/run does)"
+                 .venv-peers/bin/pip install smpp34` (as scripts/test does)"
             );
             let mut c = Command::new(python);
             c.arg(root.join("scripts/peers/smpp34_smsc.py"));
