@@ -86,6 +86,9 @@ pub struct AuthSettings {
     pub token_ttl: Duration,
     /// OAuth2 clients allowed to obtain tokens.
     pub clients: Vec<ClientEntry>,
+    /// P-256 private key (PKCS#8, PEM or DER) that signs tokens; generated per process when
+    /// absent, so tokens then survive neither a restart nor a hop to another replica.
+    pub signing_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for AuthSettings {
@@ -95,6 +98,7 @@ impl Default for AuthSettings {
             audience: "one-time-password-sms".into(),
             token_ttl: Duration::from_secs(3600),
             clients: Vec::new(),
+            signing_key_file: None,
         }
     }
 }
@@ -554,6 +558,8 @@ pub struct Validated {
     pub hash_key_generated: bool,
     /// True when the demo client was added because no client was configured.
     pub demo_client: bool,
+    /// The token signing key read from `auth.signing_key_file`.
+    pub signing_key: Option<Vec<u8>>,
     /// `smpp.bind_mode`, parsed.
     pub smpp_bind_mode: crate::smpp::BindMode,
     /// `smpp.status_map`, parsed.
@@ -747,6 +753,18 @@ impl Settings {
                 return Err(invalid("auth.clients", "token_ttl must be at least 1s"));
             }
         }
+        let signing_key = match &self.auth.signing_key_file {
+            None => None,
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    invalid("auth.signing_key_file", format!("{}: {e}", path.display()))
+                })?;
+                crate::auth::jwt::SigningKey::from_pkcs8(&bytes).map_err(|e| {
+                    invalid("auth.signing_key_file", format!("{}: {e}", path.display()))
+                })?;
+                Some(bytes)
+            }
+        };
         let mut demo_client = false;
         if self.auth.clients.is_empty() {
             if !http_listen.ip().is_loopback() {
@@ -772,6 +790,7 @@ impl Settings {
             hash_key,
             hash_key_generated,
             demo_client,
+            signing_key,
             smpp_bind_mode,
             smpp_status_map,
             embedded_faults,
@@ -1235,6 +1254,26 @@ mod tests {
             v.smpp_status_map.get(&0x0B),
             Some(&StatusAction::Unavailable)
         );
+    }
+
+    #[test]
+    fn a_signing_key_file_must_hold_a_p256_key() {
+        let dir = std::env::temp_dir().join(format!("otpgw-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.pem");
+        let der = crate::auth::jwt::generate_pkcs8().unwrap();
+        std::fs::write(&good, crate::auth::jwt::pkcs8_pem(&der)).unwrap();
+        let mut s = Settings::default();
+        s.auth.signing_key_file = Some(good);
+        assert!(s.validate().unwrap().signing_key.is_some());
+        let bad = dir.join("bad.pem");
+        std::fs::write(&bad, "not a key").unwrap();
+        for path in [bad, dir.join("missing.pem")] {
+            let mut s = Settings::default();
+            s.auth.signing_key_file = Some(path);
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains("auth.signing_key_file"), "{err}");
+        }
     }
 
     #[test]

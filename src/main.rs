@@ -56,6 +56,8 @@ enum Command {
     },
     /// Read a client secret on stdin and print its hashed form for `[[auth.clients]] secret`.
     HashSecret,
+    /// Print a new P-256 token signing key (PKCS#8 PEM) for `auth.signing_key_file`.
+    SigningKey,
 }
 
 /// Fault injection flags of `smsc-sim` (none by default).
@@ -142,6 +144,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::HashSecret => hash_secret(),
+        Command::SigningKey => auth::jwt::generate_pkcs8()
+            .map(|der| print!("{}", auth::jwt::pkcs8_pem(&der)))
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

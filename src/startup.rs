@@ -100,6 +100,7 @@ impl Application {
                 audience: raw.auth.audience.clone(),
                 token_ttl: raw.auth.token_ttl,
                 clients,
+                signing_key: settings.signing_key.clone(),
             })
             .context("creating the token issuer")?,
         );

@@ -37,6 +37,8 @@ pub struct IssuerSettings {
     pub token_ttl: Duration,
     /// Clients allowed to obtain tokens.
     pub clients: Vec<RegisteredClient>,
+    /// PKCS#8 (DER or PEM) signing key; `None` generates one for this process only.
+    pub signing_key: Option<Vec<u8>>,
 }
 
 /// A freshly minted access token.
@@ -193,7 +195,10 @@ impl TokenIssuer {
         // unknown id costs at least as much as a known one.
         let decoy =
             ClientSecret::decoy(clients.values().map(|c| &c.secret).max_by_key(|s| s.cost()));
-        let key = SigningKey::generate()?;
+        let key = match &settings.signing_key {
+            Some(bytes) => SigningKey::from_pkcs8(bytes)?,
+            None => SigningKey::generate()?,
+        };
         let public = key.verifying_key()?;
         let validator = TokenValidator::new(
             issuer.clone(),

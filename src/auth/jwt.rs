@@ -47,7 +47,43 @@ pub fn key_id(public_point: &[u8]) -> String {
     b64url_encode(&d.as_ref()[..8])
 }
 
-/// The private half of the gateway's ES256 key, generated in memory at start.
+/// A fresh P-256 key as PKCS#8 DER.
+pub fn generate_pkcs8() -> Result<Vec<u8>, AuthError> {
+    EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+        .map(|d| d.as_ref().to_vec())
+        .map_err(|_| AuthError::Crypto("key generation failed"))
+}
+
+/// PKCS#8 DER wrapped as a PEM `PRIVATE KEY` block.
+pub fn pkcs8_pem(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+/// The DER inside a PEM block, or `None` when `bytes` is not PEM.
+fn pem_body(bytes: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if !text.contains("-----BEGIN") {
+        return None;
+    }
+    let b64: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+/// The private half of the gateway's ES256 key: loaded from `auth.signing_key_file`, or
+/// generated in memory at start.
 pub struct SigningKey {
     key_pair: EcdsaKeyPair,
     rng: SystemRandom,
@@ -57,12 +93,16 @@ pub struct SigningKey {
 impl SigningKey {
     /// Generates a fresh P-256 key pair from the system random generator.
     pub fn generate() -> Result<SigningKey, AuthError> {
+        SigningKey::from_pkcs8(&generate_pkcs8()?)
+    }
+
+    /// Loads a P-256 key from PKCS#8, DER or PEM (`-----BEGIN PRIVATE KEY-----`), so every
+    /// replica (and every restart) signs with the same key.
+    pub fn from_pkcs8(bytes: &[u8]) -> Result<SigningKey, AuthError> {
+        let der = pem_body(bytes).unwrap_or_else(|| bytes.to_vec());
         let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| AuthError::Crypto("key generation failed"))?;
-        let key_pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                .map_err(|_| AuthError::Crypto("generated key rejected"))?;
+        let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+            .map_err(|_| AuthError::Crypto("not a PKCS#8 P-256 private key"))?;
         let kid = key_id(key_pair.public_key().as_ref());
         Ok(SigningKey { key_pair, rng, kid })
     }

@@ -296,6 +296,7 @@ mod tests {
 
     fn issuer() -> web::Data<TokenIssuer> {
         let settings = IssuerSettings {
+            signing_key: None,
             issuer: "http://127.0.0.1:8080".to_owned(),
             audience: "otp-gateway".to_owned(),
             token_ttl: Duration::from_secs(600),

@@ -18,6 +18,7 @@ const AUDIENCE: &str = "otp-gateway";
 
 fn settings() -> IssuerSettings {
     IssuerSettings {
+        signing_key: None,
         issuer: format!("{ISSUER}/"),
         audience: AUDIENCE.to_owned(),
         token_ttl: Duration::from_secs(300),

@@ -306,3 +306,21 @@ async fn routes_pick_the_smsc_by_prefix_and_fail_over_when_one_is_down() {
     }
     b.stop().await;
 }
+
+#[actix_web::test]
+async fn replicas_sharing_a_signing_key_accept_each_others_tokens() {
+    let dir = std::env::temp_dir().join(format!("otpgw-replicas-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("signing.pem");
+    let der = otp_gateway::auth::jwt::generate_pkcs8().unwrap();
+    std::fs::write(&key, otp_gateway::auth::jwt::pkcs8_pem(&der)).unwrap();
+    let a = spawn_app_with(|s| s.auth.signing_key_file = Some(key.clone())).await;
+    let mut b = spawn_app_with(|s| s.auth.signing_key_file = Some(key.clone())).await;
+    let unrelated = spawn_app().await;
+    b.token = a.token.clone();
+    assert_eq!(b.send_code("+34600000401").await.status, 200);
+    b.token = unrelated.token.clone();
+    b.send_code("+34600000402")
+        .await
+        .assert_error(401, "UNAUTHENTICATED");
+}
