@@ -214,10 +214,23 @@ pub(super) async fn submit(
     let mut avoid: Option<usize> = None;
     let mut last_err: Option<SmppError> = None;
     let mut unbound_since: Option<Instant> = None;
+    // Set once an SMSC may hold (part of) the message: a segment was acknowledged, or a
+    // submit_sm went out and its answer never came. The call can then no longer honestly
+    // report "not accepted", so any failure becomes an unknown outcome (Timeout, 504).
+    let mut uncertain = false;
+    let fail = |uncertain: bool, e: SmppError| {
+        if uncertain {
+            SmppError::Timeout {
+                after: shared.settings.submit_timeout,
+            }
+        } else {
+            e
+        }
+    };
     loop {
         let now = Instant::now();
         if now >= deadline {
-            return Err(last_err.unwrap_or(SmppError::Busy));
+            return Err(fail(uncertain, last_err.unwrap_or(SmppError::Busy)));
         }
         let rest = &submits[ids.len()..];
         let (slot, client, permit, plan) = {
@@ -251,7 +264,7 @@ pub(super) async fn submit(
                         .any(|s| !s.receiver && s.connecting.load(Ordering::Acquire));
                     let since = *unbound_since.get_or_insert(now);
                     if !connecting || now >= since + BIND_GRACE {
-                        return Err(last_err.unwrap_or(SmppError::NotBound));
+                        return Err(fail(uncertain, last_err.unwrap_or(SmppError::NotBound)));
                     }
                     let until = deadline.min(since + BIND_GRACE);
                     tokio::select! {
@@ -263,8 +276,19 @@ pub(super) async fn submit(
             }
         };
         unbound_since = None;
+        let acknowledged = ids.len();
         let outcome = send_on(shared, &client, rest, &plan, deadline, &mut ids).await;
         drop(permit);
+        if ids.len() > acknowledged
+            || matches!(
+                outcome,
+                Err(Failure::Elsewhere(
+                    SmppError::Timeout { .. } | SmppError::Connection(_)
+                ))
+            )
+        {
+            uncertain = true;
+        }
         match outcome {
             Ok(()) => {
                 slot.recovered();
@@ -295,7 +319,7 @@ pub(super) async fn submit(
                 avoid = Some(slot.index);
                 last_err = Some(e);
             }
-            Err(Failure::Final(e)) => return Err(e),
+            Err(Failure::Final(e)) => return Err(fail(uncertain, e)),
             Err(Failure::Replan) => {
                 tracing::debug!(target: TARGET, session = slot.index, "woke up late; planning again");
             }

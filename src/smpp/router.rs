@@ -124,6 +124,9 @@ impl SmppRouter {
         };
         let deadline = Instant::now() + first.client.submit_timeout();
         let mut last = SmppError::NotBound;
+        // A route that may have taken the message (no answer in time) makes the final outcome
+        // unknown, whatever the later routes say.
+        let mut uncertain: Option<SmppError> = None;
         // Bound routes first; a route that is only (re)connecting comes last.
         let (bound, unbound): (Vec<&Route>, Vec<&Route>) =
             candidates.iter().partition(|r| r.client.is_bound());
@@ -143,12 +146,16 @@ impl SmppRouter {
                 Ok(receipt) => return Ok(receipt),
                 Err(e) if fails_over(&e) => {
                     tracing::debug!(target: TARGET, route = %route.name, error = %e, "failing over to the next route");
-                    last = e;
+                    if matches!(e, SmppError::Timeout { .. }) {
+                        uncertain = Some(e);
+                    } else {
+                        last = e;
+                    }
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(uncertain.unwrap_or(e)),
             }
         }
-        Err(last)
+        Err(uncertain.unwrap_or(last))
     }
 
     /// Whether any route has a bound session.

@@ -126,11 +126,14 @@ async fn smsc_killed_and_restarted_under_send_code_load() {
             (status, code) => panic!("{}: unexpected {status} {code:?}", o.phone),
         }
     }
-    assert_eq!(
-        first.submit_count() + second.submit_count(),
-        u64::try_from(ok).unwrap()
-            + u64::try_from(outcomes.iter().filter(|o| o.status == 504).count()).unwrap(),
-        "acknowledged submits beyond the 200s (and possibly-delivered 504s)"
+    // Every 200 was acknowledged; beyond those, only a 504 (outcome unknown) may have been.
+    let acked = first.submit_count() + second.submit_count();
+    let ok = u64::try_from(ok).unwrap();
+    let unknown = u64::try_from(outcomes.iter().filter(|o| o.status == 504).count()).unwrap();
+    assert!(
+        (ok..=ok + unknown).contains(&acked),
+        "acknowledged submits {acked}: expected between {ok} (the 200s) and {} (with every 504)",
+        ok + unknown
     );
     println!(
         "chaos: {} requests, {ok} ok, {failed} failed, rebound after {rebound:?}",
