@@ -9,16 +9,23 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-#[test]
-fn official_files_have_the_32_scenarios_we_expect() {
+/// The official CAMARA files beside the checkout, or `None` (with the reason printed).
+fn official_dir() -> Option<PathBuf> {
     let dir = repo().join("../shared/camara");
-    if !dir.exists() {
+    if dir.exists() {
+        Some(dir)
+    } else {
         println!(
             "SKIPPED: {} not found (the CAMARA artefacts live in ../shared)",
             dir.display()
         );
-        return;
+        None
     }
+}
+
+#[test]
+fn official_files_have_the_32_scenarios_we_expect() {
+    let Some(dir) = official_dir() else { return };
     let send = load(&dir.join("OTPValidation-send-code-v1.1.0.feature")).expect("send-code file");
     let validate =
         load(&dir.join("OTPValidation-validate-code-v1.1.0.feature")).expect("validate-code file");
@@ -36,14 +43,7 @@ fn official_files_have_the_32_scenarios_we_expect() {
 
 #[test]
 fn every_official_scenario_tag_is_named_by_an_integration_test() {
-    let dir = repo().join("../shared/camara");
-    if !dir.exists() {
-        println!(
-            "SKIPPED: {} not found (the CAMARA artefacts live in ../shared)",
-            dir.display()
-        );
-        return;
-    }
+    let Some(dir) = official_dir() else { return };
     let mut ours = String::new();
     for entry in std::fs::read_dir(repo().join("tests/api")).expect("tests/api") {
         let path = entry.expect("dir entry").path();

@@ -183,55 +183,29 @@ async fn connect_and_bind(
         field(&s.system_type, "system_type")?,
     );
     let mode = if receiver { None } else { Some(s.bind_mode) };
+    // rusmpp has one PDU type per bind kind with identical builders; one macro fills them.
+    macro_rules! bind {
+        ($pdu:ident, $call:ident) => {{
+            let pdu = $pdu::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(system_type)
+                .interface_version(InterfaceVersion::Smpp3_4)
+                .addr_ton(Ton::Unknown)
+                .addr_npi(Npi::Unknown)
+                .address_range(COctetString::empty())
+                .build();
+            client
+                .response_timeout(CONNECT_TIMEOUT)
+                .$call(pdu)
+                .await
+                .map(|_| ())
+        }};
+    }
     let bound = match mode {
-        None => {
-            let bind = BindReceiver::builder()
-                .system_id(system_id)
-                .password(password)
-                .system_type(system_type)
-                .interface_version(InterfaceVersion::Smpp3_4)
-                .addr_ton(Ton::Unknown)
-                .addr_npi(Npi::Unknown)
-                .address_range(COctetString::empty())
-                .build();
-            client
-                .response_timeout(CONNECT_TIMEOUT)
-                .bind_receiver(bind)
-                .await
-                .map(|_| ())
-        }
-        Some(BindMode::Transceiver) => {
-            let bind = BindTransceiver::builder()
-                .system_id(system_id)
-                .password(password)
-                .system_type(system_type)
-                .interface_version(InterfaceVersion::Smpp3_4)
-                .addr_ton(Ton::Unknown)
-                .addr_npi(Npi::Unknown)
-                .address_range(COctetString::empty())
-                .build();
-            client
-                .response_timeout(CONNECT_TIMEOUT)
-                .bind_transceiver(bind)
-                .await
-                .map(|_| ())
-        }
-        Some(BindMode::Transmitter) => {
-            let bind = BindTransmitter::builder()
-                .system_id(system_id)
-                .password(password)
-                .system_type(system_type)
-                .interface_version(InterfaceVersion::Smpp3_4)
-                .addr_ton(Ton::Unknown)
-                .addr_npi(Npi::Unknown)
-                .address_range(COctetString::empty())
-                .build();
-            client
-                .response_timeout(CONNECT_TIMEOUT)
-                .bind_transmitter(bind)
-                .await
-                .map(|_| ())
-        }
+        None => bind!(BindReceiver, bind_receiver),
+        Some(BindMode::Transceiver) => bind!(BindTransceiver, bind_transceiver),
+        Some(BindMode::Transmitter) => bind!(BindTransmitter, bind_transmitter),
     };
     match bound {
         Ok(()) => Ok((client, events)),
