@@ -10,6 +10,7 @@
 //! - [`smpp`] and [`delivery`]: the SMPP client and its use as the SMS channel.
 //! - [`smsc_sim`]: the project's own SMSC simulator.
 //! - [`admin`], [`metrics`], [`telemetry`]: operations.
+//! - [`sync`]: the poison-recovering lock helper.
 //! - [`config`] and [`startup`]: settings and wiring.
 
 pub mod admin;
@@ -25,4 +26,5 @@ pub mod smpp;
 pub mod smsc_sim;
 pub mod startup;
 pub mod store;
+pub mod sync;
 pub mod telemetry;

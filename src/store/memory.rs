@@ -3,7 +3,7 @@
 //! per-number state lives as long as the send window or the code lifetime needs it.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
@@ -11,6 +11,7 @@ use moka::Expiry;
 
 use super::{ChallengeStore, InsertError, SendQuota, StoreError};
 use crate::otp::{AttemptOutcome, Challenge, CodeHash};
+use crate::sync::lock;
 
 struct Entry {
     /// Time to keep the entry after insertion; fixed at insert so moka can read it lock-free.
@@ -38,12 +39,6 @@ impl Expiry<[u8; 16], Arc<Entry>> for ChallengeExpiry {
 pub struct MemoryStore {
     challenges: Cache<[u8; 16], Arc<Entry>>,
     phones: Cache<String, Arc<Mutex<PhoneState>>>,
-}
-
-/// A poisoned lock only means another thread panicked mid-update; the data is plain values
-/// that stay consistent, so carry on rather than fail every later request.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl MemoryStore {
