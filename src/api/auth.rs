@@ -6,6 +6,7 @@ use std::future::{ready, Ready};
 use std::marker::PhantomData;
 
 use actix_web::dev::Payload;
+use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::error::ApiError;
@@ -32,24 +33,25 @@ pub struct Authenticated<S: RequiredScope> {
     _scope: PhantomData<S>,
 }
 
+/// The token of an `Authorization: Bearer <token>` header. The scheme is matched
+/// case-insensitively (RFC 9110 §11.1); the header is trimmed first, so a missing or blank
+/// token, like any other scheme, yields `None`.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(token.trim())
+}
+
 fn authenticate<S: RequiredScope>(req: &HttpRequest) -> Result<Authenticated<S>, ApiError> {
     let validator = req
         .app_data::<web::Data<TokenValidator>>()
         .ok_or(ApiError::Internal)?;
-    let header = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::Unauthenticated)?;
-    let (scheme, token) = header
-        .trim()
-        .split_once(' ')
-        .ok_or(ApiError::Unauthenticated)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::Unauthenticated);
-    }
+    let token = bearer_token(req.headers()).ok_or(ApiError::Unauthenticated)?;
     // Every failure reads the same to the caller; the reason is only logged.
-    let principal = validator.validate(token.trim()).map_err(|e| {
+    let principal = validator.validate(token).map_err(|e| {
         tracing::info!(target: "otp_gateway::auth", reason = %e, "token rejected");
         ApiError::Unauthenticated
     })?;
@@ -73,5 +75,29 @@ impl<S: RequiredScope> FromRequest for Authenticated<S> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(authenticate(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+
+    use super::bearer_token;
+
+    #[test]
+    fn bearer_token_extraction() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer_token(&headers), None);
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc.def.ghi"),
+        );
+        assert_eq!(bearer_token(&headers), Some("abc.def.ghi"));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("bearer xyz"));
+        assert_eq!(bearer_token(&headers), Some("xyz"));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic xyz"));
+        assert_eq!(bearer_token(&headers), None);
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer_token(&headers), None);
     }
 }

@@ -21,8 +21,6 @@ pub mod routes;
 pub mod secret;
 pub mod validator;
 
-use actix_web::http::header::{HeaderMap, AUTHORIZATION};
-
 pub use issuer::{IssuedToken, IssuerSettings, RegisteredClient, TokenError, TokenIssuer};
 pub use routes::configure;
 pub use secret::ClientSecret;
@@ -93,20 +91,6 @@ pub enum AuthError {
     /// The issuer settings are unusable (empty issuer, duplicate client id, …).
     #[error("invalid authorisation settings: {0}")]
     Config(String),
-}
-
-/// Returns the token of an `Authorization: Bearer <token>` header, if any.
-///
-/// The scheme is matched case-insensitively (RFC 9110 §11.1); a missing or
-/// empty token, or any other scheme, yields `None`.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = token.trim();
-    (!token.is_empty()).then_some(token)
 }
 
 /// Seconds since the Unix epoch.

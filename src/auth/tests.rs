@@ -6,11 +6,9 @@ use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use serde_json::{json, Value};
 
 use crate::auth::jwt::{b64url_decode, b64url_encode};
-use actix_web::http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
-
 use crate::auth::{
-    bearer_token, AuthError, ClientSecret, IssuerSettings, Principal, RegisteredClient, TokenError,
-    TokenIssuer, SEND_VALIDATE_SCOPE,
+    AuthError, ClientSecret, IssuerSettings, Principal, RegisteredClient, TokenError, TokenIssuer,
+    SEND_VALIDATE_SCOPE,
 };
 
 const ISSUER: &str = "http://127.0.0.1:8080";
@@ -660,23 +658,6 @@ fn debug_output_hides_secrets() {
     assert!(!shown.contains("alice-secret"));
     let issuer = TokenIssuer::new(s).unwrap();
     assert!(format!("{issuer:?}").contains(ISSUER));
-}
-
-#[test]
-fn bearer_token_extraction() {
-    let mut headers = HeaderMap::new();
-    assert_eq!(bearer_token(&headers), None);
-    headers.insert(
-        AUTHORIZATION,
-        HeaderValue::from_static("Bearer abc.def.ghi"),
-    );
-    assert_eq!(bearer_token(&headers), Some("abc.def.ghi"));
-    headers.insert(AUTHORIZATION, HeaderValue::from_static("bearer xyz"));
-    assert_eq!(bearer_token(&headers), Some("xyz"));
-    headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic xyz"));
-    assert_eq!(bearer_token(&headers), None);
-    headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer "));
-    assert_eq!(bearer_token(&headers), None);
 }
 
 #[test]
