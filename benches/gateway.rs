@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use otp_gateway::config::Settings;
-use otp_gateway::otp::Challenge;
+use otp_gateway::domain::Challenge;
 use otp_gateway::startup::Application;
 use otp_gateway::store::{ChallengeStore, MemoryStore, SendQuota};
 use serde_json::{json, Value};

@@ -3,8 +3,9 @@
 //! # Layout
 //! - [`api`]: HTTP handlers, the CAMARA error table, `x-correlator`, bearer auth, OpenAPI.
 //! - [`auth`]: the embedded OAuth2 token issuer and token validation.
-//! - [`otp`]: the rules (codes, hashing, expiry, attempts, superseding, quotas).
-//! - [`domain`]: validated types (phone number, template, code, authenticationId).
+//! - [`otp`]: the rules (codes, hashing, expiry, superseding, quotas).
+//! - [`domain`]: validated types (phone number, template, code, authenticationId), and the
+//!   challenge state with its attempt rule, shared by `otp` and `store`.
 //! - [`policy`]: the operator's number policy.
 //! - [`store`]: the challenge store trait and its moka backend.
 //! - [`smpp`] and [`delivery`]: the SMPP client and its use as the SMS channel.

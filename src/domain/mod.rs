@@ -1,10 +1,17 @@
 //! Validated domain types. Each is built by a `parse` that rejects what the CAMARA schema
-//! rejects, so code below the API layer never handles raw strings for these.
+//! rejects, so code below the API layer never handles raw strings for these. Also the state of
+//! a live challenge and its one transition, which both the OTP rules and every store backend
+//! need: keeping them here lets `store` and `otp` depend on `domain` without depending on each
+//! other. This module imports nothing from `otp` or `store`.
 
 mod authentication_id;
+mod challenge;
+mod code_hash;
 mod phone_number;
 mod template;
 
 pub use authentication_id::{AuthenticationId, IdKey};
+pub use challenge::{AttemptOutcome, Challenge};
+pub use code_hash::{hashes_match, CodeHash};
 pub use phone_number::PhoneNumber;
 pub use template::{CodeAttempt, MessageTemplate, OtpCode};

@@ -2,12 +2,8 @@
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
-use subtle::ConstantTimeEq;
 
-use crate::domain::{AuthenticationId, OtpCode};
-
-/// A keyed hash of a code, bound to the id it was issued for.
-pub type CodeHash = [u8; 32];
+use crate::domain::{AuthenticationId, CodeHash, OtpCode};
 
 /// Draws `len` decimal digits from the system CSPRNG. Bytes ≥ 250 are rejected so that every
 /// digit is exactly equally likely (250 is the largest multiple of 10 that fits in a byte).
@@ -49,16 +45,11 @@ impl CodeHasher {
     }
 }
 
-/// Constant-time equality of two hashes.
-pub fn hashes_match(a: &CodeHash, b: &CodeHash) -> bool {
-    a.ct_eq(b).into()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::domain::IdKey;
+    use crate::domain::{hashes_match, IdKey};
 
     #[test]
     fn codes_have_the_requested_length_and_only_digits() {

@@ -2,7 +2,6 @@
 //! a presented code (ownership, expiry, attempts, single use). No HTTP, SMPP or Redis here:
 //! delivery goes through [`SmsSender`] and state through [`ChallengeStore`].
 
-mod challenge;
 mod clock;
 mod code;
 
@@ -12,11 +11,12 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use ring::rand::{SecureRandom, SystemRandom};
 
-pub use challenge::{AttemptOutcome, Challenge};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use code::{generate, CodeHash, CodeHasher};
+pub use code::{generate, CodeHasher};
 
-use crate::domain::{AuthenticationId, CodeAttempt, IdKey, MessageTemplate, PhoneNumber};
+use crate::domain::{
+    AttemptOutcome, AuthenticationId, Challenge, CodeAttempt, IdKey, MessageTemplate, PhoneNumber,
+};
 use crate::metrics::Metrics;
 use crate::policy::{NumberPolicy, PolicyViolation};
 use crate::store::{ChallengeStore, InsertError, SendQuota, Store, StoreError};

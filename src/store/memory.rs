@@ -10,7 +10,7 @@ use moka::sync::Cache;
 use moka::Expiry;
 
 use super::{ChallengeStore, InsertError, SendQuota, StoreError};
-use crate::otp::{AttemptOutcome, Challenge, CodeHash};
+use crate::domain::{AttemptOutcome, Challenge, CodeHash};
 use crate::sync::lock;
 
 struct Entry {

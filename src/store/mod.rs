@@ -9,7 +9,7 @@ use std::time::Duration;
 
 pub use memory::MemoryStore;
 
-use crate::otp::{AttemptOutcome, Challenge, CodeHash};
+use crate::domain::{AttemptOutcome, Challenge, CodeHash};
 
 /// A backend failure (never a business outcome).
 #[derive(Debug, thiserror::Error)]

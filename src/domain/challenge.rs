@@ -2,7 +2,7 @@
 //! backend applies [`Challenge::attempt`] atomically (under a lock, or in a Redis script that
 //! mirrors it), so the rules live here once.
 
-use super::code::{hashes_match, CodeHash};
+use super::code_hash::{hashes_match, CodeHash};
 
 /// What the store keeps for one issued code. Never the code itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
