@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use otp_gateway::config::Settings;
-use otp_gateway::domain::Challenge;
+use otp_gateway::domain::{Challenge, ChallengeId, PhoneNumber};
 use otp_gateway::startup::Application;
 use otp_gateway::store::{ChallengeStore, MemoryStore, SendQuota};
 use serde_json::{json, Value};
@@ -158,15 +158,17 @@ async fn memory_per_pending_code() {
     for i in 0..n {
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&i.to_be_bytes());
+        let id = ChallengeId::from_bytes(id);
+        let phone = PhoneNumber::parse(&format!("+346{i:08}")).unwrap();
         let challenge = Challenge {
             id,
-            phone: format!("+346{i:08}"),
+            phone: phone.clone(),
             code_hash: [7; 32],
             expires_at_ms: u64::MAX / 2,
             failed_attempts: 0,
         };
         store.insert_pending(challenge, quota, 0).await.unwrap();
-        store.activate(id, &format!("+346{i:08}")).await.unwrap();
+        store.activate(id, &phone).await.unwrap();
     }
     let held = store.len();
     let after = rss_bytes();

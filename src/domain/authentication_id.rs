@@ -92,7 +92,7 @@ impl AuthenticationId {
         u64::from(self.issued_at)
     }
 
-    /// The 16 bytes, used as the store key and bound into the code hash.
+    /// The 16 bytes, bound into the code hash (and, as a `ChallengeId`, the store key).
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.uuid.as_bytes()
     }

@@ -2,15 +2,58 @@
 //! backend applies [`Challenge::attempt`] atomically (under a lock, or in a Redis script that
 //! mirrors it), so the rules live here once.
 
+use std::fmt;
+
+use uuid::Uuid;
+
+use super::authentication_id::AuthenticationId;
 use super::code_hash::{hashes_match, CodeHash};
+use super::phone_number::PhoneNumber;
+
+/// The store key of a challenge: the 16 bytes of its authenticationId and nothing else.
+///
+/// Not the [`AuthenticationId`] itself: that carries its decoded issue time too (20 bytes), and
+/// can only be built by verifying a MAC, which a store has no key for and no reason to repeat.
+/// The id was verified before the store is asked, so the bytes alone identify the challenge.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChallengeId([u8; 16]);
+
+// Every live code holds this key in the cache, in its phone's send history and in the
+// challenge itself: growing it grows memory per code three times over.
+const _: () = assert!(std::mem::size_of::<ChallengeId>() == 16);
+
+impl ChallengeId {
+    /// Wraps id bytes as a backend reads them back from its own keys (and as tests make them).
+    pub const fn from_bytes(bytes: [u8; 16]) -> ChallengeId {
+        ChallengeId(bytes)
+    }
+
+    /// The 16 bytes, for backends that key by raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl From<&AuthenticationId> for ChallengeId {
+    fn from(id: &AuthenticationId) -> ChallengeId {
+        ChallengeId(*id.as_bytes())
+    }
+}
+
+/// Printed as the UUID the client holds, so a store log line can be matched to a request.
+impl fmt::Debug for ChallengeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChallengeId({})", Uuid::from_bytes(self.0).hyphenated())
+    }
+}
 
 /// What the store keeps for one issued code. Never the code itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
-    /// The authenticationId bytes.
-    pub id: [u8; 16],
-    /// The number it was sent to (E.164), for superseding and quotas.
-    pub phone: String,
+    /// The key of its authenticationId.
+    pub id: ChallengeId,
+    /// The number it was sent to, for superseding and quotas.
+    pub phone: PhoneNumber,
     /// HMAC of the code bound to the id.
     pub code_hash: CodeHash,
     /// Unix milliseconds after which the code is no longer accepted.
@@ -60,13 +103,14 @@ impl Challenge {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn challenge() -> Challenge {
         Challenge {
-            id: [0; 16],
-            phone: "+34600000001".into(),
+            id: ChallengeId::from_bytes([0; 16]),
+            phone: PhoneNumber::parse("+34600000001").unwrap(),
             code_hash: [1; 32],
             expires_at_ms: 10_000,
             failed_attempts: 0,

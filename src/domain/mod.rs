@@ -11,7 +11,7 @@ mod phone_number;
 mod template;
 
 pub use authentication_id::{AuthenticationId, IdKey};
-pub use challenge::{AttemptOutcome, Challenge};
+pub use challenge::{AttemptOutcome, Challenge, ChallengeId};
 pub use code_hash::{hashes_match, CodeHash};
 pub use phone_number::PhoneNumber;
 pub use template::{CodeAttempt, MessageTemplate, OtpCode};

@@ -15,7 +15,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::{generate, CodeHasher};
 
 use crate::domain::{
-    AttemptOutcome, AuthenticationId, Challenge, CodeAttempt, IdKey, MessageTemplate, PhoneNumber,
+    AttemptOutcome, AuthenticationId, Challenge, ChallengeId, CodeAttempt, IdKey, MessageTemplate,
+    PhoneNumber,
 };
 use crate::metrics::Metrics;
 use crate::policy::{NumberPolicy, PolicyViolation};
@@ -168,9 +169,10 @@ impl OtpService {
         );
         let code = generate(&self.rng, self.rules.code_length).map_err(|_| OtpError::Random)?;
         let ttl_ms = u64::try_from(self.rules.ttl.as_millis()).unwrap_or(u64::MAX);
+        let key = ChallengeId::from(&id);
         let challenge = Challenge {
-            id: *id.as_bytes(),
-            phone: phone.as_e164().to_string(),
+            id: key,
+            phone: phone.clone(),
             code_hash: self.hasher.hash(&id, code.expose()),
             expires_at_ms: now_ms.saturating_add(ttl_ms),
             failed_attempts: 0,
@@ -194,7 +196,7 @@ impl OtpService {
             .observe(started.elapsed().as_secs_f64());
         match sent {
             Ok(segments) => {
-                self.store.activate(*id.as_bytes(), phone.as_e164()).await?;
+                self.store.activate(key, phone).await?;
                 self.metrics.codes_sent.inc();
                 self.metrics.segments_sent.inc_by(segments as u64);
                 tracing::info!(target: TARGET, %id, segments, "code sent");
@@ -202,7 +204,7 @@ impl OtpService {
             }
             Err(e) => {
                 // The SMS was not accepted: the challenge must not outlive this request.
-                if let Err(store) = self.store.discard(*id.as_bytes(), phone.as_e164()).await {
+                if let Err(store) = self.store.discard(key, phone).await {
                     tracing::error!(target: TARGET, %id, error = %store, "could not discard challenge");
                 }
                 let reason = match &e {
@@ -258,7 +260,12 @@ impl OtpService {
         let presented = self.hasher.hash(&id, code.expose());
         match self
             .store
-            .attempt(*id.as_bytes(), presented, now_ms, self.rules.max_attempts)
+            .attempt(
+                ChallengeId::from(&id),
+                presented,
+                now_ms,
+                self.rules.max_attempts,
+            )
             .await?
         {
             AttemptOutcome::Valid => Ok(()),

@@ -10,7 +10,7 @@ use moka::sync::Cache;
 use moka::Expiry;
 
 use super::{ChallengeStore, InsertError, SendQuota, StoreError};
-use crate::domain::{AttemptOutcome, Challenge, CodeHash};
+use crate::domain::{AttemptOutcome, Challenge, ChallengeId, CodeHash, PhoneNumber};
 use crate::sync::lock;
 
 struct Entry {
@@ -21,15 +21,15 @@ struct Entry {
 
 #[derive(Default)]
 struct PhoneState {
-    current: Option<[u8; 16]>,
+    current: Option<ChallengeId>,
     /// (sent at, id) of sends inside the window, oldest first.
-    sends: VecDeque<(u64, [u8; 16])>,
+    sends: VecDeque<(u64, ChallengeId)>,
 }
 
 struct ChallengeExpiry;
 
-impl Expiry<[u8; 16], Arc<Entry>> for ChallengeExpiry {
-    fn expire_after_create(&self, _: &[u8; 16], v: &Arc<Entry>, _: Instant) -> Option<Duration> {
+impl Expiry<ChallengeId, Arc<Entry>> for ChallengeExpiry {
+    fn expire_after_create(&self, _: &ChallengeId, v: &Arc<Entry>, _: Instant) -> Option<Duration> {
         Some(v.keep_for)
     }
 }
@@ -37,8 +37,8 @@ impl Expiry<[u8; 16], Arc<Entry>> for ChallengeExpiry {
 /// moka-backed [`ChallengeStore`].
 #[derive(Clone)]
 pub struct MemoryStore {
-    challenges: Cache<[u8; 16], Arc<Entry>>,
-    phones: Cache<String, Arc<Mutex<PhoneState>>>,
+    challenges: Cache<ChallengeId, Arc<Entry>>,
+    phones: Cache<PhoneNumber, Arc<Mutex<PhoneState>>>,
 }
 
 impl MemoryStore {
@@ -57,8 +57,9 @@ impl MemoryStore {
         }
     }
 
-    fn phone(&self, phone: &str) -> Arc<Mutex<PhoneState>> {
-        self.phones.get_with(phone.to_string(), Default::default)
+    /// By reference, so the number is cloned into the cache only when its state is created.
+    fn phone(&self, phone: &PhoneNumber) -> Arc<Mutex<PhoneState>> {
+        self.phones.get_with_by_ref(phone, Default::default)
     }
 
     /// Live challenges currently held (approximate; for metrics and benchmarks).
@@ -106,7 +107,7 @@ impl ChallengeStore for MemoryStore {
         Ok(())
     }
 
-    async fn activate(&self, id: [u8; 16], phone: &str) -> Result<(), StoreError> {
+    async fn activate(&self, id: ChallengeId, phone: &PhoneNumber) -> Result<(), StoreError> {
         let state = self.phone(phone);
         let mut p = lock(&state);
         if let Some(old) = p.current.replace(id) {
@@ -117,7 +118,7 @@ impl ChallengeStore for MemoryStore {
         Ok(())
     }
 
-    async fn discard(&self, id: [u8; 16], phone: &str) -> Result<(), StoreError> {
+    async fn discard(&self, id: ChallengeId, phone: &PhoneNumber) -> Result<(), StoreError> {
         self.challenges.invalidate(&id);
         let state = self.phone(phone);
         let mut p = lock(&state);
@@ -130,7 +131,7 @@ impl ChallengeStore for MemoryStore {
 
     async fn attempt(
         &self,
-        id: [u8; 16],
+        id: ChallengeId,
         presented: CodeHash,
         now_ms: u64,
         max_attempts: u32,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 pub use memory::MemoryStore;
 
-use crate::domain::{AttemptOutcome, Challenge, CodeHash};
+use crate::domain::{AttemptOutcome, Challenge, ChallengeId, CodeHash, PhoneNumber};
 
 /// A backend failure (never a business outcome).
 #[derive(Debug, thiserror::Error)]
@@ -55,22 +55,22 @@ pub trait ChallengeStore: Send + Sync {
     /// one, and every earlier challenge for the number is removed.
     fn activate(
         &self,
-        id: [u8; 16],
-        phone: &str,
+        id: ChallengeId,
+        phone: &PhoneNumber,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Called when the SMS was not accepted: removes the challenge and refunds the quota.
     fn discard(
         &self,
-        id: [u8; 16],
-        phone: &str,
+        id: ChallengeId,
+        phone: &PhoneNumber,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Applies [`Challenge::attempt`] atomically; a valid or expired challenge is removed.
     /// An id with no live challenge answers [`AttemptOutcome::Expired`].
     fn attempt(
         &self,
-        id: [u8; 16],
+        id: ChallengeId,
         presented: CodeHash,
         now_ms: u64,
         max_attempts: u32,
@@ -99,13 +99,13 @@ impl ChallengeStore for Store {
         }
     }
 
-    async fn activate(&self, id: [u8; 16], phone: &str) -> Result<(), StoreError> {
+    async fn activate(&self, id: ChallengeId, phone: &PhoneNumber) -> Result<(), StoreError> {
         match self {
             Store::Memory(s) => s.activate(id, phone).await,
         }
     }
 
-    async fn discard(&self, id: [u8; 16], phone: &str) -> Result<(), StoreError> {
+    async fn discard(&self, id: ChallengeId, phone: &PhoneNumber) -> Result<(), StoreError> {
         match self {
             Store::Memory(s) => s.discard(id, phone).await,
         }
@@ -113,7 +113,7 @@ impl ChallengeStore for Store {
 
     async fn attempt(
         &self,
-        id: [u8; 16],
+        id: ChallengeId,
         presented: CodeHash,
         now_ms: u64,
         max_attempts: u32,
@@ -138,11 +138,19 @@ pub(crate) mod contract {
 
     const MIN: u64 = 60_000;
 
-    fn challenge(id: u8, phone: &str, expires_at_ms: u64) -> Challenge {
+    fn id(n: u8) -> ChallengeId {
+        ChallengeId::from_bytes([n; 16])
+    }
+
+    fn number(s: &str) -> PhoneNumber {
+        PhoneNumber::parse(s).unwrap()
+    }
+
+    fn challenge(n: u8, phone: &str, expires_at_ms: u64) -> Challenge {
         Challenge {
-            id: [id; 16],
-            phone: phone.into(),
-            code_hash: [id; 32],
+            id: id(n),
+            phone: number(phone),
+            code_hash: [n; 32],
             expires_at_ms,
             failed_attempts: 0,
         }
@@ -170,17 +178,17 @@ pub(crate) mod contract {
         s.insert_pending(challenge(1, "+3460001", 5 * MIN), quota(5), 0)
             .await
             .unwrap();
-        s.activate([1; 16], "+3460001").await.unwrap();
+        s.activate(id(1), &number("+3460001")).await.unwrap();
         assert_eq!(
-            s.attempt([1; 16], [1; 32], 1, 3).await.unwrap(),
+            s.attempt(id(1), [1; 32], 1, 3).await.unwrap(),
             AttemptOutcome::Valid
         );
         assert_eq!(
-            s.attempt([1; 16], [1; 32], 2, 3).await.unwrap(),
+            s.attempt(id(1), [1; 32], 2, 3).await.unwrap(),
             AttemptOutcome::Expired
         );
         assert_eq!(
-            s.attempt([9; 16], [9; 32], 2, 3).await.unwrap(),
+            s.attempt(id(9), [9; 32], 2, 3).await.unwrap(),
             AttemptOutcome::Expired
         );
     }
@@ -190,15 +198,15 @@ pub(crate) mod contract {
             .await
             .unwrap();
         assert_eq!(
-            s.attempt([2; 16], [0; 32], 1, 2).await.unwrap(),
+            s.attempt(id(2), [0; 32], 1, 2).await.unwrap(),
             AttemptOutcome::Invalid
         );
         assert_eq!(
-            s.attempt([2; 16], [0; 32], 2, 2).await.unwrap(),
+            s.attempt(id(2), [0; 32], 2, 2).await.unwrap(),
             AttemptOutcome::Locked
         );
         assert_eq!(
-            s.attempt([2; 16], [2; 32], 3, 2).await.unwrap(),
+            s.attempt(id(2), [2; 32], 3, 2).await.unwrap(),
             AttemptOutcome::Locked
         );
     }
@@ -208,11 +216,11 @@ pub(crate) mod contract {
             .await
             .unwrap();
         assert_eq!(
-            s.attempt([3; 16], [3; 32], 1000, 3).await.unwrap(),
+            s.attempt(id(3), [3; 32], 1000, 3).await.unwrap(),
             AttemptOutcome::Expired
         );
         assert_eq!(
-            s.attempt([3; 16], [3; 32], 10, 3).await.unwrap(),
+            s.attempt(id(3), [3; 32], 10, 3).await.unwrap(),
             AttemptOutcome::Expired
         );
     }
@@ -221,23 +229,24 @@ pub(crate) mod contract {
         s.insert_pending(challenge(4, "+3460004", 5 * MIN), quota(5), 0)
             .await
             .unwrap();
-        s.activate([4; 16], "+3460004").await.unwrap();
+        s.activate(id(4), &number("+3460004")).await.unwrap();
         s.insert_pending(challenge(5, "+3460004", 5 * MIN), quota(5), 1)
             .await
             .unwrap();
-        s.activate([5; 16], "+3460004").await.unwrap();
+        s.activate(id(5), &number("+3460004")).await.unwrap();
         assert_eq!(
-            s.attempt([4; 16], [4; 32], 2, 3).await.unwrap(),
+            s.attempt(id(4), [4; 32], 2, 3).await.unwrap(),
             AttemptOutcome::Expired
         );
         assert_eq!(
-            s.attempt([5; 16], [5; 32], 2, 3).await.unwrap(),
+            s.attempt(id(5), [5; 32], 2, 3).await.unwrap(),
             AttemptOutcome::Valid
         );
     }
 
     async fn quota_limits_sends_per_window_and_discard_refunds<S: ChallengeStore>(s: S) {
         let phone = "+3460006";
+        let phone_number = number(phone);
         for i in 0..3u8 {
             s.insert_pending(challenge(10 + i, phone, 5 * MIN), quota(3), u64::from(i))
                 .await
@@ -247,9 +256,9 @@ pub(crate) mod contract {
             .insert_pending(challenge(20, phone, 5 * MIN), quota(3), 3)
             .await;
         assert!(matches!(over, Err(InsertError::QuotaExceeded)));
-        s.discard([12; 16], phone).await.unwrap();
+        s.discard(id(12), &phone_number).await.unwrap();
         assert_eq!(
-            s.attempt([12; 16], [12; 32], 4, 3).await.unwrap(),
+            s.attempt(id(12), [12; 32], 4, 3).await.unwrap(),
             AttemptOutcome::Expired
         );
         s.insert_pending(challenge(21, phone, 5 * MIN), quota(3), 4)
@@ -270,8 +279,8 @@ pub(crate) mod contract {
             .await
             .unwrap();
         let (a, b) = tokio::join!(
-            s.attempt([30; 16], [30; 32], 1, 3),
-            s.attempt([30; 16], [30; 32], 1, 3)
+            s.attempt(id(30), [30; 32], 1, 3),
+            s.attempt(id(30), [30; 32], 1, 3)
         );
         let valid = [a.unwrap(), b.unwrap()]
             .iter()
