@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::api::error::ApiError;
 use crate::metrics::Metrics;
 use crate::otp::OtpService;
-use crate::smpp::SmppRouter;
+use crate::smpp::{DeliveryReport, SmppRouter};
 use crate::smsc_sim::SmscHandle;
 
 /// What the admin handlers read.
@@ -71,16 +71,30 @@ async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
         .body(state.metrics.render())
 }
 
-/// Delivery state of the SMS sent for an authenticationId, while its challenge lives.
+/// The SMPP delivery report under the name the API gave the message.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthenticationDelivery {
+    authentication_id: String,
+    #[serde(flatten)]
+    report: DeliveryReport,
+}
+
+/// Delivery state of the SMS sent for an authenticationId, while its challenge lives. The
+/// SMPP layer knows the message by an opaque tag; the gateway tags with the authenticationId.
 async fn authentication(
     state: web::Data<AdminState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let authentication_id = path.into_inner();
     let report = state
         .smpp
-        .delivery_report(&path.into_inner())
+        .delivery_report(&authentication_id)
         .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(report))
+    Ok(HttpResponse::Ok().json(AuthenticationDelivery {
+        authentication_id,
+        report,
+    }))
 }
 
 async fn messages(

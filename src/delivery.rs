@@ -1,11 +1,12 @@
-//! Glue between the OTP rules and SMPP: the SMPP router (one or more SMSCs) as an
-//! [`SmsSender`], with SMPP outcomes mapped to what the API may honestly say about the SMS.
+//! The [`SmsSender`] port over the SMPP router (one or more SMSCs): the rules' words
+//! (authenticationId, delivery outcome) become SMPP's (an opaque tag, submit results), and
+//! SMPP outcomes become what the API may honestly say about the SMS.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::domain::PhoneNumber;
+use crate::domain::{PhoneNumber, Secret};
 use crate::otp::{DeliveryError, SmsSender};
 use crate::smpp::{OutboundSms, SmppError, SmppRouter};
 
@@ -18,24 +19,28 @@ impl SmsSender for SmppRouter {
         authentication_id: &str,
     ) -> BoxFuture<'_, Result<usize, DeliveryError>> {
         let sms = OutboundSms {
-            destination: to.as_e164().to_string(),
-            text,
+            destination: to.clone(),
+            text: Secret::new(text),
             validity,
         };
         let tag = authentication_id.to_owned();
         Box::pin(async move {
             match self.submit_tagged(sms, Some(&tag)).await {
-                Ok(receipt) => Ok(receipt.segments),
-                Err(SmppError::Timeout { .. }) => Err(DeliveryError::Timeout),
-                // The SMPP layer already applied `smpp.status_map` and the built-in
-                // destination statuses (ESME_RINVDSTADR, bad TON/NPI).
-                Err(SmppError::NotAllowed { command_status }) => {
-                    Err(DeliveryError::DestinationRejected(command_status))
-                }
-                Err(SmppError::Blocked { command_status }) => {
-                    Err(DeliveryError::DestinationBlocked(command_status))
-                }
-                Err(e) => Err(DeliveryError::Unavailable(e.to_string())),
+                Ok(sent) => Ok(sent.receipt.segments),
+                Err(failed) => Err(match failed.error {
+                    // The SMPP layer already applied `status_map` and the built-in
+                    // destination statuses (ESME_RINVDSTADR, bad TON/NPI).
+                    SmppError::NotAllowed { command_status } => {
+                        DeliveryError::DestinationRejected(command_status)
+                    }
+                    SmppError::Blocked { command_status } => {
+                        DeliveryError::DestinationBlocked(command_status)
+                    }
+                    ref e if matches!(e, SmppError::MayHold { .. }) => {
+                        DeliveryError::OutcomeUnknown(Box::new(failed))
+                    }
+                    _ => DeliveryError::Unavailable(Box::new(failed)),
+                }),
             }
         })
     }

@@ -18,6 +18,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod de;
 pub mod delivery;
 pub mod domain;
 pub mod metrics;

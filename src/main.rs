@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use otp_gateway::config::{Settings, SmscTarget, Validated, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+use otp_gateway::config::{Config, LogFormat, Settings, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 use otp_gateway::startup::Application;
 use otp_gateway::{api, auth, smsc_sim, telemetry};
 
@@ -165,16 +165,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?.validate()?;
-    telemetry::init(&settings.raw.log.format, &settings.raw.log.level);
-    if settings.hash_key_generated {
+    let format = match settings.log.format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    telemetry::init(format, &settings.log.level);
+    if settings.hash_key.generated {
         tracing::warn!(
             "otp.hash_key is not set: a random key is used, so codes and ids issued before a restart (or by another replica) will not validate"
         );
     }
-    if settings.smsc == SmscTarget::Embedded && !settings.admin_listen.ip().is_loopback() {
+    if settings.smpp.embedded.is_some() && !settings.admin.listen.ip().is_loopback() {
         tracing::warn!(
             "the embedded SMSC simulator's sandbox inbox (which shows every code) is served on the non-loopback admin listener {}",
-            settings.admin_listen
+            settings.admin.listen
         );
     }
     runtime()?.block_on(async move {
@@ -184,7 +188,7 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     })
 }
 
-fn print_banner(settings: &Validated, app: &Application) {
+fn print_banner(settings: &Config, app: &Application) {
     let api = format!("http://{}", app.api_addr());
     let admin = format!("http://{}", app.admin_addr());
     println!("otp-gateway {} is up", env!("CARGO_PKG_VERSION"));
@@ -192,34 +196,23 @@ fn print_banner(settings: &Validated, app: &Application) {
     println!("  docs     {api}/docs  (OpenAPI: {api}/openapi.json)");
     println!("  tokens   {api}/oauth2/token  (discovery: {api}/.well-known/openid-configuration)");
     println!("  admin    {admin}/metrics  {admin}/health/ready");
-    for r in &settings.routes {
-        println!(
-            "  SMSC     route {} {}://{}:{} prefixes {:?}",
-            r.name,
-            if r.tls { "smpps" } else { "smpp" },
-            r.host,
-            r.port,
-            r.prefixes
-        );
-    }
-    match (&settings.smsc, app.simulator()) {
-        _ if !settings.routes.is_empty() => {}
-        (SmscTarget::Embedded, Some(sim)) => println!(
+    match app.simulator() {
+        Some(sim) => println!(
             "  SMSC     embedded simulator on {} (every SMS it receives is printed below)",
             sim.local_addr()
         ),
-        (
-            SmscTarget::Remote {
-                host, port, tls, ..
-            },
-            _,
-        ) => println!(
-            "  SMSC     {}://{host}:{port}",
-            if *tls { "smpps" } else { "smpp" }
-        ),
-        (SmscTarget::Embedded, None) => {}
+        None => {
+            for r in &settings.smpp.routes {
+                println!(
+                    "  SMSC     route {} {} prefixes {:?}",
+                    r.name,
+                    r.smsc.display_url(),
+                    r.prefixes
+                );
+            }
+        }
     }
-    if settings.demo_client {
+    if settings.auth.demo_client {
         println!(
             "  client   {DEMO_CLIENT_ID} / {DEMO_CLIENT_SECRET}  (demo client, offered only because no client is configured and the API listens on loopback)"
         );

@@ -124,6 +124,14 @@ impl SmppMetrics {
         })
     }
 
+    /// Metrics no registry exports, for a pool started on its own (tests, benchmarks, tools):
+    /// the hot path then records unconditionally instead of branching on an `Option`.
+    pub fn detached() -> SmppMetrics {
+        // The definitions are constants that `new` accepts; a failure here is a bug in this file.
+        #[allow(clippy::expect_used)]
+        SmppMetrics::new().expect("static SMPP metric definitions are valid")
+    }
+
     fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
         registry.register(Box::new(self.binds.clone()))?;
         registry.register(Box::new(self.window_in_use.clone()))?;

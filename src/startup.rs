@@ -13,15 +13,16 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::api::{self, openapi::Issuer, ApiState};
 use crate::auth::{ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer};
-use crate::config::{RouteSpec, SmscTarget, Validated};
+use crate::config::{Config, EmbeddedSmsc};
 use crate::metrics::Metrics;
 use crate::otp::{Clock, OtpRules, OtpService, SmsSender, SystemClock};
 use crate::policy::{ClientRateLimiter, NumberPolicy};
-use crate::smpp::{Route, SmppClient, SmppRouter, SmppSettings};
+use crate::smpp::{RouteSettings, SmppRouter};
 use crate::smsc_sim::{self, SimSettings, SmscHandle};
 use crate::store::{MemoryStore, SendQuota, Store};
 
@@ -53,6 +54,8 @@ pub struct Application {
     draining: Arc<AtomicBool>,
     stop_tx: watch::Sender<bool>,
     stop_rx: watch::Receiver<bool>,
+    /// Root of the cancellation tree the SMPP pools hang off.
+    _stop: CancellationToken,
 }
 
 /// Stops a running [`Application`].
@@ -68,133 +71,74 @@ impl StopHandle {
 
 impl Application {
     /// Builds with the system clock.
-    pub async fn build(settings: Validated) -> anyhow::Result<Application> {
-        Self::build_with(settings, BuildOptions::default()).await
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with(config, BuildOptions::default()).await
     }
 
     /// Builds with injected collaborators.
-    pub async fn build_with(
-        settings: Validated,
-        opts: BuildOptions,
-    ) -> anyhow::Result<Application> {
-        let raw = &settings.raw;
+    pub async fn build_with(config: Config, opts: BuildOptions) -> anyhow::Result<Application> {
         let metrics = Metrics::new().context("creating metrics")?;
+        let issuer = Arc::new(token_issuer(&config)?);
 
-        let clients = raw
-            .auth
-            .clients
-            .iter()
-            .map(|c| {
-                Ok(RegisteredClient {
-                    id: c.id.clone(),
-                    secret: ClientSecret::parse(&c.secret)
-                        .map_err(|e| anyhow::anyhow!("auth.clients[{}].secret: {e}", c.id))?,
-                    scopes: c.scopes.clone(),
-                    token_ttl: c.token_ttl,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let issuer = Arc::new(
-            TokenIssuer::new(IssuerSettings {
-                issuer: raw.auth.issuer.clone(),
-                audience: raw.auth.audience.clone(),
-                token_ttl: raw.auth.token_ttl,
-                clients,
-                signing_key: settings.signing_key.clone(),
-            })
-            .context("creating the token issuer")?,
-        );
-
-        let (simulator, smpp) = if settings.routes.is_empty() {
-            let (simulator, smpp_settings) = match &settings.smsc {
-                SmscTarget::Embedded => {
-                    let password = embedded_password();
-                    let sim = smsc_sim::start(SimSettings {
-                        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                        system_id: "otpgw".into(),
-                        password: password.clone(),
-                        receipt_delay: raw.smpp.embedded_receipt_delay,
-                        print_messages: true,
-                        inbox_capacity: 10_000,
-                        faults: settings.embedded_faults.clone(),
-                    })
+        let stop = CancellationToken::new();
+        let mut routes = config.smpp.routes.clone();
+        let simulator = match &config.smpp.embedded {
+            None => None,
+            Some(embedded) => {
+                let sim = start_embedded(embedded, &mut routes)
                     .await
                     .context("starting the embedded SMSC simulator")?;
-                    let addr = sim.local_addr();
-                    let target = SmscTarget::Remote {
-                        host: addr.ip().to_string(),
-                        port: addr.port(),
-                        system_id: "otpgw".into(),
-                        password,
-                        tls: false,
-                    };
-                    (Some(sim), smpp_settings(&settings, &target))
-                }
-                remote @ SmscTarget::Remote { .. } => (None, smpp_settings(&settings, remote)),
-            };
-            let client = SmppClient::start_with_metrics(smpp_settings, Some(metrics.smpp.clone()));
-            (simulator, SmppRouter::single(DEFAULT_ROUTE, client))
-        } else {
-            let routes = settings
-                .routes
-                .iter()
-                .map(|r| Route {
-                    name: r.name.clone(),
-                    prefixes: r.prefixes.clone(),
-                    priority: r.priority,
-                    client: SmppClient::start_with_metrics(
-                        route_settings(&settings, r),
-                        Some(metrics.smpp.clone()),
-                    ),
-                })
-                .collect();
-            (None, SmppRouter::new(routes))
+                Some(sim)
+            }
         };
+        let smpp = SmppRouter::start(routes, &metrics.smpp, &stop);
         if simulator.is_some() && !smpp.wait_bound(Duration::from_secs(5)).await {
             anyhow::bail!("could not bind to the embedded SMSC simulator");
         }
 
+        let otp_settings = &config.otp;
         let store = Store::Memory(MemoryStore::new(
-            raw.store.max_challenges,
-            raw.otp.max_codes_window.max(raw.otp.ttl),
+            config.store.max_challenges,
+            otp_settings.max_codes_window.max(otp_settings.ttl),
         ));
         let rules = OtpRules {
-            code_length: raw.otp.code_length,
-            ttl: raw.otp.ttl,
-            max_attempts: raw.otp.max_attempts,
+            code_length: otp_settings.code_length,
+            ttl: otp_settings.ttl,
+            max_attempts: otp_settings.max_attempts,
             quota: SendQuota {
-                max: raw.otp.max_codes_per_number,
-                window: raw.otp.max_codes_window,
+                max: otp_settings.max_codes_per_number,
+                window: otp_settings.max_codes_window,
             },
-            id_retention: raw.otp.id_retention,
+            id_retention: otp_settings.id_retention,
         };
         let sender: Arc<dyn SmsSender> = Arc::new(smpp.clone());
         let otp = Arc::new(OtpService::new(
             store,
             sender,
-            NumberPolicy::new(&raw.policy),
+            NumberPolicy::new(&config.policy),
             rules,
-            &settings.hash_key,
+            config.hash_key.key.expose_value(),
             opts.clock,
             metrics.clone(),
         ));
 
         let api_state = web::Data::new(ApiState {
             otp: Arc::clone(&otp),
-            max_body_bytes: raw.http.max_body_bytes,
+            max_body_bytes: config.http.max_body_bytes,
         });
         let validator = web::Data::new(issuer.validator());
         let limiter = web::Data::new(ClientRateLimiter::new(
-            raw.auth
+            config
+                .auth
                 .clients
                 .iter()
                 .filter_map(|c| c.rate_limit.map(|r| (c.id.clone(), r))),
         ));
         let issuer_data = web::Data::from(Arc::clone(&issuer));
-        let issuer_url = web::Data::new(Issuer(raw.auth.issuer.clone()));
+        let issuer_url = web::Data::new(Issuer(config.auth.issuer.clone()));
         let metrics_data = web::Data::new(metrics.clone());
-        let listener = TcpListener::bind(settings.http_listen)
-            .with_context(|| format!("binding http.listen {}", settings.http_listen))?;
+        let listener = TcpListener::bind(config.http.listen)
+            .with_context(|| format!("binding http.listen {}", config.http.listen))?;
         let api_addr = listener.local_addr()?;
         let api = HttpServer::new(move || {
             App::new()
@@ -223,8 +167,8 @@ impl Application {
             simulator: simulator.clone(),
             draining: Arc::clone(&draining),
         });
-        let admin_listener = TcpListener::bind(settings.admin_listen)
-            .with_context(|| format!("binding admin.listen {}", settings.admin_listen))?;
+        let admin_listener = TcpListener::bind(config.admin.listen)
+            .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
         let admin_addr = admin_listener.local_addr()?;
         let admin = HttpServer::new(move || {
             App::new()
@@ -250,6 +194,7 @@ impl Application {
             draining,
             stop_tx,
             stop_rx,
+            _stop: stop,
         })
     }
 
@@ -305,88 +250,53 @@ impl Application {
     }
 }
 
-/// Name of the single route built from `smpp.url`.
-const DEFAULT_ROUTE: &str = "default";
+/// The embedded token issuer and its clients.
+fn token_issuer(config: &Config) -> anyhow::Result<TokenIssuer> {
+    let auth = &config.auth;
+    let clients = auth
+        .clients
+        .iter()
+        .map(|c| {
+            Ok(RegisteredClient {
+                id: c.id.clone(),
+                secret: ClientSecret::parse(c.secret.expose())
+                    .map_err(|e| anyhow::anyhow!("auth.clients[{}].secret: {e}", c.id))?,
+                scopes: c.scopes.clone(),
+                token_ttl: c.token_ttl,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    TokenIssuer::new(IssuerSettings {
+        issuer: auth.issuer.clone(),
+        audience: auth.audience.clone(),
+        token_ttl: auth.token_ttl,
+        clients,
+        signing_key: auth.signing_key.as_ref().map(|k| k.expose_value().clone()),
+    })
+    .context("creating the token issuer")
+}
 
-/// Session settings for `smpp.url` (or the embedded simulator).
-fn smpp_settings(settings: &Validated, target: &SmscTarget) -> SmppSettings {
-    let s = &settings.raw.smpp;
-    let (host, port, system_id, password, tls) = match target {
-        SmscTarget::Remote {
-            host,
-            port,
-            system_id,
-            password,
-            tls,
-        } => (
-            host.clone(),
-            *port,
-            system_id.clone(),
-            password.clone(),
-            *tls,
-        ),
-        // Callers resolve the embedded simulator to its address first.
-        SmscTarget::Embedded => (String::new(), 0, String::new(), String::new(), false),
+/// Starts the simulator on a free loopback port and points the route at it: its port is only
+/// known once it listens.
+async fn start_embedded(
+    embedded: &EmbeddedSmsc,
+    routes: &mut [RouteSettings],
+) -> std::io::Result<SmscHandle> {
+    let Some(route) = routes.first_mut() else {
+        return Err(std::io::Error::other("the embedded simulator needs its route"));
     };
-    SmppSettings {
-        route: DEFAULT_ROUTE.into(),
-        host,
-        port,
-        system_id,
-        password,
-        system_type: s.system_type.clone(),
-        source_addr: s.source_addr.clone(),
-        submit_timeout: s.submit_timeout,
-        enquire_link_interval: s.enquire_link_interval,
-        reconnect_min: s.reconnect_min,
-        reconnect_max: s.reconnect_max,
-        window: s.window,
-        binds: s.binds,
-        bind_mode: settings.smpp_bind_mode,
-        receiver_bind: s.receiver_bind,
-        max_tps: s.max_tps,
-        response_timeout: s.response_timeout,
-        status_map: settings.smpp_status_map.clone(),
-        message_id_format: settings.smpp_message_id_format,
-        // Delivery state lives as long as the challenge it belongs to.
-        receipt_retention: settings.raw.otp.ttl,
-        receipt_capacity: settings.raw.store.max_challenges,
-        concatenation: settings.smpp_concatenation,
-        tls,
-        ca_file: settings.smpp_ca_file.clone(),
-        source_ton_npi: None,
-    }
-}
-
-/// Session settings for one `[[smpp.routes]]` entry; timers, status map and
-/// bind mode are shared by every route.
-fn route_settings(settings: &Validated, r: &RouteSpec) -> SmppSettings {
-    SmppSettings {
-        route: r.name.clone(),
-        host: r.host.clone(),
-        port: r.port,
-        system_id: r.system_id.clone(),
-        password: r.password.clone(),
-        system_type: r.system_type.clone(),
-        source_addr: r.source_addr.clone(),
-        window: r.window,
-        binds: r.binds,
-        max_tps: r.max_tps,
-        message_id_format: r.message_id_format,
-        concatenation: r.concatenation,
-        tls: r.tls,
-        ca_file: r.ca_file.clone(),
-        source_ton_npi: r.source_ton_npi,
-        ..smpp_settings(settings, &SmscTarget::Embedded)
-    }
-}
-
-/// The embedded simulator only listens on loopback, but still gets a fresh password per run.
-fn embedded_password() -> String {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 4];
-    let _ = ring::rand::SystemRandom::new().fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    let sim = smsc_sim::start(SimSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        system_id: route.smsc.system_id.clone(),
+        password: route.smsc.password.expose().to_owned(),
+        receipt_delay: embedded.receipt_delay,
+        print_messages: true,
+        inbox_capacity: 10_000,
+        faults: embedded.faults.clone(),
+    })
+    .await?;
+    route.smsc.port = sim.local_addr().port();
+    Ok(sim)
 }
 
 async fn shutdown_signal() {

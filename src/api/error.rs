@@ -222,7 +222,7 @@ impl ResponseError for ApiError {
 
 impl From<OtpError> for ApiError {
     fn from(e: OtpError) -> ApiError {
-        match e {
+        let answer = match &e {
             OtpError::NotOperatorNumber | OtpError::UnknownId => ApiError::NotFound,
             OtpError::PhoneNotAllowed => ApiError::PhoneNumberNotAllowed,
             OtpError::PhoneBlocked => ApiError::PhoneNumberBlocked,
@@ -231,7 +231,7 @@ impl From<OtpError> for ApiError {
             OtpError::InvalidCode => ApiError::InvalidOtp,
             OtpError::Locked => ApiError::VerificationFailed,
             OtpError::Delivery(DeliveryError::Unavailable(_)) => ApiError::Unavailable,
-            OtpError::Delivery(DeliveryError::Timeout) => ApiError::Timeout,
+            OtpError::Delivery(DeliveryError::OutcomeUnknown(_)) => ApiError::Timeout,
             OtpError::Delivery(DeliveryError::DestinationRejected(_)) => {
                 ApiError::PhoneNumberNotAllowed
             }
@@ -240,8 +240,27 @@ impl From<OtpError> for ApiError {
             }
             OtpError::Store(_) => ApiError::Unavailable,
             OtpError::Random => ApiError::Internal,
+        };
+        if answer.parts().0.is_server_error() {
+            log_cause_chain(&e, &answer);
         }
+        answer
     }
+}
+
+/// The one place a 5xx's cause is logged: the whole `source()` chain, once, inside the request
+/// span (which carries the x-correlator). Every error in the chain is written to hold no code,
+/// token or full number; the client only ever sees the generic CAMARA message.
+fn log_cause_chain(e: &(dyn std::error::Error + 'static), answer: &ApiError) {
+    let mut chain = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    let code = answer.parts().1;
+    tracing::error!(target: "otp_gateway::api", code, error.cause_chain = %chain, "request failed");
 }
 
 #[cfg(test)]

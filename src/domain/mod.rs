@@ -8,10 +8,12 @@ mod authentication_id;
 mod challenge;
 mod code_hash;
 mod phone_number;
+mod secret;
 mod template;
 
 pub use authentication_id::{AuthenticationId, IdKey};
 pub use challenge::{AttemptOutcome, Challenge, ChallengeId};
 pub use code_hash::{hashes_match, CodeHash};
-pub use phone_number::PhoneNumber;
+pub use phone_number::{mask_digits, PhoneNumber};
+pub use secret::Secret;
 pub use template::{CodeAttempt, MessageTemplate, OtpCode};

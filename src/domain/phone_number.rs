@@ -3,8 +3,16 @@
 use std::fmt;
 
 /// A phone number in international format with a leading `+`.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct PhoneNumber(String);
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = String;
+    fn try_from(s: String) -> Result<PhoneNumber, String> {
+        PhoneNumber::parse(&s)
+    }
+}
 
 impl PhoneNumber {
     /// Accepts exactly the CAMARA `PhoneNumber` pattern.
@@ -29,12 +37,21 @@ impl PhoneNumber {
 
     /// The first four and last two characters, the rest starred: safe for logs.
     pub fn masked(&self) -> String {
-        let n = self.0.len();
-        self.0
-            .char_indices()
-            .map(|(i, c)| if i < 4 || i + 2 >= n { c } else { '*' })
-            .collect()
+        mask_digits(&self.0)
     }
+}
+
+/// Masks any address for logs (a number read off the network that is not a [`PhoneNumber`]):
+/// keeps the first 4 and last 2 characters; 6 or fewer are starred entirely.
+pub fn mask_digits(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    if chars.len() <= 6 {
+        return "*".repeat(chars.len());
+    }
+    let mut out: String = chars[..4].iter().collect();
+    out.extend(std::iter::repeat_n('*', chars.len() - 6));
+    out.extend(&chars[chars.len() - 2..]);
+    out
 }
 
 /// Debug never prints the full number, so a stray `{:?}` cannot leak it into a log.

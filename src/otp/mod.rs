@@ -4,15 +4,16 @@
 
 mod clock;
 mod code;
+mod port;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use ring::rand::{SecureRandom, SystemRandom};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::{generate, CodeHasher};
+pub use port::{DeliveryError, SmsSender};
 
 use crate::domain::{
     AttemptOutcome, AuthenticationId, Challenge, ChallengeId, CodeAttempt, IdKey, MessageTemplate,
@@ -23,36 +24,6 @@ use crate::policy::{NumberPolicy, PolicyViolation};
 use crate::store::{ChallengeStore, InsertError, SendQuota, Store, StoreError};
 
 const TARGET: &str = "otp_gateway::otp";
-
-/// Why the SMS channel did not take a message.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    /// No bound session, or the SMSC answered with a transient error.
-    #[error("SMS channel unavailable: {0}")]
-    Unavailable(String),
-    /// The SMSC did not answer within the deadline.
-    #[error("SMSC did not acknowledge within the deadline")]
-    Timeout,
-    /// The SMSC refused this destination.
-    #[error("SMSC refused the destination (command_status {0:#010x})")]
-    DestinationRejected(u32),
-    /// The SMSC reports the destination as barred.
-    #[error("SMSC reports the destination blocked (command_status {0:#010x})")]
-    DestinationBlocked(u32),
-}
-
-/// The SMS channel as the rules see it. Implemented over SMPP in `startup`.
-pub trait SmsSender: Send + Sync + 'static {
-    /// Resolves when the SMSC acknowledged every segment; returns the segment count.
-    /// `authentication_id` tags the message so its delivery receipts can be looked up.
-    fn send(
-        &self,
-        to: &PhoneNumber,
-        text: String,
-        validity: Duration,
-        authentication_id: &str,
-    ) -> BoxFuture<'_, Result<usize, DeliveryError>>;
-}
 
 /// Outcomes the API maps to CAMARA errors (one variant per distinct answer).
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +180,7 @@ impl OtpService {
                 }
                 let reason = match &e {
                     DeliveryError::Unavailable(_) => "smsc_unavailable",
-                    DeliveryError::Timeout => "smsc_timeout",
+                    DeliveryError::OutcomeUnknown(_) => "smsc_timeout",
                     DeliveryError::DestinationRejected(_) => "destination_rejected",
                     DeliveryError::DestinationBlocked(_) => "destination_blocked",
                 };
@@ -217,7 +188,8 @@ impl OtpService {
                     .send_failures
                     .with_label_values(&[reason])
                     .inc();
-                tracing::warn!(target: TARGET, %id, error = %e, "SMS not accepted");
+                // The cause chain is logged once, where the API answers 5xx.
+                tracing::warn!(target: TARGET, %id, reason, "SMS not accepted");
                 Err(e.into())
             }
         }

@@ -35,7 +35,11 @@ impl NumberPolicy {
         NumberPolicy {
             operator_prefixes: s.operator_prefixes.clone(),
             not_allowed_prefixes: s.not_allowed_prefixes.clone(),
-            blocked: s.blocked_numbers.iter().cloned().collect(),
+            blocked: s
+                .blocked_numbers
+                .iter()
+                .map(|n| n.as_e164().to_owned())
+                .collect(),
         }
     }
 

@@ -10,7 +10,7 @@
 //! segments, so every segment decodes on its own on a handset that lacks
 //! reassembly.
 //!
-//! The simulator (`crate::smsc_sim`) reuses [`decode`] and [`split_udh`].
+//! The project's SMSC simulator reuses [`decode`] and [`split_udh`].
 
 use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 
@@ -38,7 +38,8 @@ const UCS2_SEGMENT_LIMIT_UDH16: usize = 132;
 pub const MAX_PAYLOAD: usize = 65_535;
 
 /// How a text longer than one segment is sent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Concatenation {
     /// Segments with an 8-bit reference UDH (IEI 0x00); the most widely supported.
     #[default]

@@ -1,109 +1,126 @@
 //! Several SMSCs (`[[smpp.routes]]`): each route is its own session pool
 //! ([`SmppClient`]); a message goes to the routes whose prefixes match its
 //! destination, best priority first, and fails over to the next one when a
-//! route has no bound session.
+//! route cannot take it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use super::{DeliveryReport, OutboundSms, SmppClient, SmppError, SubmitReceipt, TARGET};
+use super::client::{SmppClient, SubmitReceipt};
+use super::error::{status, SmppError};
+use super::pdu::OutboundSms;
+use super::receipts::DeliveryReport;
+use super::settings::RouteSettings;
+use super::TARGET;
+use crate::metrics::SmppMetrics;
 
 /// Whether another SMSC may take a message this error left unsent: service
-/// trouble on this route, not a verdict on the number or the text.
+/// trouble on this route, not a verdict on the number or the text. A route that
+/// may hold the message still fails over (the deadline is shared), but the final
+/// answer stays "unknown".
 fn fails_over(e: &SmppError) -> bool {
     match e {
         SmppError::NotBound
         | SmppError::Busy
         | SmppError::Throttled { .. }
-        | SmppError::Timeout { .. }
+        | SmppError::MayHold { .. }
         | SmppError::Connection(_) => true,
-        SmppError::Rejected { command_status } => *command_status == super::status::SYSERR,
+        SmppError::Rejected { command_status } => *command_status == status::SYSERR,
         SmppError::NotAllowed { .. }
         | SmppError::Blocked { .. }
         | SmppError::NoRoute
-        | SmppError::Encoding(_) => false,
+        | SmppError::Encoding { .. } => false,
     }
 }
 
-/// One SMSC and the numbers it serves.
-pub struct Route {
-    /// Name used in logs and metric labels.
-    pub name: String,
-    /// E.164 prefixes (`+` and digits) this route serves; empty serves every number.
-    pub prefixes: Vec<String>,
-    /// Lower is tried first.
-    pub priority: u32,
-    /// The route's session pool.
-    pub client: SmppClient,
+/// A failed submit and the route that gave the final answer (none when no route serves
+/// the destination), so the log can say which SMSC failed.
+#[derive(Debug, thiserror::Error)]
+#[error("SMPP route {}", route.as_deref().unwrap_or("(none)"))]
+pub struct RoutedError {
+    /// The route whose answer decided the outcome.
+    pub route: Option<String>,
+    /// What went wrong.
+    #[source]
+    pub error: SmppError,
 }
 
-impl Route {
-    /// Length of the longest matching prefix, `Some(0)` for a catch-all route.
-    fn matches(&self, destination: &str) -> Option<usize> {
-        if self.prefixes.is_empty() {
-            return Some(0);
-        }
-        self.prefixes
-            .iter()
-            .filter(|p| destination.starts_with(p.as_str()))
-            .map(String::len)
-            .max()
+/// A successful submit and the route that carried it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutedReceipt {
+    /// The route's name.
+    pub route: String,
+    /// What the SMSC answered.
+    pub receipt: SubmitReceipt,
+}
+
+/// Length of the longest prefix of `prefixes` that `destination` starts with, `Some(0)` for a
+/// catch-all route.
+fn matches(prefixes: &[String], destination: &str) -> Option<usize> {
+    if prefixes.is_empty() {
+        return Some(0);
     }
+    prefixes
+        .iter()
+        .filter(|p| destination.starts_with(p.as_str()))
+        .map(String::len)
+        .max()
 }
 
 /// Routes messages over one or more SMSCs; cheap to clone.
 #[derive(Clone)]
 pub struct SmppRouter {
-    routes: Arc<Vec<Route>>,
+    routes: Arc<Vec<SmppClient>>,
 }
 
 impl std::fmt::Debug for SmppRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(
-                self.routes
-                    .iter()
-                    .map(|r| (&r.name, r.client.bound_sessions())),
-            )
+            .entries(self.routes.iter().map(|r| (r.name(), r.bound_sessions())))
             .finish()
     }
 }
 
 impl SmppRouter {
-    /// A router over `routes` (order breaks priority ties).
-    pub fn new(routes: Vec<Route>) -> SmppRouter {
+    /// Starts one session pool per route, in configuration order (which breaks priority ties).
+    pub fn start(
+        routes: Vec<RouteSettings>,
+        metrics: &SmppMetrics,
+        stop: &CancellationToken,
+    ) -> SmppRouter {
+        SmppRouter::new(
+            routes
+                .into_iter()
+                .map(|r| SmppClient::start_with(r, metrics.clone(), stop.child_token()))
+                .collect(),
+        )
+    }
+
+    /// A router over running pools (order breaks priority ties).
+    pub fn new(routes: Vec<SmppClient>) -> SmppRouter {
         SmppRouter {
             routes: Arc::new(routes),
         }
     }
 
-    /// A router with one catch-all route.
-    pub fn single(name: &str, client: SmppClient) -> SmppRouter {
-        SmppRouter::new(vec![Route {
-            name: name.to_owned(),
-            prefixes: Vec::new(),
-            priority: 0,
-            client,
-        }])
-    }
-
     /// The routes, in configuration order.
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[SmppClient] {
         &self.routes
     }
 
     /// Routes serving `destination`: best priority first, then the longest
     /// matching prefix, then configuration order.
-    fn candidates(&self, destination: &str) -> Vec<&Route> {
-        let mut c: Vec<(usize, usize, &Route)> = self
+    fn candidates(&self, destination: &str) -> Vec<&SmppClient> {
+        let mut c: Vec<(usize, usize, &SmppClient)> = self
             .routes
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| r.matches(destination).map(|len| (i, len, r)))
+            .filter_map(|(i, r)| matches(r.prefixes(), destination).map(|len| (i, len, r)))
             .collect();
-        c.sort_by_key(|(i, len, r)| (r.priority, std::cmp::Reverse(*len), *i));
+        c.sort_by_key(|(i, len, r)| (r.priority(), std::cmp::Reverse(*len), *i));
         c.into_iter().map(|(_, _, r)| r).collect()
     }
 
@@ -117,19 +134,25 @@ impl SmppRouter {
         &self,
         sms: OutboundSms,
         tag: Option<&str>,
-    ) -> Result<SubmitReceipt, SmppError> {
-        let candidates = self.candidates(&sms.destination);
+    ) -> Result<RoutedReceipt, RoutedError> {
+        let candidates = self.candidates(sms.destination.as_e164());
         let Some(first) = candidates.first() else {
-            return Err(SmppError::NoRoute);
+            return Err(RoutedError {
+                route: None,
+                error: SmppError::NoRoute,
+            });
         };
-        let deadline = Instant::now() + first.client.submit_timeout();
-        let mut last = SmppError::NotBound;
-        // A route that may have taken the message (no answer in time) makes the final outcome
-        // unknown, whatever the later routes say.
-        let mut uncertain: Option<SmppError> = None;
+        let deadline = Instant::now() + first.submit_timeout();
+        let mut last = RoutedError {
+            route: Some(first.name().to_owned()),
+            error: SmppError::NotBound,
+        };
+        // A route that may have taken the message makes the final outcome unknown, whatever
+        // the later routes say.
+        let mut uncertain: Option<RoutedError> = None;
         // Bound routes first; a route that is only (re)connecting comes last.
-        let (bound, unbound): (Vec<&Route>, Vec<&Route>) =
-            candidates.iter().partition(|r| r.client.is_bound());
+        let (bound, unbound): (Vec<&SmppClient>, Vec<&SmppClient>) =
+            candidates.iter().partition(|r| r.is_bound());
         let mut shares_left = bound.len().max(1);
         for route in bound.into_iter().chain(unbound) {
             let now = Instant::now();
@@ -138,21 +161,26 @@ impl SmppRouter {
             }
             let share = (deadline - now) / u32::try_from(shares_left).unwrap_or(u32::MAX);
             shares_left = shares_left.saturating_sub(1).max(1);
-            match route
-                .client
-                .submit_until(sms.clone(), tag, now + share)
-                .await
-            {
-                Ok(receipt) => return Ok(receipt),
+            let failed = |error| RoutedError {
+                route: Some(route.name().to_owned()),
+                error,
+            };
+            match route.submit_until(sms.clone(), tag, now + share).await {
+                Ok(receipt) => {
+                    return Ok(RoutedReceipt {
+                        route: route.name().to_owned(),
+                        receipt,
+                    })
+                }
                 Err(e) if fails_over(&e) => {
-                    tracing::debug!(target: TARGET, route = %route.name, error = %e, "failing over to the next route");
-                    if matches!(e, SmppError::Timeout { .. }) {
-                        uncertain = Some(e);
+                    tracing::debug!(target: TARGET, route = %route.name(), error = %e, "failing over to the next route");
+                    if matches!(e, SmppError::MayHold { .. }) {
+                        uncertain = Some(failed(e));
                     } else {
-                        last = e;
+                        last = failed(e);
                     }
                 }
-                Err(e) => return Err(uncertain.unwrap_or(e)),
+                Err(e) => return Err(uncertain.unwrap_or(failed(e))),
             }
         }
         Err(uncertain.unwrap_or(last))
@@ -160,7 +188,7 @@ impl SmppRouter {
 
     /// Whether any route has a bound session.
     pub fn is_bound(&self) -> bool {
-        self.routes.iter().any(|r| r.client.is_bound())
+        self.routes.iter().any(SmppClient::is_bound)
     }
 
     /// Waits up to `timeout` until every route has at least one bound session.
@@ -168,7 +196,7 @@ impl SmppRouter {
         let until = Instant::now() + timeout;
         for r in self.routes.iter() {
             let left = until.saturating_duration_since(Instant::now());
-            if !r.client.wait_bound(left).await {
+            if !r.wait_bound(left).await {
                 return false;
             }
         }
@@ -177,13 +205,11 @@ impl SmppRouter {
 
     /// The delivery report of `tag` from whichever route carried it.
     pub fn delivery_report(&self, tag: &str) -> Option<DeliveryReport> {
-        self.routes
-            .iter()
-            .find_map(|r| r.client.delivery_report(tag))
+        self.routes.iter().find_map(|r| r.delivery_report(tag))
     }
 
     /// Unbinds every route.
     pub async fn shutdown(&self) {
-        futures::future::join_all(self.routes.iter().map(|r| r.client.shutdown())).await;
+        futures::future::join_all(self.routes.iter().map(SmppClient::shutdown)).await;
     }
 }

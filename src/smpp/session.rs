@@ -3,7 +3,6 @@
 //! until stopped.
 
 use std::str::FromStr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +15,11 @@ use rusmpp::{CommandId, Pdu};
 use rusmppc::{Client, ConnectionBuilder, Event};
 use tokio::net::TcpStream;
 
-use super::pool::jitter;
-use super::{mask_number, BindMode, Shared, TARGET};
+use super::client::Shared;
+use super::settings::BindMode;
+use super::slot::jitter;
+use super::TARGET;
+use crate::domain::mask_digits;
 
 /// Upper bound for TCP connect plus bind_transceiver_resp.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,55 +42,52 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
         return;
     };
     let settings = &shared.settings;
-    let route = settings.route.as_str();
-    let mut stop = shared.stop.subscribe();
-    let min = settings.reconnect_min.max(Duration::from_millis(10));
-    let max = settings.reconnect_max.max(min);
+    let options = &settings.options;
+    let smsc = &settings.smsc;
+    let route = settings.name.as_str();
+    let stop = &shared.stop;
+    let min = options.reconnect_min.max(Duration::from_millis(10));
+    let max = options.reconnect_max.max(min);
     let mut delay = min;
     let mut attempt: u32 = 0;
     let set_bound = |up: bool| {
-        if let Some(m) = &shared.metrics {
-            let (inc, dec) = if up { ("up", "down") } else { ("down", "up") };
-            m.binds.with_label_values(&[route, inc]).inc();
-            m.binds.with_label_values(&[route, dec]).dec();
-        }
+        let (inc, dec) = if up { ("up", "down") } else { ("down", "up") };
+        shared.metrics.binds.with_label_values(&[route, inc]).inc();
+        shared.metrics.binds.with_label_values(&[route, dec]).dec();
     };
 
     loop {
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             break;
         }
         attempt = attempt.saturating_add(1);
-        slot.connecting.store(true, Ordering::Release);
+        slot.connecting();
         let connected = tokio::select! {
             biased;
-            () = stopped(&mut stop) => break,
-            r = tokio::time::timeout(CONNECT_TIMEOUT, connect_and_bind(&shared, slot.receiver)) => {
+            () = stop.cancelled() => break,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect_and_bind(&shared, slot.is_receiver())) => {
                 r.unwrap_or_else(|_| Err("connect/bind timed out".to_owned()))
             }
         };
         match connected {
             Ok((client, events)) => {
-                // Publish the session before clearing the flag so a submit
-                // never sees "not bound and not connecting" in between.
-                slot.session.send_replace(Some(client.clone()));
-                slot.connecting.store(false, Ordering::Release);
+                slot.bound(client.clone());
                 set_bound(true);
                 shared.changed.notify_waiters();
                 tracing::info!(
                     target: TARGET,
                     route,
                     session = index,
-                    host = %settings.host,
-                    port = settings.port,
-                    system_id = %settings.system_id,
-                    mode = if slot.receiver { "receiver" } else if settings.bind_mode == BindMode::Transmitter { "transmitter" } else { "transceiver" },
+                    host = %smsc.host,
+                    port = smsc.port,
+                    system_id = %smsc.system_id,
+                    mode = if slot.is_receiver() { "receiver" } else if options.bind_mode == BindMode::Transmitter { "transmitter" } else { "transceiver" },
                     "SMPP session bound"
                 );
                 attempt = 0;
                 delay = min;
-                let end = serve(&shared, &client, events, &mut stop).await;
-                slot.session.send_replace(None);
+                let end = serve(&shared, &client, events, stop).await;
+                slot.unbound();
                 set_bound(false);
                 shared.changed.notify_waiters();
                 match end {
@@ -108,14 +107,14 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
                 }
             }
             Err(reason) => {
-                slot.connecting.store(false, Ordering::Release);
+                slot.backing_off();
                 shared.changed.notify_waiters();
                 tracing::warn!(
                     target: TARGET,
                     route,
                     session = index,
-                    host = %settings.host,
-                    port = settings.port,
+                    host = %smsc.host,
+                    port = smsc.port,
                     attempt,
                     retry_in = ?delay,
                     %reason,
@@ -128,13 +127,12 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
         let pause = jitter(delay);
         tokio::select! {
             biased;
-            () = stopped(&mut stop) => break,
+            () = stop.cancelled() => break,
             () = tokio::time::sleep(pause) => {}
         }
         delay = delay.saturating_mul(2).min(max);
     }
-    slot.connecting.store(false, Ordering::Release);
-    slot.session.send_replace(None);
+    slot.stopped();
     shared.changed.notify_waiters();
     tracing::info!(target: TARGET, route, session = index, "SMPP supervisor stopped");
 }
@@ -143,7 +141,8 @@ async fn connect_and_bind(
     shared: &Shared,
     receiver: bool,
 ) -> Result<(Client, BoxStream<'static, Event>), String> {
-    let s = &shared.settings;
+    let s = &shared.settings.options;
+    let smsc = &shared.settings.smsc;
     let builder = ConnectionBuilder::new()
         .max_command_length(MAX_COMMAND_LENGTH)
         .enquire_link_interval(s.enquire_link_interval.max(Duration::from_millis(100)))
@@ -158,18 +157,18 @@ async fn connect_and_bind(
         )
         // rusmppc defaults to SMPP 5.0; this gateway speaks 3.4.
         .disable_interface_version_check();
-    let (client, events) = if s.tls {
+    let (client, events) = if smsc.tls {
         let builder = match &s.ca_file {
             Some(ca) => builder.rustls_config(super::tls::client_config(ca)?),
             None => builder,
         };
         let (client, events) = builder
-            .connect(format!("smpps://{}:{}", s.host, s.port))
+            .connect(format!("smpps://{}:{}", smsc.host, smsc.port))
             .await
             .map_err(|e| format!("TLS connect: {e}"))?;
         (client, events.boxed())
     } else {
-        let stream = TcpStream::connect((s.host.as_str(), s.port))
+        let stream = TcpStream::connect((smsc.host.as_str(), smsc.port))
             .await
             .map_err(|e| format!("connect: {e}"))?;
         stream.set_nodelay(true).ok();
@@ -178,8 +177,8 @@ async fn connect_and_bind(
     };
 
     let (system_id, password, system_type) = (
-        field(&s.system_id, "system_id")?,
-        field(&s.password, "password")?,
+        field(&smsc.system_id, "system_id")?,
+        field(smsc.password.expose(), "password")?,
         field(&s.system_type, "system_type")?,
     );
     let mode = if receiver { None } else { Some(s.bind_mode) };
@@ -239,12 +238,12 @@ async fn serve(
     shared: &Shared,
     client: &Client,
     mut events: impl Stream<Item = Event> + Unpin,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
+    stop: &tokio_util::sync::CancellationToken,
 ) -> SessionEnd {
     loop {
         let event = tokio::select! {
             biased;
-            () = stopped(stop) => return SessionEnd::Stopped,
+            () = stop.cancelled() => return SessionEnd::Stopped,
             e = events.next() => e,
         };
         match event {
@@ -256,13 +255,13 @@ async fn serve(
                 let seq = command.sequence_number();
                 match command.pdu() {
                     Some(Pdu::DeliverSm(deliver)) => {
-                        match super::receipt::parse(deliver) {
+                        match super::receipts::parse::parse(deliver) {
                             Some(receipt) => shared.tracker.on_receipt(receipt),
                             // Mobile-originated content is user data:
                             // acknowledge, never log it.
                             None => tracing::debug!(
                                 target: TARGET,
-                                handset = %mask_number(deliver.source_addr.as_str()),
+                                handset = %mask_digits(deliver.source_addr.as_str()),
                                 "non-receipt deliver_sm acknowledged"
                             ),
                         }
@@ -307,10 +306,4 @@ async fn unbind(client: &Client) {
     tokio::time::timeout(UNBIND_WAIT, client.closed())
         .await
         .ok();
-}
-
-/// Resolves once a stop was requested (or the flag's owner is gone).
-async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
-    // The guard returned by wait_for is not Send; drop it right here.
-    let _ = rx.wait_for(|s| *s).await.is_ok();
 }

@@ -19,7 +19,8 @@ const MC_DELIVERY_RECEIPT: u8 = 0x04;
 const INTERMEDIATE_NOTIFICATION: u8 = 0x20;
 
 /// How message ids in submit_sm_resp and receipts relate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MessageIdFormat {
     /// Exact match, else the receipt id read as decimal and written as hex
     /// (and the reverse); leading zeros and letter case never matter.
@@ -30,6 +31,7 @@ pub enum MessageIdFormat {
     /// Both sides decimal.
     Decimal,
     /// Hex in submit_sm_resp, decimal in receipts.
+    #[serde(rename = "hex_resp_decimal_receipt")]
     HexResponseDecimalReceipt,
     /// Opaque strings (UUIDs, alphanumerics): exact match only.
     Opaque,

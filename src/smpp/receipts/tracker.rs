@@ -1,30 +1,28 @@
 //! Correlates delivery receipts with submitted segments and keeps the
-//! delivery state of each tagged message (the gateway tags with the
-//! authenticationId) for as long as its challenge lives.
+//! delivery state of each tagged message (the tag is opaque here: the caller
+//! chooses it and reads the state back with it) for the configured retention.
 //!
 //! Receipts can overtake their submit_sm_resp (the deliver_sm is read
 //! before the response is handed to the submitter), so a receipt without a
 //! filed id waits briefly as an "orphan" and is applied when the id is
 //! filed. Filing and matching run under one lock so neither order loses it.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use moka::sync::Cache;
 use tokio::time::Instant;
 
-use super::receipt::{receipt_keys, response_key, DeliveryState, MessageIdFormat, Receipt};
-use super::{mask_number, TARGET};
+use super::parse::{receipt_keys, response_key, DeliveryState, MessageIdFormat, Receipt};
+use crate::domain::PhoneNumber;
+use crate::sync::lock;
+use crate::smpp::TARGET;
 use crate::metrics::SmppMetrics;
 
 /// How long a receipt waits for its submit_sm_resp to be filed.
 const ORPHAN_TTL: Duration = Duration::from_secs(60);
 /// Orphan receipts kept at most.
 const MAX_ORPHANS: u64 = 10_000;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn rfc3339(t: SystemTime) -> String {
     time::OffsetDateTime::from(t)
@@ -52,8 +50,9 @@ pub struct SegmentReport {
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryReport {
-    /// The tag (authenticationId).
-    pub authentication_id: String,
+    /// The tag the message was submitted with (not serialised: the caller names it).
+    #[serde(skip)]
+    pub tag: String,
     /// Masked destination.
     pub phone_number: String,
     /// Route (SMSC) name.
@@ -73,7 +72,7 @@ pub struct DeliveryReport {
 /// so the send path does no date formatting.
 struct Entry {
     tag: String,
-    destination: String,
+    destination: PhoneNumber,
     route: String,
     state: DeliveryState,
     segments: Vec<SegmentEntry>,
@@ -91,8 +90,8 @@ struct SegmentEntry {
 impl Entry {
     fn report(&self) -> DeliveryReport {
         DeliveryReport {
-            authentication_id: self.tag.clone(),
-            phone_number: mask_number(&self.destination),
+            tag: self.tag.clone(),
+            phone_number: self.destination.masked(),
             route: self.route.clone(),
             state: self.state,
             segments: self
@@ -198,19 +197,19 @@ struct Correlation {
 }
 
 /// See the module docs.
-pub(super) struct Tracker {
+pub(in crate::smpp) struct Tracker {
     format: MessageIdFormat,
     correlation: Mutex<Correlation>,
     reports: Cache<String, Arc<Mutex<Entry>>>,
-    metrics: Option<SmppMetrics>,
+    metrics: SmppMetrics,
 }
 
 impl Tracker {
-    pub(super) fn new(
+    pub(in crate::smpp) fn new(
         format: MessageIdFormat,
         retention: Duration,
         capacity: u64,
-        metrics: Option<SmppMetrics>,
+        metrics: SmppMetrics,
     ) -> Tracker {
         let retention = retention.max(Duration::from_secs(1));
         // Reports are read from the admin listener concurrently with sends,
@@ -236,10 +235,10 @@ impl Tracker {
     }
 
     /// Files the acknowledged segments of a tagged message.
-    pub(super) fn file(
+    pub(in crate::smpp) fn file(
         &self,
         tag: &str,
-        destination: &str,
+        destination: &PhoneNumber,
         route: &str,
         ids: &[String],
         submitted: Instant,
@@ -247,7 +246,7 @@ impl Tracker {
         let now = SystemTime::now();
         let report = Arc::new(Mutex::new(Entry {
             tag: tag.to_owned(),
-            destination: destination.to_owned(),
+            destination: destination.clone(),
             route: route.to_owned(),
             state: DeliveryState::Submitted,
             segments: ids
@@ -284,7 +283,7 @@ impl Tracker {
     }
 
     /// Applies a receipt read from a deliver_sm.
-    pub(super) fn on_receipt(&self, receipt: Receipt) {
+    pub(in crate::smpp) fn on_receipt(&self, receipt: Receipt) {
         let keys = receipt_keys(&receipt.message_id, self.format);
         let mut c = lock(&self.correlation);
         let found = keys
@@ -324,11 +323,10 @@ impl Tracker {
         r.updated_at = now;
         r.aggregate();
         if receipt.state.is_final() {
-            if let Some(m) = &self.metrics {
-                m.receipts.with_label_values(&[receipt.state.label()]).inc();
-                m.receipt_latency
-                    .observe(filed.submitted.elapsed().as_secs_f64());
-            }
+            let m = &self.metrics;
+            m.receipts.with_label_values(&[receipt.state.label()]).inc();
+            m.receipt_latency
+                .observe(filed.submitted.elapsed().as_secs_f64());
         }
         tracing::debug!(
             target: TARGET,
@@ -340,7 +338,7 @@ impl Tracker {
     }
 
     /// The delivery report of `tag`, if it is still kept.
-    pub(super) fn report(&self, tag: &str) -> Option<DeliveryReport> {
+    pub(in crate::smpp) fn report(&self, tag: &str) -> Option<DeliveryReport> {
         self.reports.get(tag).map(|r| lock(&r).report())
     }
 }
@@ -382,13 +380,13 @@ mod tests {
             MessageIdFormat::Auto,
             Duration::from_secs(60),
             100,
-            Some(metrics.clone()),
+            metrics.clone(),
         );
         // Segment 2's receipt overtakes the submit_sm_resp (decimal id).
         t.on_receipt(receipt(&0xB2u32.to_string(), DeliveryState::Delivered));
         t.file(
             "auth-1",
-            "+34600000001",
+            &PhoneNumber::parse("+34600000001").unwrap(),
             "default",
             &["00000000B1".into(), "00000000B2".into()],
             Instant::now(),

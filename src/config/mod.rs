@@ -1,0 +1,146 @@
+//! Settings: embedded defaults, then an optional TOML file, then `OTPGW_<SECTION>__<KEY>`
+//! environment variables, parsed straight into typed values (addresses, durations, enums,
+//! [`Secret`](crate::domain::Secret)s), so a malformed value fails with its key at load time.
+//! [`Settings::validate`] then applies the rules that span fields and produces the one
+//! [`Config`] that start-up uses; nothing raw survives it.
+
+mod auth;
+mod http;
+mod log;
+mod otp;
+mod policy;
+mod smpp;
+mod store;
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+pub use self::auth::{AuthConfig, AuthSettings, ClientEntry, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+pub use self::http::{AdminSettings, HttpSettings};
+pub use self::log::{LogFormat, LogSettings};
+pub use self::otp::{HashKey, OtpSettings};
+pub use self::policy::PolicySettings;
+pub use self::smpp::{
+    EmbeddedSmsc, RouteEntry, SimulatorConfig, SmppConfig, SmppSettings, SmscUrl, DEFAULT_ROUTE,
+};
+pub use self::store::{StoreBackend, StoreSettings};
+
+/// Settings as read from defaults, file and environment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Public API listener.
+    pub http: HttpSettings,
+    /// Admin listener (metrics, health, sandbox inbox).
+    pub admin: AdminSettings,
+    /// Token issuing and validation.
+    pub auth: AuthSettings,
+    /// SMSC connections.
+    pub smpp: SmppSettings,
+    /// One-time-password rules.
+    pub otp: OtpSettings,
+    /// Challenge store.
+    pub store: StoreSettings,
+    /// Operator number policy.
+    pub policy: PolicySettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// The validated configuration start-up builds the gateway from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public API listener.
+    pub http: HttpSettings,
+    /// Admin listener.
+    pub admin: AdminSettings,
+    /// Token issuer and clients.
+    pub auth: AuthConfig,
+    /// Every SMSC route, and the embedded simulator when it plays the SMSC.
+    pub smpp: SmppConfig,
+    /// Code rules.
+    pub otp: OtpSettings,
+    /// The key for code hashes and id MACs.
+    pub hash_key: HashKey,
+    /// Challenge store.
+    pub store: StoreSettings,
+    /// Number policy.
+    pub policy: PolicySettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// A configuration problem, naming the key that caused it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read or has the wrong shape (the
+    /// message names the key).
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of range or inconsistent with another.
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted key, e.g. `otp.code_length`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` (when given), then `OTPGW_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("OTPGW_").split("__"));
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))
+    }
+
+    /// Applies the rules that span fields and derives the typed forms start-up uses.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        self.http.check()?;
+        self.otp.check()?;
+        self.store.check()?;
+        let hash_key = self.otp.hash_key()?;
+        // Delivery state lives as long as the challenge it belongs to.
+        let smpp = self
+            .smpp
+            .validate(self.otp.ttl, self.store.max_challenges)?;
+        let auth = self.auth.validate(self.http.listen.ip().is_loopback())?;
+        Ok(Config {
+            http: self.http,
+            admin: self.admin,
+            auth,
+            smpp,
+            otp: self.otp,
+            hash_key,
+            store: self.store,
+            policy: self.policy,
+            log: self.log,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

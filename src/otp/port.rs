@@ -1,0 +1,43 @@
+//! The SMS channel as the rules see it: a port implemented over SMPP in `crate::delivery`,
+//! and faked in tests. Its errors say what the API may honestly answer, nothing about SMPP.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::domain::PhoneNumber;
+
+/// A lower-level error kept as the source of a [`DeliveryError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why the SMS channel did not confirm a message.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The channel could not take the message and holds nothing (no bound session, the SMSC
+    /// refused or throttled it): 503, and the quota is refunded.
+    #[error("the SMS channel could not take the message")]
+    Unavailable(#[source] BoxError),
+    /// The SMSC may hold the message (no answer in time, a session lost with it in flight,
+    /// only some segments acknowledged): 504.
+    #[error("the SMSC may hold the message; its outcome is unknown")]
+    OutcomeUnknown(#[source] BoxError),
+    /// The SMSC refused this destination.
+    #[error("SMSC refused the destination (command_status {0:#010x})")]
+    DestinationRejected(u32),
+    /// The SMSC reports the destination as barred.
+    #[error("SMSC reports the destination blocked (command_status {0:#010x})")]
+    DestinationBlocked(u32),
+}
+
+/// The SMS channel.
+pub trait SmsSender: Send + Sync + 'static {
+    /// Resolves when the SMSC acknowledged every segment; returns the segment count.
+    /// `authentication_id` tags the message so its delivery receipts can be looked up.
+    fn send(
+        &self,
+        to: &PhoneNumber,
+        text: String,
+        validity: Duration,
+        authentication_id: &str,
+    ) -> BoxFuture<'_, Result<usize, DeliveryError>>;
+}
