@@ -168,7 +168,7 @@ pub struct SmppConfig {
     #[serde(with = "humantime_serde")]
     pub embedded_receipt_delay: Duration,
     /// Fault injection of the embedded simulator (`smpp.url = "embedded"` only).
-    pub simulator: SimulatorConfig,
+    pub simulator: crate::smsc_sim::SimFaults,
     /// PEM bundle of CAs trusted for an `smpps://` url; public web roots when absent.
     pub ca_file: Option<String>,
     /// Several SMSCs; when present they replace `smpp.url`.
@@ -221,111 +221,6 @@ pub struct RouteConfig {
     pub ca_file: Option<String>,
 }
 
-/// `[smpp.simulator]`: faults the embedded simulator injects (none by default).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SimulatorConfig {
-    /// ESME_RTHROTTLED above this many submits per second per bind (0 = never).
-    pub throttle_tps: u32,
-    /// Fraction (0.0–1.0) of submits answered with `error_status`.
-    pub error_rate: f64,
-    /// command_status for `error_rate` (`"0x08"` or decimal).
-    pub error_status: String,
-    /// Destination prefix → command_status.
-    pub prefix_errors: BTreeMap<String, String>,
-    /// Drop a session, unanswered, on its N-th PDU (0 = never).
-    pub disconnect_after: u64,
-    /// Delay before every submit_sm_resp.
-    #[serde(with = "humantime_serde")]
-    pub response_delay: Duration,
-    /// Receipt state → weight (`delivered`, `undeliverable`, `expired`, `deleted`, `rejected`).
-    pub receipt_states: BTreeMap<String, u32>,
-    /// `hex`, `decimal` or `hex-resp-decimal-receipt`.
-    pub message_ids: String,
-    /// Send each receipt before its submit_sm_resp.
-    pub receipt_before_response: bool,
-    /// Send receipted_message_id / message_state TLVs besides the text form.
-    pub receipt_tlvs: bool,
-    /// Send an enquire_link in the same TCP write as every bind response.
-    pub pdu_after_bind: bool,
-}
-
-impl Default for SimulatorConfig {
-    fn default() -> Self {
-        Self {
-            throttle_tps: 0,
-            error_rate: 0.0,
-            error_status: "0x08".into(),
-            prefix_errors: BTreeMap::new(),
-            disconnect_after: 0,
-            response_delay: Duration::ZERO,
-            receipt_states: BTreeMap::new(),
-            message_ids: "hex".into(),
-            receipt_before_response: false,
-            receipt_tlvs: true,
-            pdu_after_bind: false,
-        }
-    }
-}
-
-impl SimulatorConfig {
-    fn to_faults(&self) -> Result<crate::smsc_sim::SimFaults, ConfigError> {
-        use crate::smsc_sim::{parse_status, SimFaults};
-        if !(0.0..=1.0).contains(&self.error_rate) {
-            return Err(invalid(
-                "smpp.simulator.error_rate",
-                "must be between 0.0 and 1.0",
-            ));
-        }
-        let error_status = parse_status(&self.error_status)
-            .map_err(|e| invalid("smpp.simulator.error_status", e))?;
-        let prefix_errors = self
-            .prefix_errors
-            .iter()
-            .map(|(p, st)| {
-                if !is_prefix(p) {
-                    return Err(invalid(
-                        "smpp.simulator.prefix_errors",
-                        format!("{p:?} is not a '+' followed by digits"),
-                    ));
-                }
-                let status =
-                    parse_status(st).map_err(|e| invalid("smpp.simulator.prefix_errors", e))?;
-                Ok((p.clone(), status))
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
-        let receipt_states = self
-            .receipt_states
-            .iter()
-            .map(|(state, w)| {
-                Ok((
-                    state
-                        .parse()
-                        .map_err(|e: String| invalid("smpp.simulator.receipt_states", e))?,
-                    *w,
-                ))
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
-        let message_ids = self
-            .message_ids
-            .parse()
-            .map_err(|e: String| invalid("smpp.simulator.message_ids", e))?;
-        Ok(SimFaults {
-            throttle_tps: self.throttle_tps,
-            error_rate: self.error_rate,
-            error_status,
-            prefix_errors,
-            disconnect_after: self.disconnect_after,
-            response_delay: self.response_delay,
-            receipt_states,
-            message_ids,
-            receipt_before_response: self.receipt_before_response,
-            receipt_tlvs: self.receipt_tlvs,
-            pdu_after_bind: self.pdu_after_bind,
-        })
-    }
-}
-
 impl Default for SmppConfig {
     fn default() -> Self {
         Self {
@@ -346,7 +241,7 @@ impl Default for SmppConfig {
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(30),
             embedded_receipt_delay: Duration::from_millis(200),
-            simulator: SimulatorConfig::default(),
+            simulator: crate::smsc_sim::SimFaults::default(),
             ca_file: None,
             routes: Vec::new(),
         }
@@ -684,7 +579,7 @@ impl Settings {
             return Err(invalid("smpp.response_timeout", "must be at least 10ms"));
         }
         let smpp_status_map = parse_status_map(&self.smpp.status_map)?;
-        let embedded_faults = self.smpp.simulator.to_faults()?;
+        let embedded_faults = self.smpp.simulator.clone();
         let smpp_concatenation =
             parse_concatenation("smpp.concatenation", &self.smpp.concatenation)?;
         let smpp_message_id_format =
@@ -1114,20 +1009,6 @@ mod tests {
                 |s| s.smpp.message_id_format = "base64".into(),
                 "smpp.message_id_format",
             ),
-            (
-                |s| s.smpp.simulator.error_rate = 2.0,
-                "smpp.simulator.error_rate",
-            ),
-            (
-                |s| s.smpp.simulator.message_ids = "octal".into(),
-                "smpp.simulator.message_ids",
-            ),
-            (
-                |s| {
-                    s.smpp.simulator.receipt_states.insert("lost".into(), 1);
-                },
-                "smpp.simulator.receipt_states",
-            ),
             (|s| s.smpp.bind_mode = "receiver".into(), "smpp.bind_mode"),
             (|s| s.smpp.max_tps = 1_000_000, "smpp.max_tps"),
             (
@@ -1153,6 +1034,41 @@ mod tests {
             let err = s.validate().unwrap_err().to_string();
             assert!(err.contains(key), "expected {key} in {err}");
         }
+    }
+
+    /// `[smpp.simulator]` values are checked while loading (the types parse themselves), so
+    /// these cases go through a TOML file, and the figment error must still name the key.
+    #[test]
+    fn invalid_simulator_faults_name_their_key_when_loaded() {
+        let dir = std::env::temp_dir().join(format!("otpgw-sim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sim.toml");
+        let cases = [
+            ("error_rate = 2.0", "smpp.simulator.error_rate"),
+            ("message_ids = \"octal\"", "smpp.simulator.message_ids"),
+            (
+                "receipt_states = { lost = 1 }",
+                "smpp.simulator.receipt_states",
+            ),
+            ("error_status = \"0xZZ\"", "smpp.simulator.error_status"),
+            (
+                "prefix_errors = { \"34\" = \"0x0B\" }",
+                "smpp.simulator.prefix_errors",
+            ),
+        ];
+        for (line, key) in cases {
+            std::fs::write(&file, format!("[smpp.simulator]\n{line}\n")).unwrap();
+            let err = Settings::load(Some(&file)).unwrap_err().to_string();
+            assert!(err.contains(key), "expected {key} in {err}");
+        }
+        std::fs::write(
+            &file,
+            "[smpp.simulator]\nerror_rate = 0.5\nerror_status = 11\n",
+        )
+        .unwrap();
+        let v = Settings::load(Some(&file)).unwrap().validate().unwrap();
+        assert_eq!(v.embedded_faults.error_rate.get(), 0.5);
+        assert_eq!(v.embedded_faults.error_status.get(), 11);
     }
 
     #[test]

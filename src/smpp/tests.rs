@@ -529,7 +529,7 @@ async fn throttled_until_the_deadline_is_reported_as_throttled() {
 #[tokio::test]
 async fn system_errors_are_retried_and_each_message_is_acknowledged_once() {
     let faults = SimFaults {
-        error_rate: 0.5,
+        error_rate: "0.5".parse().unwrap(),
         ..SimFaults::default()
     };
     let (sim, client, _) = pool(faults, |s| {
@@ -576,7 +576,7 @@ async fn a_session_dropped_mid_submit_is_retried_on_another() {
 #[tokio::test]
 async fn status_map_and_generic_nack() {
     let faults = SimFaults {
-        prefix_errors: vec![("+3461".into(), 0x0400), ("+3462".into(), 0x0401)],
+        prefix_errors: "+3461=0x0400,+3462=0x0401".parse().unwrap(),
         ..SimFaults::default()
     };
     let (sim, client, metrics) = pool(faults, |s| {
@@ -703,7 +703,7 @@ async fn receipts_for_every_segment_are_tracked_whatever_the_id_format() {
         message_ids: smsc_sim::MessageIdFormat::HexRespDecimalReceipt,
         receipt_before_response: true,
         receipt_tlvs: false,
-        receipt_states: vec![(smsc_sim::ReceiptState::Undeliverable, 1)],
+        receipt_states: "undeliverable=1".parse().unwrap(),
         ..SimFaults::default()
     };
     let (_sim, client, metrics) = pool(faults, |_| {}).await;
@@ -981,7 +981,7 @@ async fn a_pdu_coalesced_behind_the_bind_response_does_not_break_the_session() {
 #[tokio::test]
 async fn system_errors_and_throttling_fail_over_to_the_next_smsc_within_the_deadline() {
     let broken = SimFaults {
-        error_rate: 1.0,
+        error_rate: "1.0".parse().unwrap(),
         ..SimFaults::default()
     };
     let throttled = SimFaults {

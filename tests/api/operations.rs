@@ -156,7 +156,7 @@ async fn admin_shows_the_delivery_state_of_an_authentication_id_without_the_code
     let app = spawn_app_with(|s| {
         // Receipts that overtake their response, with decimal ids in the text only.
         let sim = &mut s.smpp.simulator;
-        sim.message_ids = "hex-resp-decimal-receipt".into();
+        sim.message_ids = otp_gateway::smsc_sim::MessageIdFormat::HexRespDecimalReceipt;
         sim.receipt_before_response = true;
         sim.receipt_tlvs = false;
     })

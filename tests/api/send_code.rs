@@ -453,10 +453,7 @@ async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
 #[actix_web::test]
 async fn operator_statuses_follow_smpp_status_map() {
     let app = spawn_app_with(|s| {
-        let sim = &mut s.smpp.simulator;
-        sim.prefix_errors.insert("+3469".into(), "0x0400".into());
-        sim.prefix_errors.insert("+3468".into(), "0x0401".into());
-        sim.prefix_errors.insert("+3467".into(), "0x0402".into());
+        s.smpp.simulator.prefix_errors = "+3469=0x0400,+3468=0x0401,+3467=0x0402".parse().unwrap();
         s.smpp.status_map.insert("0x0400".into(), "blocked".into());
         s.smpp
             .status_map
