@@ -46,6 +46,10 @@ pub struct HttpSettings {
     pub listen: String,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// How long readiness reports draining, while the API still serves, before the API stops
+    /// accepting on shutdown; load balancers need a few polls to take the replica out.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for HttpSettings {
@@ -53,6 +57,7 @@ impl Default for HttpSettings {
         Self {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 16 * 1024,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! - [`smpp`] and [`delivery`]: the SMPP client and its use as the SMS channel.
 //! - [`smsc_sim`]: the project's own SMSC simulator.
 //! - [`admin`], [`metrics`], [`telemetry`]: operations.
-//! - [`config`] and [`startup`]: settings and wiring.
+//! - [`config`] and [`startup`]: settings and wiring; [`shutdown`]: the orderly stop.
 
 pub mod admin;
 pub mod api;
@@ -21,6 +21,7 @@ pub mod domain;
 pub mod metrics;
 pub mod otp;
 pub mod policy;
+pub mod shutdown;
 pub mod smpp;
 pub mod smsc_sim;
 pub mod startup;

@@ -199,7 +199,7 @@ fn simulator(
             "SMSC simulator listening on smpp://{system_id}:***@{} (Ctrl-C to stop)",
             sim.local_addr()
         );
-        tokio::signal::ctrl_c().await?;
+        otp_gateway::shutdown::signal().await;
         sim.stop().await;
         Ok(())
     })

@@ -440,7 +440,9 @@ mod tests {
     }
 
     fn toml(text: &str) -> Result<SimFaults, Box<figment::Error>> {
-        Figment::from(Toml::string(text)).extract().map_err(Box::new)
+        Figment::from(Toml::string(text))
+            .extract()
+            .map_err(Box::new)
     }
 
     #[test]
