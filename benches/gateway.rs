@@ -60,8 +60,8 @@ async fn send(client: &awc::Client, api: &str, auth: &str, phone: &str) -> (Dura
 
 async fn http_benchmarks() {
     let mut s = Settings::default();
-    s.http.listen = "127.0.0.1:0".into();
-    s.admin.listen = "127.0.0.1:0".into();
+    s.http.listen = "127.0.0.1:0".parse().unwrap();
+    s.admin.listen = "127.0.0.1:0".parse().unwrap();
     s.otp.hash_key = Some("benchmark-key-benchmark-key-benchmark-key".into());
     s.smpp.embedded_receipt_delay = Duration::from_millis(50);
     s.log.level = "warn".into();

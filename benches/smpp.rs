@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use otp_gateway::smpp::{OutboundSms, SmppClient, SmppSettings};
+use otp_gateway::domain::{PhoneNumber, Secret};
+use otp_gateway::smpp::{OutboundSms, RouteSettings, SmppClient, SmscAddress};
 use otp_gateway::smsc_sim::{self, SimFaults, SimSettings};
 
 const MESSAGES: usize = 200_000;
@@ -26,15 +27,15 @@ async fn run(binds: usize, window: usize) {
     })
     .await
     .unwrap();
-    let client = SmppClient::start(SmppSettings {
-        host: "127.0.0.1".into(),
-        port: sim.local_addr().port(),
-        system_id: "bench".into(),
-        password: "bench".into(),
-        binds,
-        window,
-        ..SmppSettings::default()
-    });
+    let mut settings = RouteSettings::new(SmscAddress::new(
+        "127.0.0.1",
+        sim.local_addr().port(),
+        "bench",
+        "bench",
+    ));
+    settings.options.binds = binds;
+    settings.options.window = window;
+    let client = SmppClient::start(settings);
     assert!(
         client
             .wait_bound_sessions(binds, Duration::from_secs(5))
@@ -48,8 +49,8 @@ async fn run(binds: usize, window: usize) {
                 let mut latencies = Vec::with_capacity(MESSAGES / CONCURRENCY);
                 for i in 0..MESSAGES / CONCURRENCY {
                     let sms = OutboundSms {
-                        destination: format!("+3460{w:02}{i:06}"),
-                        text: "123456 is your code".into(),
+                        destination: PhoneNumber::parse(&format!("+3460{w:02}{i:06}")).unwrap(),
+                        text: Secret::new("123456 is your code"),
                         validity: Duration::from_secs(300),
                     };
                     let t = Instant::now();

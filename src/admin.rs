@@ -3,11 +3,11 @@
 //! plays the SMSC, the sandbox inbox that lets testers read the code they were sent.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::error::ApiError;
 use crate::metrics::Metrics;
@@ -25,8 +25,9 @@ pub struct AdminState {
     pub metrics: Metrics,
     /// Present only with the embedded simulator.
     pub simulator: Option<SmscHandle>,
-    /// Set when shutdown begins, so load balancers stop sending traffic before we stop serving.
-    pub draining: Arc<AtomicBool>,
+    /// Cancelled when shutdown begins, so load balancers stop sending traffic before we stop
+    /// serving.
+    pub draining: CancellationToken,
 }
 
 /// Registers the admin routes.
@@ -48,7 +49,7 @@ async fn live() -> HttpResponse {
 async fn ready(state: web::Data<AdminState>) -> HttpResponse {
     let store_ok = state.otp.store_ready().await;
     let bound = state.smpp.is_bound();
-    let draining = state.draining.load(Ordering::SeqCst);
+    let draining = state.draining.is_cancelled();
     let up = store_ok && bound && !draining;
     let body = json!({
         "status": if up { "UP" } else { "DOWN" },

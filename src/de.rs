@@ -16,7 +16,10 @@ pub fn parse_command_status(s: &str) -> Result<u32, String> {
 
 /// Whether `p` is an E.164 prefix: `+` and 1 to 15 digits.
 pub fn is_prefix(p: &str) -> bool {
-    p.len() >= 2 && p.len() <= 16 && p.starts_with('+') && p[1..].bytes().all(|b| b.is_ascii_digit())
+    p.len() >= 2
+        && p.len() <= 16
+        && p.starts_with('+')
+        && p[1..].bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A list of E.164 prefixes, each checked.

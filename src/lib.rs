@@ -12,7 +12,7 @@
 //! - [`smsc_sim`]: the project's own SMSC simulator.
 //! - [`admin`], [`metrics`], [`telemetry`]: operations.
 //! - [`sync`]: the poison-recovering lock helper.
-//! - [`config`] and [`startup`]: settings and wiring.
+//! - [`config`] and [`startup`]: settings and wiring; [`shutdown`]: the orderly stop.
 
 pub mod admin;
 pub mod api;
@@ -24,6 +24,7 @@ pub mod domain;
 pub mod metrics;
 pub mod otp;
 pub mod policy;
+pub mod shutdown;
 pub mod smpp;
 pub mod smsc_sim;
 pub mod startup;

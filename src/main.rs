@@ -46,7 +46,7 @@ enum Command {
         #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
         receipt_delay: Duration,
         #[command(flatten)]
-        faults: FaultArgs,
+        faults: smsc_sim::SimFaults,
     },
     /// Print the OpenAPI document this build serves.
     Openapi {
@@ -60,69 +60,6 @@ enum Command {
     SigningKey,
 }
 
-/// Fault injection flags of `smsc-sim` (none by default).
-#[derive(clap::Args)]
-struct FaultArgs {
-    /// Answer ESME_RTHROTTLED above N accepted submit_sm per second per bind (0 = never).
-    #[arg(long, default_value_t = 0)]
-    throttle_tps: u32,
-    /// Fraction (0.0-1.0) of submit_sm answered with --error-status.
-    #[arg(long, default_value_t = 0.0)]
-    error_rate: f64,
-    /// command_status for --error-rate, hex (0x08) or decimal.
-    #[arg(long, default_value = "0x08", value_parser = smsc_sim::parse_status)]
-    error_status: u32,
-    /// Fixed error per destination prefix, e.g. "+3460=0x0B,+44=0x45".
-    #[arg(long, default_value = "")]
-    prefix_errors: String,
-    /// Drop a session, unanswered, on its N-th PDU (0 = never).
-    #[arg(long, default_value_t = 0)]
-    disconnect_after: u64,
-    /// Delay before every submit_sm_resp (e.g. 50ms).
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
-    response_delay: Duration,
-    /// Receipt state mix, e.g. "delivered=90,undeliverable=10".
-    #[arg(long, default_value = "")]
-    receipt_states: String,
-    /// Message ids: hex, decimal or hex-resp-decimal-receipt.
-    #[arg(long, default_value = "hex")]
-    message_ids: smsc_sim::MessageIdFormat,
-    /// Send each receipt before its submit_sm_resp.
-    #[arg(long)]
-    receipts_before_response: bool,
-    /// Receipts in text form only (no receipted_message_id / message_state TLVs).
-    #[arg(long)]
-    no_receipt_tlvs: bool,
-    /// Send an enquire_link in the same TCP write as every bind response.
-    #[arg(long)]
-    pdu_after_bind: bool,
-}
-
-impl FaultArgs {
-    fn into_faults(self) -> anyhow::Result<smsc_sim::SimFaults> {
-        let prefix_errors = smsc_sim::parse_prefix_errors(&self.prefix_errors)
-            .map_err(|e| anyhow::anyhow!("--prefix-errors: {e}"))?;
-        let receipt_states = smsc_sim::parse_state_mix(&self.receipt_states)
-            .map_err(|e| anyhow::anyhow!("--receipt-states: {e}"))?;
-        if !(0.0..=1.0).contains(&self.error_rate) {
-            anyhow::bail!("--error-rate must be between 0.0 and 1.0");
-        }
-        Ok(smsc_sim::SimFaults {
-            throttle_tps: self.throttle_tps,
-            error_rate: self.error_rate,
-            error_status: self.error_status,
-            prefix_errors,
-            disconnect_after: self.disconnect_after,
-            response_delay: self.response_delay,
-            receipt_states,
-            message_ids: self.message_ids,
-            receipt_before_response: self.receipts_before_response,
-            receipt_tlvs: !self.no_receipt_tlvs,
-            pdu_after_bind: self.pdu_after_bind,
-        })
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve { config: None }) {
@@ -133,9 +70,7 @@ fn main() -> ExitCode {
             password,
             receipt_delay,
             faults,
-        } => faults
-            .into_faults()
-            .and_then(|faults| simulator(listen, system_id, password, receipt_delay, faults)),
+        } => simulator(listen, system_id, password, receipt_delay, faults),
         Command::Openapi { issuer } => {
             print!(
                 "{}",
@@ -257,7 +192,7 @@ fn simulator(
             "SMSC simulator listening on smpp://{system_id}:***@{} (Ctrl-C to stop)",
             sim.local_addr()
         );
-        tokio::signal::ctrl_c().await?;
+        otp_gateway::shutdown::signal().await;
         sim.stop().await;
         Ok(())
     })

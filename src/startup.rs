@@ -1,19 +1,17 @@
 //! Wiring shared by `main` and the tests: [`Application::build`] binds both listeners (port 0
 //! allowed), starts the SMSC session (and the embedded simulator when configured), and
 //! [`Application::run_until_stopped`] serves until a signal or [`StopHandle::stop`] arrives,
-//! then shuts down in order: stop accepting, drain, unbind, stop the simulator.
+//! then shuts down in the order [`crate::shutdown`] owns: report not-ready, wait the grace,
+//! stop accepting and drain, unbind, stop the admin listener and the simulator.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::api::{self, openapi::Issuer, ApiState};
@@ -22,11 +20,10 @@ use crate::config::{Config, EmbeddedSmsc};
 use crate::metrics::Metrics;
 use crate::otp::{Clock, OtpRules, OtpService, SmsSender, SystemClock};
 use crate::policy::{ClientRateLimiter, NumberPolicy};
+use crate::shutdown::{Services, Shutdown};
 use crate::smpp::{RouteSettings, SmppRouter};
-use crate::smsc_sim::{self, SimSettings, SmscHandle};
+use crate::smsc_sim::{SimSettings, SmscHandle};
 use crate::store::{MemoryStore, SendQuota, Store};
-
-const TARGET: &str = "otp_gateway::startup";
 
 /// Things tests may replace.
 pub struct BuildOptions {
@@ -51,23 +48,11 @@ pub struct Application {
     issuer: Arc<TokenIssuer>,
     smpp: SmppRouter,
     simulator: Option<SmscHandle>,
-    draining: Arc<AtomicBool>,
-    stop_tx: watch::Sender<bool>,
-    stop_rx: watch::Receiver<bool>,
-    /// Root of the cancellation tree the SMPP pools hang off.
-    _stop: CancellationToken,
+    shutdown: Shutdown,
 }
 
-/// Stops a running [`Application`].
-#[derive(Clone)]
-pub struct StopHandle(watch::Sender<bool>);
-
-impl StopHandle {
-    /// Requests an orderly shutdown.
-    pub fn stop(&self) {
-        let _ = self.0.send(true);
-    }
-}
+/// Stops a running [`Application`] (kept here so callers' imports stay put).
+pub use crate::shutdown::StopHandle;
 
 impl Application {
     /// Builds with the system clock.
@@ -78,20 +63,20 @@ impl Application {
     /// Builds with injected collaborators.
     pub async fn build_with(config: Config, opts: BuildOptions) -> anyhow::Result<Application> {
         let metrics = Metrics::new().context("creating metrics")?;
+        let shutdown = Shutdown::new(config.http.shutdown_grace);
         let issuer = Arc::new(token_issuer(&config)?);
 
-        let stop = CancellationToken::new();
         let mut routes = config.smpp.routes.clone();
         let simulator = match &config.smpp.embedded {
             None => None,
             Some(embedded) => {
-                let sim = start_embedded(embedded, &mut routes)
+                let sim = start_embedded(&shutdown, embedded, &mut routes)
                     .await
                     .context("starting the embedded SMSC simulator")?;
                 Some(sim)
             }
         };
-        let smpp = SmppRouter::start(routes, &metrics.smpp, &stop);
+        let smpp = SmppRouter::start(routes, &metrics.smpp, shutdown.root());
         if simulator.is_some() && !smpp.wait_bound(Duration::from_secs(5)).await {
             anyhow::bail!("could not bind to the embedded SMSC simulator");
         }
@@ -159,13 +144,12 @@ impl Application {
         .shutdown_timeout(10)
         .run();
 
-        let draining = Arc::new(AtomicBool::new(false));
         let admin_state = web::Data::new(AdminState {
             otp,
             smpp: smpp.clone(),
             metrics,
             simulator: simulator.clone(),
-            draining: Arc::clone(&draining),
+            draining: shutdown.draining(),
         });
         let admin_listener = TcpListener::bind(config.admin.listen)
             .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
@@ -182,7 +166,6 @@ impl Application {
         .shutdown_timeout(5)
         .run();
 
-        let (stop_tx, stop_rx) = watch::channel(false);
         Ok(Application {
             api,
             admin,
@@ -191,10 +174,7 @@ impl Application {
             issuer,
             smpp,
             simulator,
-            draining,
-            stop_tx,
-            stop_rx,
-            _stop: stop,
+            shutdown,
         })
     }
 
@@ -220,33 +200,20 @@ impl Application {
 
     /// A handle that stops the application.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle(self.stop_tx.clone())
+        self.shutdown.stop_handle()
     }
 
-    /// Serves until SIGINT/SIGTERM or [`StopHandle::stop`], then shuts down in order.
+    /// Serves until SIGINT/SIGTERM or [`StopHandle::stop`], then shuts down in order
+    /// (see [`crate::shutdown`]); `Ok` once everything has stopped.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let api_handle: ServerHandle = self.api.handle();
-        let admin_handle: ServerHandle = self.admin.handle();
-        let api_task = tokio::spawn(self.api);
-        let admin_task = tokio::spawn(self.admin);
-        let mut stop_rx = self.stop_rx;
-        tokio::select! {
-            _ = shutdown_signal() => tracing::info!(target: TARGET, "signal received, shutting down"),
-            _ = stop_rx.wait_for(|s| *s) => tracing::info!(target: TARGET, "stop requested"),
-        }
-        // Order: report not-ready, drain the API (in-flight sends still reach the SMSC),
-        // unbind, then stop the admin listener and the simulator.
-        self.draining.store(true, Ordering::SeqCst);
-        api_handle.stop(true).await;
-        let _ = api_task.await;
-        self.smpp.shutdown().await;
-        admin_handle.stop(true).await;
-        let _ = admin_task.await;
-        if let Some(sim) = self.simulator {
-            sim.stop().await;
-        }
-        tracing::info!(target: TARGET, "stopped");
-        Ok(())
+        self.shutdown
+            .run(Services {
+                api: self.api,
+                admin: self.admin,
+                smpp: self.smpp,
+                simulator: self.simulator,
+            })
+            .await
     }
 }
 
@@ -279,44 +246,26 @@ fn token_issuer(config: &Config) -> anyhow::Result<TokenIssuer> {
 /// Starts the simulator on a free loopback port and points the route at it: its port is only
 /// known once it listens.
 async fn start_embedded(
+    shutdown: &Shutdown,
     embedded: &EmbeddedSmsc,
     routes: &mut [RouteSettings],
 ) -> std::io::Result<SmscHandle> {
     let Some(route) = routes.first_mut() else {
-        return Err(std::io::Error::other("the embedded simulator needs its route"));
+        return Err(std::io::Error::other(
+            "the embedded simulator needs its route",
+        ));
     };
-    let sim = smsc_sim::start(SimSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        system_id: route.smsc.system_id.clone(),
-        password: route.smsc.password.expose().to_owned(),
-        receipt_delay: embedded.receipt_delay,
-        print_messages: true,
-        inbox_capacity: 10_000,
-        faults: embedded.faults.clone(),
-    })
-    .await?;
+    let sim = shutdown
+        .start_simulator(SimSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            system_id: route.smsc.system_id.clone(),
+            password: route.smsc.password.expose().to_owned(),
+            receipt_delay: embedded.receipt_delay,
+            print_messages: true,
+            inbox_capacity: 10_000,
+            faults: embedded.faults.clone(),
+        })
+        .await?;
     route.smsc.port = sim.local_addr().port();
     Ok(sim)
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -25,6 +25,7 @@ async fn serve_with_embedded_defaults_runs_the_quickstart_and_never_logs_the_cod
     let mut child = Command::new(BIN)
         .env("OTPGW_HTTP__LISTEN", "127.0.0.1:0")
         .env("OTPGW_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("OTPGW_HTTP__SHUTDOWN_GRACE", "0s")
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -200,4 +201,70 @@ fn smsc_sim_fault_flags_are_documented_and_checked() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--prefix-errors"));
+}
+
+#[test]
+fn sigterm_drains_for_the_grace_then_exits_0() {
+    let grace = Duration::from_millis(200);
+    let mut child = Command::new(BIN)
+        .env("OTPGW_HTTP__LISTEN", "127.0.0.1:0")
+        .env("OTPGW_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("OTPGW_HTTP__SHUTDOWN_GRACE", "200ms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| drop(tx.send(l)))
+    });
+    std::thread::spawn(move || {
+        BufReader::new(err)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| drop(tx2.send(l)))
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lines.iter().any(|l: &String| l.contains("is up")) {
+        assert!(std::time::Instant::now() < deadline, "no banner: {lines:?}");
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(l);
+        }
+    }
+
+    let signalled = std::time::Instant::now();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let limit = grace + Duration::from_secs(5);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if signalled.elapsed() > limit {
+            child.kill().ok();
+            panic!("still running {limit:?} after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+        lines.push(l);
+    }
+    assert!(exit.success(), "exit status {exit:?}: {lines:?}");
+    assert!(took >= grace, "exited after {took:?}, before the grace");
+    assert!(
+        lines.iter().any(|l| l.contains("draining")),
+        "the drain is logged: {lines:?}"
+    );
 }

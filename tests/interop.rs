@@ -14,8 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use otp_gateway::domain::{PhoneNumber, Secret};
 use otp_gateway::smpp::encoding::Concatenation;
-use otp_gateway::smpp::{DeliveryState, OutboundSms, SmppClient, SmppSettings};
+use otp_gateway::smpp::{
+    DeliveryState, OutboundSms, RouteSettings, SessionOptions, SmppClient, SmscAddress,
+};
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -100,19 +103,18 @@ fn start_peer(kind: Kind) -> Peer {
     peer
 }
 
-fn settings(peer: &Peer, concatenation: Concatenation) -> SmppSettings {
-    SmppSettings {
-        host: "127.0.0.1".into(),
-        port: peer.port,
-        system_id: "otpgw".into(),
-        password: "secret".into(),
-        source_addr: "OTPGateway".into(),
-        submit_timeout: Duration::from_secs(3),
-        response_timeout: Duration::from_secs(2),
-        reconnect_min: Duration::from_millis(100),
-        reconnect_max: Duration::from_millis(500),
-        concatenation,
-        ..SmppSettings::default()
+fn settings(peer: &Peer, concatenation: Concatenation) -> RouteSettings {
+    RouteSettings {
+        options: SessionOptions {
+            source_addr: "OTPGateway".parse().unwrap(),
+            submit_timeout: Duration::from_secs(3),
+            response_timeout: Duration::from_secs(2),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_millis(500),
+            concatenation,
+            ..SessionOptions::default()
+        },
+        ..RouteSettings::new(SmscAddress::new("127.0.0.1", peer.port, "otpgw", "secret"))
     }
 }
 
@@ -156,8 +158,8 @@ async fn run(kind: Kind, concatenation: Concatenation) {
     for (i, (to, text, segments, _)) in cases().into_iter().enumerate() {
         let tag = format!("interop-{i}");
         let sms = OutboundSms {
-            destination: to.into(),
-            text: text.clone(),
+            destination: PhoneNumber::parse(to).unwrap(),
+            text: Secret::new(text.clone()),
             validity: Duration::from_secs(300),
         };
         let receipt = client.submit_tagged(sms, Some(&tag)).await.unwrap();

@@ -17,8 +17,8 @@ fn dir() -> PathBuf {
 /// Starts the gateway on free ports in a thread of its own; returns (api, admin) addresses.
 fn start_gateway() -> (String, String) {
     let mut settings = Settings::load(Some(&dir().join("ci/gateway.toml"))).expect("gateway.toml");
-    settings.http.listen = "127.0.0.1:0".into();
-    settings.admin.listen = "127.0.0.1:0".into();
+    settings.http.listen = ([127, 0, 0, 1], 0).into();
+    settings.admin.listen = ([127, 0, 0, 1], 0).into();
     let validated = settings.validate().expect("valid settings");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

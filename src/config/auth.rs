@@ -110,9 +110,12 @@ impl AuthSettings {
         let signing_key = match &self.signing_key_file {
             None => None,
             Some(path) => {
-                let read_error = |e: String| invalid("auth.signing_key_file", format!("{}: {e}", path.display()));
+                let read_error = |e: String| {
+                    invalid("auth.signing_key_file", format!("{}: {e}", path.display()))
+                };
                 let bytes = std::fs::read(path).map_err(|e| read_error(e.to_string()))?;
-                crate::auth::jwt::SigningKey::from_pkcs8(&bytes).map_err(|e| read_error(e.to_string()))?;
+                crate::auth::jwt::SigningKey::from_pkcs8(&bytes)
+                    .map_err(|e| read_error(e.to_string()))?;
                 Some(Secret::wrap(bytes))
             }
         };

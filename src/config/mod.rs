@@ -23,9 +23,7 @@ pub use self::http::{AdminSettings, HttpSettings};
 pub use self::log::{LogFormat, LogSettings};
 pub use self::otp::{HashKey, OtpSettings};
 pub use self::policy::PolicySettings;
-pub use self::smpp::{
-    EmbeddedSmsc, RouteEntry, SimulatorConfig, SmppConfig, SmppSettings, SmscUrl, DEFAULT_ROUTE,
-};
+pub use self::smpp::{EmbeddedSmsc, RouteEntry, SmppConfig, SmppSettings, SmscUrl, DEFAULT_ROUTE};
 pub use self::store::{StoreBackend, StoreSettings};
 
 /// Settings as read from defaults, file and environment.
@@ -76,10 +74,16 @@ pub struct Config {
 /// A configuration problem, naming the key that caused it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file or an environment variable could not be read or has the wrong shape (the
-    /// message names the key).
-    #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    /// The file or an environment variable could not be read or has the wrong shape.
+    #[error("configuration key `{key}`: {reason}{}", origin.as_deref().map(|o| format!(" (in {o})")).unwrap_or_default())]
+    Load {
+        /// Dotted key, e.g. `smpp.concatenation` (empty when the whole file is unreadable).
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+        /// Where the value came from: a file, or the environment.
+        origin: Option<String>,
+    },
     /// A value is out of range or inconsistent with another.
     #[error("configuration key `{key}`: {reason}")]
     Invalid {
@@ -97,6 +101,34 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Names the key of a figment error: its path, plus the option name that a flattened
+/// section's deserialiser put into the message (see `smpp::FIELD_MARK`).
+fn load_error(e: figment::Error) -> ConfigError {
+    let origin = e.metadata.as_ref().map(|md| match &md.source {
+        Some(source) => format!("{source} {}", md.name),
+        None => md.name.to_string(),
+    });
+    let mut key = e.path.join(".");
+    let mut reason = e.kind.to_string();
+    let mark = crate::smpp::FIELD_MARK;
+    if let Some((field, rest)) = reason
+        .strip_prefix(mark)
+        .and_then(|r| r.split_once(mark))
+        .map(|(f, r)| (f.to_owned(), r.to_owned()))
+    {
+        if !key.is_empty() {
+            key.push('.');
+        }
+        key.push_str(&field);
+        reason = rest;
+    }
+    ConfigError::Load {
+        key,
+        reason,
+        origin,
+    }
+}
+
 impl Settings {
     /// Defaults, then `file` (when given), then `OTPGW_*` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -111,9 +143,7 @@ impl Settings {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(Env::prefixed("OTPGW_").split("__"));
-        figment
-            .extract()
-            .map_err(|e| ConfigError::Load(Box::new(e)))
+        figment.extract().map_err(load_error)
     }
 
     /// Applies the rules that span fields and derives the typed forms start-up uses.

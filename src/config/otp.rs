@@ -72,7 +72,10 @@ impl OtpSettings {
             return Err(invalid("otp.max_codes_window", "must be longer than 0s"));
         }
         if self.id_retention < self.ttl {
-            return Err(invalid("otp.id_retention", "must not be shorter than otp.ttl"));
+            return Err(invalid(
+                "otp.id_retention",
+                "must not be shorter than otp.ttl",
+            ));
         }
         Ok(())
     }
@@ -80,7 +83,9 @@ impl OtpSettings {
     /// The configured key, or a random one.
     pub(super) fn hash_key(&self) -> Result<HashKey, ConfigError> {
         match &self.hash_key {
-            Some(k) if k.len() < 32 => Err(invalid("otp.hash_key", "must be at least 32 bytes long")),
+            Some(k) if k.len() < 32 => {
+                Err(invalid("otp.hash_key", "must be at least 32 bytes long"))
+            }
             Some(k) => Ok(HashKey {
                 key: Secret::wrap(k.expose().as_bytes().to_vec()),
                 generated: false,

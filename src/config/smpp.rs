@@ -13,6 +13,7 @@ use super::{invalid, ConfigError};
 use crate::de;
 use crate::domain::Secret;
 use crate::smpp::{RouteSettings, SessionOptions, SessionOverrides, SmscAddress};
+use crate::smsc_sim::SimFaults;
 
 /// The `smpp.url` value: the embedded simulator or a real SMSC.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -72,7 +73,7 @@ pub struct SmppSettings {
     #[serde(with = "humantime_serde")]
     pub embedded_receipt_delay: Duration,
     /// Fault injection of the embedded simulator (`url = "embedded"` only).
-    pub simulator: SimulatorConfig,
+    pub simulator: SimFaults,
     /// Several SMSCs; when present they replace `url`.
     pub routes: Vec<RouteEntry>,
     /// Options of every route's sessions.
@@ -87,7 +88,7 @@ impl Default for SmppSettings {
         SmppSettings {
             url: SmscUrl::Embedded,
             embedded_receipt_delay: Duration::from_millis(200),
-            simulator: SimulatorConfig::default(),
+            simulator: SimFaults::default(),
             routes: Vec::new(),
             session: SessionOptions::default(),
             unknown: UnknownKeys::default(),
@@ -135,7 +136,7 @@ pub struct EmbeddedSmsc {
     /// Delay before its delivery receipts.
     pub receipt_delay: Duration,
     /// Faults it injects.
-    pub faults: crate::smsc_sim::SimFaults,
+    pub faults: SimFaults,
 }
 
 /// `[smpp]` after validation.
@@ -185,7 +186,7 @@ impl SmppSettings {
                     )],
                     embedded: Some(EmbeddedSmsc {
                         receipt_delay: self.embedded_receipt_delay,
-                        faults: self.simulator.to_faults()?,
+                        faults: self.simulator,
                     }),
                 },
             });
@@ -241,109 +242,3 @@ fn embedded_address() -> SmscAddress {
         password: Secret::new(b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
     }
 }
-
-/// `[smpp.simulator]`: faults the embedded simulator injects (none by default).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SimulatorConfig {
-    /// ESME_RTHROTTLED above this many submits per second per bind (0 = never).
-    pub throttle_tps: u32,
-    /// Fraction (0.0–1.0) of submits answered with `error_status`.
-    pub error_rate: f64,
-    /// command_status for `error_rate` (`"0x08"` or decimal).
-    pub error_status: String,
-    /// Destination prefix → command_status.
-    pub prefix_errors: BTreeMap<String, String>,
-    /// Drop a session, unanswered, on its N-th PDU (0 = never).
-    pub disconnect_after: u64,
-    /// Delay before every submit_sm_resp.
-    #[serde(with = "humantime_serde")]
-    pub response_delay: Duration,
-    /// Receipt state → weight (`delivered`, `undeliverable`, `expired`, `deleted`, `rejected`).
-    pub receipt_states: BTreeMap<String, u32>,
-    /// `hex`, `decimal` or `hex-resp-decimal-receipt`.
-    pub message_ids: String,
-    /// Send each receipt before its submit_sm_resp.
-    pub receipt_before_response: bool,
-    /// Send receipted_message_id / message_state TLVs besides the text form.
-    pub receipt_tlvs: bool,
-    /// Send an enquire_link in the same TCP write as every bind response.
-    pub pdu_after_bind: bool,
-}
-
-impl Default for SimulatorConfig {
-    fn default() -> Self {
-        Self {
-            throttle_tps: 0,
-            error_rate: 0.0,
-            error_status: "0x08".into(),
-            prefix_errors: BTreeMap::new(),
-            disconnect_after: 0,
-            response_delay: Duration::ZERO,
-            receipt_states: BTreeMap::new(),
-            message_ids: "hex".into(),
-            receipt_before_response: false,
-            receipt_tlvs: true,
-            pdu_after_bind: false,
-        }
-    }
-}
-
-impl SimulatorConfig {
-    fn to_faults(&self) -> Result<crate::smsc_sim::SimFaults, ConfigError> {
-        use crate::smsc_sim::{parse_status, SimFaults};
-        if !(0.0..=1.0).contains(&self.error_rate) {
-            return Err(invalid(
-                "smpp.simulator.error_rate",
-                "must be between 0.0 and 1.0",
-            ));
-        }
-        let error_status = parse_status(&self.error_status)
-            .map_err(|e| invalid("smpp.simulator.error_status", e))?;
-        let prefix_errors = self
-            .prefix_errors
-            .iter()
-            .map(|(p, st)| {
-                if !de::is_prefix(p) {
-                    return Err(invalid(
-                        "smpp.simulator.prefix_errors",
-                        format!("{p:?} is not a '+' followed by digits"),
-                    ));
-                }
-                let status =
-                    parse_status(st).map_err(|e| invalid("smpp.simulator.prefix_errors", e))?;
-                Ok((p.clone(), status))
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
-        let receipt_states = self
-            .receipt_states
-            .iter()
-            .map(|(state, w)| {
-                Ok((
-                    state
-                        .parse()
-                        .map_err(|e: String| invalid("smpp.simulator.receipt_states", e))?,
-                    *w,
-                ))
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
-        let message_ids = self
-            .message_ids
-            .parse()
-            .map_err(|e: String| invalid("smpp.simulator.message_ids", e))?;
-        Ok(SimFaults {
-            throttle_tps: self.throttle_tps,
-            error_rate: self.error_rate,
-            error_status,
-            prefix_errors,
-            disconnect_after: self.disconnect_after,
-            response_delay: self.response_delay,
-            receipt_states,
-            message_ids,
-            receipt_before_response: self.receipt_before_response,
-            receipt_tlvs: self.receipt_tlvs,
-            pdu_after_bind: self.pdu_after_bind,
-        })
-    }
-}
-

@@ -48,7 +48,10 @@ fn invalid_values_name_their_key() {
             "otp.id_retention",
         ),
         (|s| s.smpp.session.binds = 0, "smpp.binds"),
-        (|s| s.smpp.session.receiver_bind = true, "smpp.receiver_bind"),
+        (
+            |s| s.smpp.session.receiver_bind = true,
+            "smpp.receiver_bind",
+        ),
         (|s| s.smpp.session.max_tps = 1_000_000, "smpp.max_tps"),
         (
             |s| s.smpp.session.response_timeout = Duration::ZERO,
@@ -69,15 +72,36 @@ fn malformed_values_name_their_key_when_parsed() {
         ("[smpp]\nurl = \"http://x\"", "smpp.url"),
         ("[store]\nbackend = \"etcd\"", "store.backend"),
         ("[http]\nlisten = \"nowhere\"", "http.listen"),
-        ("[policy]\nblocked_numbers = [\"123\"]", "policy.blocked_numbers"),
+        (
+            "[policy]\nblocked_numbers = [\"123\"]",
+            "policy.blocked_numbers",
+        ),
         ("[smpp]\nconcatenation = \"udh7\"", "smpp.concatenation"),
-        ("[smpp]\nmessage_id_format = \"base64\"", "smpp.message_id_format"),
-        ("[smpp.simulator]\nerror_rate = 2.0", "smpp.simulator.error_rate"),
-        ("[smpp.simulator]\nmessage_ids = \"octal\"", "smpp.simulator.message_ids"),
-        ("[smpp.simulator.receipt_states]\nlost = 1", "smpp.simulator.receipt_states"),
+        (
+            "[smpp]\nmessage_id_format = \"base64\"",
+            "smpp.message_id_format",
+        ),
+        (
+            "[smpp.simulator]\nerror_rate = 2.0",
+            "smpp.simulator.error_rate",
+        ),
+        (
+            "[smpp.simulator]\nmessage_ids = \"octal\"",
+            "smpp.simulator.message_ids",
+        ),
+        (
+            "[smpp.simulator.receipt_states]\nlost = 1",
+            "smpp.simulator.receipt_states",
+        ),
         ("[smpp]\nbind_mode = \"receiver\"", "smpp.bind_mode"),
-        ("[smpp.status_map]\n\"0x04zz\" = \"blocked\"", "smpp.status_map"),
-        ("[smpp.status_map]\n\"0x0400\" = \"gone\"", "smpp.status_map"),
+        (
+            "[smpp.status_map]\n\"0x04zz\" = \"blocked\"",
+            "smpp.status_map",
+        ),
+        (
+            "[smpp.status_map]\n\"0x0400\" = \"gone\"",
+            "smpp.status_map",
+        ),
         ("[smpp]\nwindoww = 3", "smpp.windoww"),
         ("[otp]\nttl = \"forever\"", "otp.ttl"),
     ];
@@ -121,11 +145,18 @@ fn routes_validate_and_inherit_smpp_defaults() {
     assert_eq!(routes.len(), 2);
     let (a, b) = (&routes[0], &routes[1]);
     assert_eq!(
-        (a.options.binds, a.options.max_tps, a.options.source_ton.zip(a.options.source_npi)),
+        (
+            a.options.binds,
+            a.options.max_tps,
+            a.options.source_ton.zip(a.options.source_npi)
+        ),
         (3, 7, Some((2, 1)))
     );
     assert_eq!(a.options.dest_ton.zip(a.options.dest_npi), Some((2, 1)));
-    assert_eq!(b.options.dest_ton, None, "b keeps the international default");
+    assert_eq!(
+        b.options.dest_ton, None,
+        "b keeps the international default"
+    );
     assert_eq!(a.options.concatenation, Concatenation::Sar);
     assert!(b.smsc.tls && !a.smsc.tls);
     assert_eq!(b.options.source_addr.as_str(), "OTPGateway");
@@ -154,24 +185,36 @@ fn routes_validate_and_inherit_smpp_defaults() {
     assert!(err.contains("dest_ton"), "{err}");
     let err = load_and_validate(
         "ca",
-        &ROUTES.replace("priority = 2\n", "priority = 2\nca_file = \"/nonexistent.pem\"\n"),
+        &ROUTES.replace(
+            "priority = 2\n",
+            "priority = 2\nca_file = \"/nonexistent.pem\"\n",
+        ),
     )
     .unwrap_err()
     .to_string();
     assert!(err.contains("smpp.routes"), "{err}");
-    let err = load_and_validate("unknown", &ROUTES.replace("priority = 2\n", "priority = 2\nbindz = 2\n"))
-        .unwrap_err()
-        .to_string();
+    let err = load_and_validate(
+        "unknown",
+        &ROUTES.replace("priority = 2\n", "priority = 2\nbindz = 2\n"),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("smpp.routes.bindz"), "{err}");
 }
 
 #[test]
 fn smpp_url_is_route_0_when_no_routes_are_listed() {
-    let v = load_and_validate("url", "[smpp]\nurl = \"smpp://otp:p%40ss@smsc.example:2775\"\nbinds = 2\n")
-        .unwrap();
+    let v = load_and_validate(
+        "url",
+        "[smpp]\nurl = \"smpp://otp:p%40ss@smsc.example:2775\"\nbinds = 2\n",
+    )
+    .unwrap();
     assert_eq!(v.smpp.routes.len(), 1);
     let r = &v.smpp.routes[0];
-    assert_eq!((r.name.as_str(), r.smsc.host.as_str(), r.smsc.port), (DEFAULT_ROUTE, "smsc.example", 2775));
+    assert_eq!(
+        (r.name.as_str(), r.smsc.host.as_str(), r.smsc.port),
+        (DEFAULT_ROUTE, "smsc.example", 2775)
+    );
     assert_eq!(r.smsc.password.expose(), "p@ss");
     assert_eq!(r.options.binds, 2);
     assert!(v.smpp.embedded.is_none());

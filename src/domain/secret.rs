@@ -78,7 +78,10 @@ mod tests {
     #[test]
     fn neither_debug_nor_display_shows_the_value() {
         let s = Secret::new("hunter22");
-        assert_eq!(format!("{s:?} {s} {:?}", Some(&s)), "[redacted] [redacted] Some([redacted])");
+        assert_eq!(
+            format!("{s:?} {s} {:?}", Some(&s)),
+            "[redacted] [redacted] Some([redacted])"
+        );
         assert_eq!(s.expose(), "hunter22");
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::store::MemoryStore;
+use futures::future::BoxFuture;
 
 #[derive(Default)]
 struct RecordingSender {
@@ -202,13 +203,17 @@ async fn quota_counts_accepted_sends_per_number() {
 async fn failed_delivery_leaves_no_challenge_and_no_quota_behind() {
     let f = fixture(NumberPolicy::default());
     let (old_id, old_code) = f.send("+34600000009").await;
-    *f.sender.fail.lock().unwrap() = Some(|| DeliveryError::Timeout);
+    *f.sender.fail.lock().unwrap() =
+        Some(|| DeliveryError::OutcomeUnknown("no submit_sm_resp".into()));
     for _ in 0..6 {
         let r = f
             .svc
             .send_code("app", &phone("+34600000009"), &template())
             .await;
-        assert!(matches!(r, Err(OtpError::Delivery(DeliveryError::Timeout))));
+        assert!(matches!(
+            r,
+            Err(OtpError::Delivery(DeliveryError::OutcomeUnknown(_)))
+        ));
     }
     *f.sender.fail.lock().unwrap() = None;
     // The earlier code is still the live one, and the failures did not use up the quota.
@@ -223,7 +228,7 @@ async fn policy_rejections_send_nothing() {
     let f = fixture(NumberPolicy::new(&crate::config::PolicySettings {
         operator_prefixes: vec!["+34".into()],
         not_allowed_prefixes: vec!["+349".into()],
-        blocked_numbers: vec!["+34611111111".into()],
+        blocked_numbers: vec![PhoneNumber::parse("+34611111111").unwrap()],
     }));
     let t = template();
     let r = |p: &'static str| {

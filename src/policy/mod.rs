@@ -78,7 +78,10 @@ mod tests {
         let p = NumberPolicy::new(&PolicySettings {
             operator_prefixes: vec!["+346".into()],
             not_allowed_prefixes: vec!["+3469".into()],
-            blocked_numbers: vec!["+34611111111".into(), "+4911111111".into()],
+            blocked_numbers: vec![
+                PhoneNumber::parse("+34611111111").unwrap(),
+                PhoneNumber::parse("+4911111111").unwrap(),
+            ],
         });
         let n = |s: &str| PhoneNumber::parse(s).unwrap();
         assert_eq!(p.check(&n("+34600000001")), Ok(()));

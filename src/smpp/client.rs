@@ -274,6 +274,11 @@ impl SmppClient {
         self.inner.shared.tracker.report(tag)
     }
 
+    #[cfg(test)]
+    pub(super) fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
     /// Unbinds every session (waiting briefly for unbind_resp), closes them
     /// and stops reconnecting. Idempotent.
     pub async fn shutdown(&self) {

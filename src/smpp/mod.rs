@@ -34,7 +34,7 @@ pub use receipts::{DeliveryReport, DeliveryState, MessageIdFormat, SegmentReport
 pub use router::{RoutedError, RoutedReceipt, SmppRouter};
 pub use settings::{
     BindMode, RouteSettings, SessionOptions, SessionOverrides, SmscAddress, SourceAddr,
-    StatusAction, StatusMap,
+    StatusAction, StatusMap, FIELD_MARK,
 };
 
 /// tracing target of every event emitted by this module.

@@ -67,7 +67,7 @@ pub fn relative_validity(validity: Duration) -> Option<String> {
 }
 
 /// Source TON/NPI and address as sent on the wire.
-fn source_address(source: &str) -> (Ton, Npi, &str) {
+pub(crate) fn source_address(source: &str) -> (Ton, Npi, &str) {
     let digits = source.strip_prefix('+').unwrap_or(source);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         (Ton::International, Npi::Isdn, digits)
@@ -202,6 +202,9 @@ mod tests {
     #[test]
     fn the_outbound_text_never_reaches_a_debug_line() {
         let shown = format!("{:?}", sms());
-        assert!(!shown.contains("123456") && !shown.contains("600000001"), "{shown}");
+        assert!(
+            !shown.contains("123456") && !shown.contains("600000001"),
+            "{shown}"
+        );
     }
 }

@@ -382,13 +382,7 @@ fn classify(error: rusmppc::error::Error, options: &SessionOptions) -> Failure {
             let why = Uncertainty::NoResponse {
                 after: options.submit_timeout,
             };
-            Failure::Unanswered(
-                why,
-                SmppError::MayHold {
-                    why,
-                    cause: None,
-                },
-            )
+            Failure::Unanswered(why, SmppError::MayHold { why, cause: None })
         }
         // The submit_sm may have reached the SMSC before the session broke.
         other => Failure::Unanswered(Uncertainty::SessionLost, SmppError::Connection(other)),

@@ -102,15 +102,37 @@ impl FromStr for SourceAddr {
     }
 }
 
+/// Marks the option name in a deserialisation error, so the configuration loader can name the
+/// key: serde's `flatten` (how `[smpp]` embeds these options) loses the field path.
+pub const FIELD_MARK: char = '\u{1f}';
+
+/// A duration written the humantime way (`500ms`, `30s`).
+struct Humantime(Duration);
+
+impl<'de> Deserialize<'de> for Humantime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        humantime_serde::deserialize(d).map(Humantime)
+    }
+}
+
+macro_rules! read_option {
+    ($map:ident, $ty:ty) => {
+        $map.next_value::<$ty>()
+    };
+    ($map:ident, $ty:ty, $de:ty) => {
+        $map.next_value::<$de>().map(|v| v.0)
+    };
+}
+
 /// Declares the per-route session options once: the plain struct with its defaults, the
-/// all-optional overrides of a `[[smpp.routes]]` entry, and how overrides apply.
+/// all-optional overrides of a `[[smpp.routes]]` entry, how overrides apply, and one
+/// deserialiser for both that names the option in its errors.
 macro_rules! session_options {
-    ($( $(#[doc = $doc:literal])* $(#[serde($($serde:tt)*)])? $name:ident : $ty:ty = $default:expr ),* $(,)?) => {
+    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty $(as $de:ty)? = $default:expr ),* $(,)?) => {
         /// Options of one route's sessions; `[smpp]` sets them for every route.
-        #[derive(Clone, Debug, PartialEq, Deserialize)]
-        #[serde(default)]
+        #[derive(Clone, Debug, PartialEq)]
         pub struct SessionOptions {
-            $( $(#[doc = $doc])* $(#[serde($($serde)*)])? pub $name: $ty, )*
+            $( $(#[doc = $doc])* pub $name: $ty, )*
         }
 
         impl Default for SessionOptions {
@@ -120,10 +142,9 @@ macro_rules! session_options {
         }
 
         /// The options a `[[smpp.routes]]` entry names; the others come from `[smpp]`.
-        #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-        #[serde(default)]
+        #[derive(Clone, Debug, Default, PartialEq)]
         pub struct SessionOverrides {
-            $( #[allow(missing_docs)] $(#[serde($($serde)*)])? pub $name: Option<$ty>, )*
+            $( #[allow(missing_docs)] pub $name: Option<$ty>, )*
         }
 
         impl SessionOverrides {
@@ -132,6 +153,50 @@ macro_rules! session_options {
                 SessionOptions {
                     $( $name: match self.$name { Some(v) => v, None => base.$name.clone() }, )*
                 }
+            }
+        }
+
+        const OPTION_NAMES: &[&str] = &[$(stringify!($name)),*];
+
+        struct OverridesVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for OverridesVisitor {
+            type Value = SessionOverrides;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("SMPP session options")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SessionOverrides, A::Error> {
+                use serde::de::Error;
+                let mut o = SessionOverrides::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        $( stringify!($name) => {
+                            let v = read_option!(map, $ty $(, $de)?).map_err(|e| {
+                                A::Error::custom(format!("{FIELD_MARK}{}{FIELD_MARK}{e}", stringify!($name)))
+                            })?;
+                            o.$name = Some(v);
+                        } )*
+                        other => {
+                            return Err(A::Error::custom(format!("{FIELD_MARK}{other}{FIELD_MARK}unknown key")));
+                        }
+                    }
+                }
+                Ok(o)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for SessionOverrides {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                // A struct, not a map: under `flatten` only these keys are handed over.
+                d.deserialize_struct("SessionOptions", OPTION_NAMES, OverridesVisitor)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for SessionOptions {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Ok(SessionOverrides::deserialize(d)?.apply_to(&SessionOptions::default()))
             }
         }
     };
@@ -164,21 +229,16 @@ session_options! {
     /// PEM bundle of the CAs trusted for `smpps://`; the public web roots when absent.
     ca_file: Option<PathBuf> = None,
     /// Deadline of a whole submit (every segment, every retry; at least 10ms).
-    #[serde(with = "humantime_serde")]
-    submit_timeout: Duration = Duration::from_secs(5),
+    submit_timeout: Duration as Humantime = Duration::from_secs(5),
     /// Longest wait for one submit_sm_resp, capped by what is left of `submit_timeout`
     /// (at least 10ms).
-    #[serde(with = "humantime_serde")]
-    response_timeout: Duration = Duration::from_secs(2),
+    response_timeout: Duration as Humantime = Duration::from_secs(2),
     /// Interval between enquire_link PDUs on an idle session.
-    #[serde(with = "humantime_serde")]
-    enquire_link_interval: Duration = Duration::from_secs(30),
+    enquire_link_interval: Duration as Humantime = Duration::from_secs(30),
     /// First reconnect delay after a failed connect/bind or a lost session.
-    #[serde(with = "humantime_serde")]
-    reconnect_min: Duration = Duration::from_millis(250),
+    reconnect_min: Duration as Humantime = Duration::from_millis(250),
     /// Cap of the doubling reconnect delay.
-    #[serde(with = "humantime_serde")]
-    reconnect_max: Duration = Duration::from_secs(30),
+    reconnect_max: Duration as Humantime = Duration::from_secs(30),
     /// bind_transceiver or bind_transmitter.
     bind_mode: BindMode = BindMode::Transceiver,
     /// With [`BindMode::Transmitter`]: one more session, bound with bind_receiver, for receipts.
@@ -277,10 +337,16 @@ impl FromStr for SmscAddress {
             (None, Some(rest)) => (true, rest),
             (None, None) => return Err(bad("unsupported scheme")),
         };
-        let (userinfo, hostport) = rest.rsplit_once('@').ok_or_else(|| bad("missing credentials"))?;
-        let (user, pass) = userinfo.split_once(':').ok_or_else(|| bad("missing password"))?;
+        let (userinfo, hostport) = rest
+            .rsplit_once('@')
+            .ok_or_else(|| bad("missing credentials"))?;
+        let (user, pass) = userinfo
+            .split_once(':')
+            .ok_or_else(|| bad("missing password"))?;
         let hostport = hostport.trim_end_matches('/');
-        let (host, port) = hostport.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .ok_or_else(|| bad("missing port"))?;
         let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || user.is_empty() {
@@ -296,7 +362,9 @@ impl FromStr for SmscAddress {
         let system_id = decode(user).ok_or_else(|| bad("bad escape in system id"))?;
         let password = decode(pass).ok_or_else(|| bad("bad escape in password"))?;
         if system_id.len() > 15 || password.len() > 8 {
-            return Err(bad("SMPP 3.4 limits system_id to 15 and password to 8 characters"));
+            return Err(bad(
+                "SMPP 3.4 limits system_id to 15 and password to 8 characters",
+            ));
         }
         Ok(SmscAddress {
             host: host.to_owned(),
@@ -312,7 +380,9 @@ impl FromStr for SmscAddress {
 fn has_bad_escape(s: &str) -> bool {
     let b = s.as_bytes();
     b.iter().enumerate().any(|(i, c)| {
-        *c == b'%' && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        *c == b'%'
+            && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
     })
 }
 
@@ -358,7 +428,9 @@ mod tests {
     #[test]
     fn smpp_urls_parse_with_escapes() {
         assert_eq!(
-            "smpp://otp:p%40ss@smsc.example:2775".parse::<SmscAddress>().unwrap(),
+            "smpp://otp:p%40ss@smsc.example:2775"
+                .parse::<SmscAddress>()
+                .unwrap(),
             SmscAddress {
                 host: "smsc.example".into(),
                 port: 2775,
@@ -368,8 +440,14 @@ mod tests {
             }
         );
         assert!(matches!(
-            "smpps://otp:pw@smsc.example:3550".parse::<SmscAddress>().unwrap(),
-            SmscAddress { tls: true, port: 3550, .. }
+            "smpps://otp:pw@smsc.example:3550"
+                .parse::<SmscAddress>()
+                .unwrap(),
+            SmscAddress {
+                tls: true,
+                port: 3550,
+                ..
+            }
         ));
         assert!("smpp://otp@host:1".parse::<SmscAddress>().is_err());
         assert!("smpp://a:b@host:notaport".parse::<SmscAddress>().is_err());
@@ -379,7 +457,10 @@ mod tests {
 
     #[test]
     fn overrides_replace_only_what_they_name() {
-        let base = SessionOptions { max_tps: 7, ..SessionOptions::default() };
+        let base = SessionOptions {
+            max_tps: 7,
+            ..SessionOptions::default()
+        };
         let o = SessionOverrides {
             binds: Some(3),
             dest_ton: Some(Some(2)),
@@ -387,7 +468,10 @@ mod tests {
             ..SessionOverrides::default()
         }
         .apply_to(&base);
-        assert_eq!((o.binds, o.max_tps, o.dest_ton, o.dest_npi), (3, 7, Some(2), Some(1)));
+        assert_eq!(
+            (o.binds, o.max_tps, o.dest_ton, o.dest_npi),
+            (3, 7, Some(2), Some(1))
+        );
         assert_eq!(o.window, SessionOptions::default().window);
     }
 }

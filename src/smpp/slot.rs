@@ -12,8 +12,8 @@ use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 use super::limiter::SegmentLimiter;
-use crate::sync::lock;
 use super::settings::SessionOptions;
+use crate::sync::lock;
 
 /// First pause of a session after a throttling answer.
 const THROTTLE_PAUSE_MIN: Duration = Duration::from_millis(20);
@@ -161,6 +161,15 @@ impl Slot {
     /// When the limiter could send `n` segments starting now (`None`: unlimited rate).
     pub(super) fn plan(&self, n: usize, now: Instant) -> Option<Vec<Instant>> {
         self.limiter.as_ref().map(|l| lock(l).plan(n, now))
+    }
+
+    /// Holds a window slot as a stuck in-flight message would.
+    #[cfg(test)]
+    pub(super) async fn occupy(&self) -> SemaphorePermit<'_> {
+        match self.window.acquire().await {
+            Ok(p) => p,
+            Err(_) => unreachable!("the window semaphore is never closed"),
+        }
     }
 
     /// Takes a window slot and reserves the rate budget of `segments`.

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use rusmpp::values::{Npi, Ton};
+
+use super::pdu::{build_submits, source_address};
 use super::*;
+use crate::domain::{mask_digits as mask_number, PhoneNumber, Secret};
 use crate::smsc_sim::{self, SimBehaviour, SimFaults, SimSettings, SmscHandle};
 
 const PHONE: &str = "+34600000001";
@@ -24,26 +28,34 @@ fn sim_settings() -> SimSettings {
     }
 }
 
-fn client_settings(sim: &SmscHandle) -> SmppSettings {
-    SmppSettings {
-        host: "127.0.0.1".into(),
-        port: sim.local_addr().port(),
-        system_id: "gateway".into(),
-        password: "secret".into(),
-        source_addr: "OTPGateway".into(),
-        submit_timeout: Duration::from_millis(1000),
-        response_timeout: Duration::from_millis(1000),
-        reconnect_min: Duration::from_millis(50),
-        reconnect_max: Duration::from_millis(200),
-        window: 4,
-        ..SmppSettings::default()
+fn client_settings(sim: &SmscHandle) -> RouteSettings {
+    RouteSettings {
+        options: SessionOptions {
+            source_addr: "OTPGateway".parse().unwrap(),
+            submit_timeout: Duration::from_millis(1000),
+            response_timeout: Duration::from_millis(1000),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_millis(200),
+            window: 4,
+            ..SessionOptions::default()
+        },
+        ..RouteSettings::new(SmscAddress::new(
+            "127.0.0.1",
+            sim.local_addr().port(),
+            "gateway",
+            "secret",
+        ))
     }
+}
+
+fn phone(n: &str) -> PhoneNumber {
+    PhoneNumber::parse(n).unwrap()
 }
 
 fn sms(text: &str) -> OutboundSms {
     OutboundSms {
-        destination: PHONE.into(),
-        text: text.into(),
+        destination: phone(PHONE),
+        text: Secret::new(text),
         validity: Duration::from_secs(300),
     }
 }
@@ -115,10 +127,10 @@ fn source_ton_npi() {
     assert_eq!(source_address("+"), (Ton::Alphanumeric, Npi::Unknown, "+"));
 }
 
-fn src(source: &str) -> SmppSettings {
-    SmppSettings {
-        source_addr: source.into(),
-        ..SmppSettings::default()
+fn src(source: &str) -> SessionOptions {
+    SessionOptions {
+        source_addr: source.parse().unwrap(),
+        ..SessionOptions::default()
     }
 }
 
@@ -141,24 +153,20 @@ fn submit_pdu_fields() {
     assert!(submits.iter().all(|s| u8::from(s.esm_class) == 0x40));
 
     let mut fixed = src("12345");
-    fixed.source_ton_npi = Some((3, 8));
+    (fixed.source_ton, fixed.source_npi) = (Some(3), Some(8));
     let (_, submits) = build_submits(&fixed, &sms("x")).unwrap();
     assert_eq!(
         (submits[0].source_addr_ton, submits[0].source_addr_npi),
         (Ton::from(3), Npi::from(8))
     );
 
+    // A destination is a PhoneNumber, so malformed ones never reach PDU building.
     for bad in ["34600000001", "+", "+34a", ""] {
-        let mut m = sms("x");
-        m.destination = bad.into();
-        assert!(matches!(
-            build_submits(&src("Bank"), &m),
-            Err(SmppError::Encoding(_))
-        ));
+        assert!(PhoneNumber::parse(bad).is_err(), "{bad}");
     }
     assert!(matches!(
         build_submits(&src("Bank"), &sms(&"😀".repeat(70 * 256))),
-        Err(SmppError::Encoding(_))
+        Err(SmppError::Encoding { .. })
     ));
 }
 
@@ -172,12 +180,12 @@ fn debug_output_redacts_secrets() {
         listen: "127.0.0.1:1".parse().unwrap(),
         ..sim_settings()
     };
-    let settings = SmppSettings {
-        port: sim.listen.port(),
-        system_id: "gateway".into(),
-        password: "hunter2".into(),
-        ..SmppSettings::default()
-    };
+    let settings = RouteSettings::new(SmscAddress::new(
+        "127.0.0.1",
+        sim.listen.port(),
+        "gateway",
+        "hunter2",
+    ));
     assert!(!format!("{settings:?}").contains("hunter2"));
 }
 
@@ -232,7 +240,7 @@ async fn long_gsm_text_is_concatenated() {
 async fn wrong_password_never_binds() {
     let sim = smsc_sim::start(sim_settings()).await.unwrap();
     let mut settings = client_settings(&sim);
-    settings.password = "wrong".into();
+    settings.smsc.password = Secret::new("wrong");
     let client = SmppClient::start(settings);
     assert!(!client.wait_bound(Duration::from_millis(300)).await);
     assert!(!client.is_bound());
@@ -271,14 +279,14 @@ async fn rejected_submit() {
 async fn ignored_submit_times_out() {
     let sim = smsc_sim::start(sim_settings()).await.unwrap();
     let mut settings = client_settings(&sim);
-    settings.submit_timeout = Duration::from_millis(300);
+    settings.options.submit_timeout = Duration::from_millis(300);
     let client = SmppClient::start(settings);
     assert!(client.wait_bound(Duration::from_secs(1)).await);
     sim.set_behaviour(SimBehaviour::Ignore);
     let started = Instant::now();
     let err = client.submit(sms("123456")).await.unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(err, SmppError::Timeout { .. }), "{err:?}");
+    assert!(matches!(err, SmppError::MayHold { .. }), "{err:?}");
     assert!(took >= Duration::from_millis(290), "{took:?}");
     assert!(took < Duration::from_millis(400), "{took:?}");
     // The permit was released: the window is not leaked by timeouts.
@@ -337,13 +345,13 @@ async fn window_limits_in_flight() {
     let (sim, client) = {
         let sim = smsc_sim::start(sim_settings()).await.unwrap();
         let mut settings = client_settings(&sim);
-        settings.window = 1;
-        settings.submit_timeout = Duration::from_millis(300);
+        settings.options.window = 1;
+        settings.options.submit_timeout = Duration::from_millis(300);
         (sim, SmppClient::start(settings))
     };
     assert!(client.wait_bound(Duration::from_secs(1)).await);
     // Occupy the only slot, as a stuck in-flight message would.
-    let held = client.inner.shared.slots[0].window.acquire().await.unwrap();
+    let held = client.shared().slots[0].occupy().await;
     let started = Instant::now();
     let err = client.submit(sms("b")).await.unwrap_err();
     assert!(matches!(err, SmppError::Busy), "{err:?}");
@@ -363,7 +371,7 @@ async fn concurrent_submits() {
         let c = client.clone();
         tasks.push(tokio::spawn(async move {
             let mut m = sms(&format!("code {i}"));
-            m.destination = format!("+3460000010{i}");
+            m.destination = phone(&format!("+3460000010{i}"));
             c.submit(m).await
         }));
     }
@@ -375,9 +383,15 @@ async fn concurrent_submits() {
     client.shutdown().await;
 }
 
+fn route(s: &mut RouteSettings, name: &str, prefixes: &[&str], priority: u32) {
+    s.name = name.into();
+    s.prefixes = prefixes.iter().map(|p| (*p).to_owned()).collect();
+    s.priority = priority;
+}
+
 async fn pool(
     faults: SimFaults,
-    tweak: impl FnOnce(&mut SmppSettings),
+    tweak: impl FnOnce(&mut RouteSettings),
 ) -> (SmscHandle, SmppClient, crate::metrics::SmppMetrics) {
     let sim = smsc_sim::start(SimSettings {
         faults,
@@ -387,9 +401,13 @@ async fn pool(
     .unwrap();
     let mut settings = client_settings(&sim);
     tweak(&mut settings);
-    let binds = settings.binds;
+    let binds = settings.options.binds;
     let metrics = crate::metrics::SmppMetrics::new().unwrap();
-    let client = SmppClient::start_with_metrics(settings, Some(metrics.clone()));
+    let client = SmppClient::start_with(
+        settings,
+        metrics.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    );
     assert!(
         client
             .wait_bound_sessions(binds, Duration::from_secs(2))
@@ -401,15 +419,15 @@ async fn pool(
 
 fn numbered(i: usize) -> OutboundSms {
     let mut m = sms(&format!("code {i}"));
-    m.destination = format!("+34600{i:06}");
+    m.destination = phone(&format!("+34600{i:06}"));
     m
 }
 
 #[tokio::test]
 async fn pool_binds_every_session_and_first_free_wins() {
     let (sim, client, metrics) = pool(SimFaults::default(), |s| {
-        s.binds = 3;
-        s.window = 1;
+        s.options.binds = 3;
+        s.options.window = 1;
     })
     .await;
     assert!(eventually(|| sim.active_sessions() == 3).await);
@@ -424,7 +442,7 @@ async fn pool_binds_every_session_and_first_free_wins() {
         "sequential submits all take the first session"
     );
     // With the first session's only slot taken, the next submit goes elsewhere.
-    let held = client.inner.shared.slots[0].window.acquire().await.unwrap();
+    let held = client.shared().slots[0].occupy().await;
     client.submit(numbered(3)).await.unwrap();
     drop(held);
     let arrivals = sim.submit_arrivals();
@@ -440,13 +458,13 @@ async fn pool_binds_every_session_and_first_free_wins() {
 #[tokio::test]
 async fn every_window_full_until_the_deadline_is_busy() {
     let (sim, client, _) = pool(SimFaults::default(), |s| {
-        s.binds = 2;
-        s.window = 1;
-        s.submit_timeout = Duration::from_millis(200);
+        s.options.binds = 2;
+        s.options.window = 1;
+        s.options.submit_timeout = Duration::from_millis(200);
     })
     .await;
-    let a = client.inner.shared.slots[0].window.acquire().await.unwrap();
-    let b = client.inner.shared.slots[1].window.acquire().await.unwrap();
+    let a = client.shared().slots[0].occupy().await;
+    let b = client.shared().slots[1].occupy().await;
     let started = Instant::now();
     let err = client.submit(sms("x")).await.unwrap_err();
     assert!(matches!(err, SmppError::Busy), "{err:?}");
@@ -457,7 +475,7 @@ async fn every_window_full_until_the_deadline_is_busy() {
     tokio::time::sleep(Duration::from_millis(30)).await;
     drop(b);
     // Pool permits notify on release; this one was taken behind its back.
-    client.inner.shared.changed.notify_waiters();
+    client.shared().changed.notify_waiters();
     waiting.await.unwrap().unwrap();
     drop(a);
     assert_eq!(sim.submit_count(), 1);
@@ -471,7 +489,7 @@ async fn throttled_submits_slow_down_and_succeed_within_the_deadline() {
         ..SimFaults::default()
     };
     let (sim, client, metrics) = pool(faults, |s| {
-        s.submit_timeout = Duration::from_secs(3);
+        s.options.submit_timeout = Duration::from_secs(3);
     })
     .await;
     let tasks: Vec<_> = (0..6)
@@ -507,7 +525,7 @@ async fn throttled_until_the_deadline_is_reported_as_throttled() {
         ..SimFaults::default()
     };
     let (_sim, client, _) = pool(faults, |s| {
-        s.submit_timeout = Duration::from_millis(300);
+        s.options.submit_timeout = Duration::from_millis(300);
     })
     .await;
     client.submit(numbered(1)).await.unwrap();
@@ -529,12 +547,12 @@ async fn throttled_until_the_deadline_is_reported_as_throttled() {
 #[tokio::test]
 async fn system_errors_are_retried_and_each_message_is_acknowledged_once() {
     let faults = SimFaults {
-        error_rate: 0.5,
+        error_rate: "0.5".parse().unwrap(),
         ..SimFaults::default()
     };
     let (sim, client, _) = pool(faults, |s| {
-        s.binds = 3;
-        s.submit_timeout = Duration::from_secs(2);
+        s.options.binds = 3;
+        s.options.submit_timeout = Duration::from_secs(2);
     })
     .await;
     let tasks: Vec<_> = (0..10)
@@ -560,9 +578,9 @@ async fn a_session_dropped_mid_submit_is_retried_on_another() {
         ..SimFaults::default()
     };
     let (sim, client, _) = pool(faults, |s| {
-        s.binds = 2;
-        s.reconnect_min = Duration::from_millis(500);
-        s.reconnect_max = Duration::from_millis(500);
+        s.options.binds = 2;
+        s.options.reconnect_min = Duration::from_millis(500);
+        s.options.reconnect_max = Duration::from_millis(500);
     })
     .await;
     for i in 0..5 {
@@ -576,16 +594,18 @@ async fn a_session_dropped_mid_submit_is_retried_on_another() {
 #[tokio::test]
 async fn status_map_and_generic_nack() {
     let faults = SimFaults {
-        prefix_errors: vec![("+3461".into(), 0x0400), ("+3462".into(), 0x0401)],
+        prefix_errors: "+3461=0x0400,+3462=0x0401".parse().unwrap(),
         ..SimFaults::default()
     };
     let (sim, client, metrics) = pool(faults, |s| {
-        s.status_map.insert(0x0400, StatusAction::Blocked);
-        s.status_map.insert(0x0401, StatusAction::NotAllowed);
+        s.options.status_map.insert(0x0400, StatusAction::Blocked);
+        s.options
+            .status_map
+            .insert(0x0401, StatusAction::NotAllowed);
     })
     .await;
     let mut m = sms("x");
-    m.destination = "+34610000000".into();
+    m.destination = phone("+34610000000");
     let err = client.submit(m.clone()).await.unwrap_err();
     assert!(
         matches!(
@@ -596,7 +616,7 @@ async fn status_map_and_generic_nack() {
         ),
         "{err:?}"
     );
-    m.destination = "+34620000000".into();
+    m.destination = phone("+34620000000");
     let err = client.submit(m).await.unwrap_err();
     assert!(
         matches!(
@@ -661,10 +681,10 @@ async fn throttle_adherence_never_exceeds_max_tps_per_bind() {
         ..SimFaults::default()
     };
     let (sim, client, _) = pool(faults, |s| {
-        s.binds = 2;
-        s.max_tps = 10;
-        s.window = 8;
-        s.submit_timeout = Duration::from_secs(4);
+        s.options.binds = 2;
+        s.options.max_tps = 10;
+        s.options.window = 8;
+        s.options.submit_timeout = Duration::from_secs(4);
     })
     .await;
     let tasks: Vec<_> = (0..36)
@@ -674,7 +694,7 @@ async fn throttle_adherence_never_exceeds_max_tps_per_bind() {
                 let mut m = numbered(i);
                 if i % 4 == 0 {
                     // A concatenated message: every segment counts.
-                    m.text = "a".repeat(300);
+                    m.text = Secret::new("a".repeat(300));
                 }
                 c.submit(m).await
             })
@@ -703,7 +723,7 @@ async fn receipts_for_every_segment_are_tracked_whatever_the_id_format() {
         message_ids: smsc_sim::MessageIdFormat::HexRespDecimalReceipt,
         receipt_before_response: true,
         receipt_tlvs: false,
-        receipt_states: vec![(smsc_sim::ReceiptState::Undeliverable, 1)],
+        receipt_states: "undeliverable=1".parse().unwrap(),
         ..SimFaults::default()
     };
     let (_sim, client, metrics) = pool(faults, |_| {}).await;
@@ -745,7 +765,7 @@ async fn every_concatenation_mode_reaches_the_handset_whole() {
         (Concatenation::Sar, 3),
         (Concatenation::MessagePayload, 1),
     ] {
-        let (sim, client, _) = pool(SimFaults::default(), |s| s.concatenation = mode).await;
+        let (sim, client, _) = pool(SimFaults::default(), |s| s.options.concatenation = mode).await;
         let gsm: String = "0123456789{€".chars().cycle().take(320).collect();
         let ucs2: String = "Код 😀 ".chars().cycle().take(150).collect();
         let receipt = client.submit(sms(&gsm)).await.unwrap();
@@ -762,26 +782,13 @@ async fn every_concatenation_mode_reaches_the_handset_whole() {
 
 #[tokio::test]
 async fn routes_by_prefix_and_priority_and_fails_over_without_a_bound_session() {
-    let (sim_a, client_a, _) = pool(SimFaults::default(), |s| s.route = "a".into()).await;
-    let (sim_b, client_b, _) = pool(SimFaults::default(), |s| s.route = "b".into()).await;
-    let router = SmppRouter::new(vec![
-        Route {
-            name: "b".into(),
-            prefixes: Vec::new(),
-            priority: 2,
-            client: client_b.clone(),
-        },
-        Route {
-            name: "a".into(),
-            prefixes: vec!["+3460".into()],
-            priority: 1,
-            client: client_a.clone(),
-        },
-    ]);
+    let (sim_a, client_a, _) = pool(SimFaults::default(), |s| route(s, "a", &["+3460"], 1)).await;
+    let (sim_b, client_b, _) = pool(SimFaults::default(), |s| route(s, "b", &[], 2)).await;
+    let router = SmppRouter::new(vec![client_b.clone(), client_a.clone()]);
     let mut m = sms("to a");
     router.submit_tagged(m.clone(), Some("t-a")).await.unwrap();
-    m.destination = "+447700900001".into();
-    m.text = "to b".into();
+    m.destination = phone("+447700900001");
+    m.text = Secret::new("to b");
     router.submit_tagged(m, Some("t-b")).await.unwrap();
     assert_eq!(sim_a.messages_for(PHONE)[0].text, "to a");
     assert_eq!(sim_b.messages_for("+447700900001")[0].text, "to b");
@@ -800,16 +807,11 @@ async fn routes_by_prefix_and_priority_and_fails_over_without_a_bound_session() 
     assert_eq!(sim_b.messages_for(PHONE)[0].text, "failover");
 
     // Without a catch-all, an unserved number has no route.
-    let only_a = SmppRouter::new(vec![Route {
-        name: "a".into(),
-        prefixes: vec!["+3460".into()],
-        priority: 1,
-        client: client_a,
-    }]);
+    let only_a = SmppRouter::new(vec![client_a]);
     let mut m = sms("x");
-    m.destination = "+447700900001".into();
+    m.destination = phone("+447700900001");
     assert!(matches!(
-        only_a.submit_tagged(m, None).await,
+        only_a.submit_tagged(m, None).await.map_err(|e| e.error),
         Err(SmppError::NoRoute)
     ));
     router.shutdown().await;
@@ -872,9 +874,9 @@ async fn smpps_trusts_the_configured_ca_only() {
     let dir = std::env::temp_dir().join(format!("otpgw-tls-{}", std::process::id()));
     let (port, ca_file) = tls_front(&sim, &dir).await;
     let mut settings = client_settings(&sim);
-    settings.port = port;
-    settings.tls = true;
-    settings.ca_file = Some(ca_file);
+    settings.smsc.port = port;
+    settings.smsc.tls = true;
+    settings.options.ca_file = Some(ca_file);
     let client = SmppClient::start(settings.clone());
     assert!(
         client.wait_bound(Duration::from_secs(2)).await,
@@ -886,7 +888,7 @@ async fn smpps_trusts_the_configured_ca_only() {
     client.shutdown().await;
 
     // The public web roots do not vouch for the private CA: never bound.
-    settings.ca_file = None;
+    settings.options.ca_file = None;
     let untrusted = SmppClient::start(settings);
     assert!(!untrusted.wait_bound(Duration::from_millis(300)).await);
     untrusted.shutdown().await;
@@ -911,16 +913,16 @@ fn ca_bundle_errors_name_the_problem() {
 #[tokio::test]
 async fn transmitter_binds_get_their_receipts_on_a_separate_receiver_bind() {
     let (sim, client, _) = pool(SimFaults::default(), |s| {
-        s.bind_mode = BindMode::Transmitter;
-        s.receiver_bind = true;
-        s.binds = 2;
+        s.options.bind_mode = BindMode::Transmitter;
+        s.options.receiver_bind = true;
+        s.options.binds = 2;
     })
     .await;
     assert!(
         eventually(|| sim.active_sessions() == 3).await,
         "2 transmitters + 1 receiver"
     );
-    assert!(eventually(|| client.inner.shared.slots[2].is_bound()).await);
+    assert!(eventually(|| client.shared().slots[2].is_bound()).await);
     assert_eq!(client.bound_sessions(), 2, "the receiver takes no submits");
     for i in 0..4 {
         client
@@ -940,7 +942,7 @@ async fn transmitter_binds_get_their_receipts_on_a_separate_receiver_bind() {
 
     // Transmitters alone never see a receipt.
     let (sim, client, _) = pool(SimFaults::default(), |s| {
-        s.bind_mode = BindMode::Transmitter
+        s.options.bind_mode = BindMode::Transmitter
     })
     .await;
     client.submit_tagged(sms("x"), Some("tx")).await.unwrap();
@@ -960,7 +962,7 @@ async fn a_pdu_coalesced_behind_the_bind_response_does_not_break_the_session() {
         receipt_before_response: true,
         ..SimFaults::default()
     };
-    let (sim, client, _) = pool(faults, |s| s.binds = 2).await;
+    let (sim, client, _) = pool(faults, |s| s.options.binds = 2).await;
     for i in 0..5 {
         client
             .submit_tagged(numbered(i), Some(&format!("c-{i}")))
@@ -981,7 +983,7 @@ async fn a_pdu_coalesced_behind_the_bind_response_does_not_break_the_session() {
 #[tokio::test]
 async fn system_errors_and_throttling_fail_over_to_the_next_smsc_within_the_deadline() {
     let broken = SimFaults {
-        error_rate: 1.0,
+        error_rate: "1.0".parse().unwrap(),
         ..SimFaults::default()
     };
     let throttled = SimFaults {
@@ -991,25 +993,12 @@ async fn system_errors_and_throttling_fail_over_to_the_next_smsc_within_the_dead
     for faults in [broken, throttled] {
         let timeout = Duration::from_millis(600);
         let (sim_a, client_a, _) = pool(faults, |s| {
-            s.route = "a".into();
-            s.submit_timeout = timeout;
+            route(s, "a", &["+3460"], 1);
+            s.options.submit_timeout = timeout;
         })
         .await;
-        let (sim_b, client_b, _) = pool(SimFaults::default(), |s| s.route = "b".into()).await;
-        let router = SmppRouter::new(vec![
-            Route {
-                name: "a".into(),
-                prefixes: vec!["+3460".into()],
-                priority: 1,
-                client: client_a,
-            },
-            Route {
-                name: "b".into(),
-                prefixes: Vec::new(),
-                priority: 2,
-                client: client_b,
-            },
-        ]);
+        let (sim_b, client_b, _) = pool(SimFaults::default(), |s| route(s, "b", &[], 2)).await;
+        let router = SmppRouter::new(vec![client_a, client_b]);
         for i in 0..3 {
             let started = Instant::now();
             router.submit_tagged(numbered(i), None).await.unwrap();

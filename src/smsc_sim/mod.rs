@@ -13,18 +13,21 @@
 //! receipts that overtake their submit_sm_resp.
 
 mod codec;
+pub mod faults;
 mod session;
+
+pub use faults::{MessageIdFormat, ReceiptState, SimFaults};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// tracing target for the simulator's own events (no message texts).
 pub const TARGET: &str = "otp_gateway::smsc_sim";
@@ -58,164 +61,6 @@ pub struct SimSettings {
     /// Injected faults (none by default); changeable at run time with
     /// [`SmscHandle::set_faults`].
     pub faults: SimFaults,
-}
-
-/// How the simulator formats the message ids it hands out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MessageIdFormat {
-    /// 10 upper-case hex digits with leading zeros, everywhere.
-    #[default]
-    Hex,
-    /// Decimal without leading zeros, everywhere.
-    Decimal,
-    /// Hex (leading zeros) in submit_sm_resp and the receipted_message_id
-    /// TLV, decimal in the receipt text: the mix several vendors send.
-    HexRespDecimalReceipt,
-}
-
-impl FromStr for MessageIdFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "hex" => Ok(MessageIdFormat::Hex),
-            "decimal" => Ok(MessageIdFormat::Decimal),
-            "hex-resp-decimal-receipt" => Ok(MessageIdFormat::HexRespDecimalReceipt),
-            other => Err(format!(
-                "{other:?} is not hex, decimal or hex-resp-decimal-receipt"
-            )),
-        }
-    }
-}
-
-/// Final state a simulated receipt reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReceiptState {
-    /// `DELIVRD`, message_state 2.
-    Delivered,
-    /// `EXPIRED`, message_state 3.
-    Expired,
-    /// `DELETED`, message_state 4.
-    Deleted,
-    /// `UNDELIV`, message_state 5.
-    Undeliverable,
-    /// `REJECTD`, message_state 8.
-    Rejected,
-}
-
-impl ReceiptState {
-    /// The `stat:` word of the receipt text.
-    pub fn stat(self) -> &'static str {
-        match self {
-            ReceiptState::Delivered => "DELIVRD",
-            ReceiptState::Expired => "EXPIRED",
-            ReceiptState::Deleted => "DELETED",
-            ReceiptState::Undeliverable => "UNDELIV",
-            ReceiptState::Rejected => "REJECTD",
-        }
-    }
-}
-
-impl FromStr for ReceiptState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "delivered" | "delivrd" => Ok(ReceiptState::Delivered),
-            "expired" => Ok(ReceiptState::Expired),
-            "deleted" => Ok(ReceiptState::Deleted),
-            "undeliverable" | "undeliv" => Ok(ReceiptState::Undeliverable),
-            "rejected" | "rejectd" => Ok(ReceiptState::Rejected),
-            other => Err(format!("unknown receipt state {other:?}")),
-        }
-    }
-}
-
-/// Faults the simulator injects. The default injects none.
-#[derive(Clone, Debug)]
-pub struct SimFaults {
-    /// Answer ESME_RTHROTTLED (0x58) once a session had this many submit_sm
-    /// accepted within the last second (0 = never).
-    pub throttle_tps: u32,
-    /// Fraction (0.0–1.0) of submit_sm answered with `error_status`.
-    pub error_rate: f64,
-    /// command_status used by `error_rate` (default ESME_RSYSERR 0x08).
-    pub error_status: u32,
-    /// Fixed command_status for destinations starting with a prefix
-    /// (`+` and digits); the first matching prefix wins.
-    pub prefix_errors: Vec<(String, u32)>,
-    /// Drop the connection, unanswered, on the N-th PDU a session receives
-    /// (0 = never).
-    pub disconnect_after: u64,
-    /// Delay before every submit_sm_resp.
-    pub response_delay: Duration,
-    /// Weighted final states of receipts (empty = always delivered).
-    pub receipt_states: Vec<(ReceiptState, u32)>,
-    /// Message id format.
-    pub message_ids: MessageIdFormat,
-    /// Send the receipt before the submit_sm_resp.
-    pub receipt_before_response: bool,
-    /// Send receipted_message_id/message_state TLVs (the text form is always sent).
-    pub receipt_tlvs: bool,
-    /// Send an enquire_link in the same TCP write as every bind response.
-    pub pdu_after_bind: bool,
-}
-
-impl Default for SimFaults {
-    fn default() -> Self {
-        SimFaults {
-            throttle_tps: 0,
-            error_rate: 0.0,
-            error_status: 0x08,
-            prefix_errors: Vec::new(),
-            disconnect_after: 0,
-            response_delay: Duration::ZERO,
-            receipt_states: Vec::new(),
-            message_ids: MessageIdFormat::Hex,
-            receipt_before_response: false,
-            receipt_tlvs: true,
-            pdu_after_bind: false,
-        }
-    }
-}
-
-/// Parses `+3460=0x0B,+44=69` into prefix errors.
-pub fn parse_prefix_errors(s: &str) -> Result<Vec<(String, u32)>, String> {
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|pair| {
-            let (prefix, status) = pair
-                .trim()
-                .split_once('=')
-                .ok_or_else(|| format!("{pair:?} is not PREFIX=STATUS"))?;
-            Ok((prefix.to_owned(), parse_status(status)?))
-        })
-        .collect()
-}
-
-/// Parses `delivered=90,undeliverable=10` into a receipt state mix.
-pub fn parse_state_mix(s: &str) -> Result<Vec<(ReceiptState, u32)>, String> {
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|pair| {
-            let (state, weight) = pair
-                .trim()
-                .split_once('=')
-                .ok_or_else(|| format!("{pair:?} is not STATE=WEIGHT"))?;
-            let weight = weight
-                .parse()
-                .map_err(|_| format!("{weight:?} is not a weight"))?;
-            Ok((state.parse()?, weight))
-        })
-        .collect()
-}
-
-/// Parses a command_status in hex (`0x…`) or decimal.
-pub fn parse_status(s: &str) -> Result<u32, String> {
-    let s = s.trim();
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16),
-        None => s.parse(),
-    }
-    .map_err(|_| format!("{s:?} is not a command_status"))
 }
 
 /// A message as the simulated handset received it.
@@ -282,9 +127,12 @@ struct SimShared {
     arrivals: Mutex<Vec<(u64, tokio::time::Instant)>>,
     /// Bumped to make every live session drop its socket.
     disconnect: watch::Sender<u64>,
-    stop: watch::Sender<bool>,
+    /// Cancelled to stop: by [`SmscHandle::stop`], or by the parent token the gateway's
+    /// shutdown owns.
+    stop: CancellationToken,
+    /// Every task the simulator spawns, so stopping can wait until they are all gone.
+    tasks: TaskTracker,
     connections: Arc<Semaphore>,
-    accept_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Locks a mutex, recovering the data if a holder panicked.
@@ -308,6 +156,15 @@ impl std::fmt::Debug for SmscHandle {
 
 /// Binds the listener (port 0 allowed) and spawns the accept loop.
 pub async fn start(settings: SimSettings) -> std::io::Result<SmscHandle> {
+    start_with_token(settings, CancellationToken::new()).await
+}
+
+/// Like [`start`], but the simulator also stops when `stop` is cancelled (the gateway passes
+/// a child of its shutdown token).
+pub async fn start_with_token(
+    settings: SimSettings,
+    stop: CancellationToken,
+) -> std::io::Result<SmscHandle> {
     let listener = TcpListener::bind(settings.listen).await?;
     let local_addr = listener.local_addr()?;
     let seed = std::time::SystemTime::now()
@@ -331,22 +188,23 @@ pub async fn start(settings: SimSettings) -> std::io::Result<SmscHandle> {
         unbind_count: AtomicU64::new(0),
         receipts_acked: AtomicU64::new(0),
         disconnect: watch::Sender::new(0),
-        stop: watch::Sender::new(false),
+        stop,
+        tasks: TaskTracker::new(),
         connections: Arc::new(Semaphore::new(MAX_CONNECTIONS as usize)),
-        accept_task: Mutex::new(None),
     });
-    let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-    *lock(&shared.accept_task) = Some(task);
+    shared
+        .tasks
+        .spawn(accept_loop(listener, Arc::clone(&shared)));
     tracing::info!(target: TARGET, %local_addr, "SMSC simulator listening");
     Ok(SmscHandle { shared })
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<SimShared>) {
-    let mut stop = shared.stop.subscribe();
+    let stop = shared.stop.clone();
     loop {
         let accepted = tokio::select! {
             biased;
-            () = stopped(&mut stop) => break,
+            () = stop.cancelled() => break,
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
@@ -364,7 +222,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<SimShared>) {
         };
         stream.set_nodelay(true).ok();
         tracing::debug!(target: TARGET, %peer, "connection accepted");
-        tokio::spawn(session::run(stream, peer, Arc::clone(&shared), permit));
+        shared
+            .tasks
+            .spawn(session::run(stream, peer, Arc::clone(&shared), permit));
     }
     tracing::info!(target: TARGET, "SMSC simulator stopped accepting");
 }
@@ -444,20 +304,18 @@ impl SmscHandle {
     }
 
     /// Stops accepting, unbinds and closes every session, and waits (briefly)
-    /// for them to finish.
+    /// for every simulator task to finish. Safe to call more than once, and after the
+    /// parent token was cancelled.
     pub async fn stop(&self) {
-        self.shared.stop.send_replace(true);
-        let task = lock(&self.shared.accept_task).take();
-        if let Some(task) = task {
-            tokio::time::timeout(STOP_WAIT, task).await.ok();
+        self.shared.stop.cancel();
+        // The accept loop ends on the cancellation, so nothing is spawned after this.
+        self.shared.tasks.close();
+        if tokio::time::timeout(STOP_WAIT, self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(target: TARGET, tasks = self.shared.tasks.len(), "simulator tasks still running after the stop wait");
         }
-        // All permits back means every session task has ended.
-        tokio::time::timeout(
-            STOP_WAIT,
-            self.shared.connections.acquire_many(MAX_CONNECTIONS),
-        )
-        .await
-        .ok();
     }
 }
 
@@ -487,7 +345,8 @@ impl SimShared {
     }
 
     /// Picks a receipt state from the configured mix.
-    fn receipt_state(&self, mix: &[(ReceiptState, u32)]) -> ReceiptState {
+    fn receipt_state(&self, mix: &faults::ReceiptMix) -> ReceiptState {
+        let mix = mix.weights();
         let total: u64 = mix.iter().map(|(_, w)| u64::from(*w)).sum();
         if total == 0 {
             return ReceiptState::Delivered;
@@ -575,9 +434,3 @@ fn receipt_date(t: time::OffsetDateTime) -> String {
 
 #[cfg(test)]
 mod tests;
-
-/// Resolves once a stop was requested (or the flag's owner is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    // The guard returned by wait_for is not Send; drop it right here.
-    let _ = rx.wait_for(|s| *s).await.is_ok();
-}

@@ -22,8 +22,7 @@ use tokio_util::codec::Framed;
 
 use super::codec::{Frame, SimCodec};
 use super::{
-    receipt_date, stopped, MessageIdFormat, ReceiptState, SimBehaviour, SimFaults, SimShared,
-    TARGET,
+    receipt_date, MessageIdFormat, ReceiptState, SimBehaviour, SimFaults, SimShared, TARGET,
 };
 use crate::smpp::encoding;
 
@@ -109,7 +108,7 @@ pub(super) async fn run(
     let mut framed = Framed::new(stream, SimCodec::new(MAX_COMMAND_LENGTH));
     let (tx, mut rx) = mpsc::channel::<Command>(OUTBOUND_QUEUE);
     let mut disconnect = shared.disconnect.subscribe();
-    let mut stop = shared.stop.subscribe();
+    let stop = shared.stop.clone();
     let mut session = Session {
         shared,
         peer,
@@ -130,7 +129,7 @@ pub(super) async fn run(
                 tracing::info!(target: TARGET, %peer, "dropping session (disconnect_all)");
                 return;
             }
-            () = stopped(&mut stop) => {
+            () = stop.cancelled() => {
                 session.unbind_and_close(&mut framed).await;
                 return;
             }
@@ -186,8 +185,13 @@ pub(super) async fn run(
                     // session keeps reading (and pipelining) meanwhile.
                     let outbound = session.outbound.clone();
                     let delay = faults.response_delay;
-                    tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
+                    let stop = stop.clone();
+                    session.shared.tasks.spawn(async move {
+                        // Cancellable, so a stop need not wait out the delay.
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep(delay) => {}
+                        }
                         for reply in replies {
                             if outbound.send(reply).await.is_err() {
                                 return;
@@ -515,15 +519,12 @@ impl Session {
     fn injected_error(&mut self, submit: &SubmitSm, faults: &SimFaults) -> Option<u32> {
         let dest = submit.destination_addr.as_str();
         let phone = format!("+{}", dest.strip_prefix('+').unwrap_or(dest));
-        if let Some((_, status)) = faults
-            .prefix_errors
-            .iter()
-            .find(|(prefix, _)| phone.starts_with(prefix.as_str()))
-        {
-            return Some(*status);
+        if let Some(status) = faults.prefix_errors.status_for(&phone) {
+            return Some(status);
         }
-        if faults.error_rate > 0.0 && self.shared.random() < faults.error_rate {
-            return Some(faults.error_status);
+        let rate = faults.error_rate.get();
+        if rate > 0.0 && self.shared.random() < rate {
+            return Some(faults.error_status.get());
         }
         if faults.throttle_tps > 0 {
             let now = tokio::time::Instant::now();
@@ -547,8 +548,12 @@ impl Session {
     fn schedule_receipt(&self, receipt: Receipt, outbound: mpsc::Sender<Command>) {
         let delay = self.shared.settings.receipt_delay;
         let seq = next_seq(&self.next_seq);
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+        let stop = self.shared.stop.clone();
+        self.shared.tasks.spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
             let Some(cmd) = receipt.command(seq) else {
                 return;
             };

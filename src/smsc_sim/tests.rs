@@ -324,10 +324,10 @@ async fn faults_throttle_prefix_errors_and_decimal_receipts_first() {
     let sim = start(SimSettings {
         faults: SimFaults {
             throttle_tps: 2,
-            prefix_errors: vec![("+3499".into(), 0x0B)],
+            prefix_errors: "+3499=0x0B".parse().unwrap(),
             message_ids: MessageIdFormat::HexRespDecimalReceipt,
             receipt_before_response: true,
-            receipt_states: vec![(ReceiptState::Undeliverable, 1)],
+            receipt_states: faults::ReceiptMix::new(vec![(ReceiptState::Undeliverable, 1)]),
             receipt_tlvs: false,
             ..SimFaults::default()
         },
@@ -412,18 +412,24 @@ async fn faults_disconnect_after_and_response_delay() {
 #[test]
 fn fault_flags_parse() {
     assert_eq!(
-        parse_prefix_errors("+3460=0x0B, +44=69").unwrap(),
+        "+3460=0x0B, +44=69"
+            .parse::<faults::PrefixErrors>()
+            .unwrap()
+            .to_vec(),
         vec![("+3460".to_owned(), 0x0B), ("+44".to_owned(), 69)]
     );
-    assert!(parse_prefix_errors("+3460").is_err());
+    assert!("+3460".parse::<faults::PrefixErrors>().is_err());
     assert_eq!(
-        parse_state_mix("delivered=9,undeliv=1").unwrap(),
+        "delivered=9,undeliv=1"
+            .parse::<faults::ReceiptMix>()
+            .unwrap()
+            .to_vec(),
         vec![
             (ReceiptState::Delivered, 9),
             (ReceiptState::Undeliverable, 1)
         ]
     );
-    assert!(parse_state_mix("lost=1").is_err());
+    assert!("lost=1".parse::<faults::ReceiptMix>().is_err());
     assert_eq!(
         "hex-resp-decimal-receipt"
             .parse::<MessageIdFormat>()

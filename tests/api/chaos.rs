@@ -52,11 +52,11 @@ async fn ready(app: &TestApp) -> bool {
 async fn smsc_killed_and_restarted_under_send_code_load() {
     let app = Rc::new(
         spawn_app_with(|s| {
-            s.smpp.binds = 2;
-            s.smpp.submit_timeout = SUBMIT_TIMEOUT;
-            s.smpp.response_timeout = Duration::from_millis(300);
-            s.smpp.reconnect_min = Duration::from_millis(50);
-            s.smpp.reconnect_max = RECONNECT_MAX;
+            s.smpp.session.binds = 2;
+            s.smpp.session.submit_timeout = SUBMIT_TIMEOUT;
+            s.smpp.session.response_timeout = Duration::from_millis(300);
+            s.smpp.session.reconnect_min = Duration::from_millis(50);
+            s.smpp.session.reconnect_max = RECONNECT_MAX;
             s.otp.max_codes_per_number = 100;
         })
         .await,

@@ -29,6 +29,8 @@ pub struct TestApp {
     pub token: String,
     pub client: awc::Client,
     stop: StopHandle,
+    /// `run_until_stopped`, so a test can see how it ends.
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 pub struct Reply {
@@ -74,14 +76,16 @@ impl Reply {
 
 pub fn test_settings() -> Settings {
     let mut s = Settings::default();
-    s.http.listen = "127.0.0.1:0".into();
-    s.admin.listen = "127.0.0.1:0".into();
+    s.http.listen = "127.0.0.1:0".parse().unwrap();
+    s.admin.listen = "127.0.0.1:0".parse().unwrap();
     s.otp.hash_key = Some("integration-test-key-integration-test-key".into());
     s.smpp.embedded_receipt_delay = Duration::from_millis(20);
-    s.smpp.submit_timeout = Duration::from_secs(2);
+    s.smpp.session.submit_timeout = Duration::from_secs(2);
+    // Tests that care about the drain set their own grace.
+    s.http.shutdown_grace = Duration::ZERO;
     s.policy.operator_prefixes = vec!["+34".into(), "+44".into()];
     s.policy.not_allowed_prefixes = vec!["+348".into(), "+349".into()];
-    s.policy.blocked_numbers = vec![BARRED.into()];
+    s.policy.blocked_numbers = vec![otp_gateway::domain::PhoneNumber::parse(BARRED).unwrap()];
     s
 }
 
@@ -116,7 +120,7 @@ async fn spawn(customise: impl FnOnce(&mut Settings), fallback: Option<SmscHandl
     let issuer = app.issuer();
     let sim = app.simulator().or(fallback).unwrap();
     let stop = app.stop_handle();
-    tokio::spawn(app.run_until_stopped());
+    let running = Some(tokio::spawn(app.run_until_stopped()));
     let mut t = TestApp {
         api,
         admin,
@@ -129,6 +133,7 @@ async fn spawn(customise: impl FnOnce(&mut Settings), fallback: Option<SmscHandl
             .disable_redirects()
             .finish(),
         stop,
+        running,
     };
     t.token = t.fetch_token("demo", "demo-secret").await;
     t
@@ -141,6 +146,18 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Requests the shutdown, as SIGTERM would.
+    pub fn request_stop(&self) {
+        self.stop.stop();
+    }
+
+    /// Requests the shutdown and returns what `run_until_stopped` returned.
+    pub async fn stop_and_wait(&mut self) -> anyhow::Result<()> {
+        self.stop.stop();
+        let running = self.running.take().expect("the app was running");
+        running.await?
+    }
+
     pub async fn fetch_token(&self, id: &str, secret: &str) -> String {
         let mut res = self
             .client

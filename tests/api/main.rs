@@ -9,4 +9,5 @@ mod framework;
 mod helpers;
 mod operations;
 mod send_code;
+mod shutdown;
 mod validate_code;

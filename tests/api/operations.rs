@@ -156,7 +156,7 @@ async fn admin_shows_the_delivery_state_of_an_authentication_id_without_the_code
     let app = spawn_app_with(|s| {
         // Receipts that overtake their response, with decimal ids in the text only.
         let sim = &mut s.smpp.simulator;
-        sim.message_ids = "hex-resp-decimal-receipt".into();
+        sim.message_ids = otp_gateway::smsc_sim::MessageIdFormat::HexRespDecimalReceipt;
         sim.receipt_before_response = true;
         sim.receipt_tlvs = false;
     })
@@ -223,23 +223,9 @@ fn route(
     sim: &otp_gateway::smsc_sim::SmscHandle,
     prefixes: &[&str],
     priority: u32,
-) -> otp_gateway::config::RouteConfig {
-    otp_gateway::config::RouteConfig {
-        name: name.into(),
-        url: format!("smpp://otpgw:secret@127.0.0.1:{}", sim.local_addr().port()),
-        prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
-        priority,
-        system_type: None,
-        source_addr: None,
-        source_ton: None,
-        source_npi: None,
-        binds: None,
-        window: None,
-        max_tps: None,
-        concatenation: None,
-        message_id_format: None,
-        ca_file: None,
-    }
+) -> otp_gateway::config::RouteEntry {
+    let url = format!("smpp://otpgw:secret@127.0.0.1:{}", sim.local_addr().port());
+    otp_gateway::config::RouteEntry::new(name, url.parse().unwrap(), prefixes, priority)
 }
 
 #[actix_web::test]
@@ -252,8 +238,8 @@ async fn routes_pick_the_smsc_by_prefix_and_fail_over_when_one_is_down() {
     let app = spawn_app_routed(
         |s| {
             s.smpp.routes = vec![rb, ra];
-            s.smpp.reconnect_min = std::time::Duration::from_millis(50);
-            s.smpp.reconnect_max = std::time::Duration::from_millis(200);
+            s.smpp.session.reconnect_min = std::time::Duration::from_millis(50);
+            s.smpp.session.reconnect_max = std::time::Duration::from_millis(200);
         },
         a.clone(),
     )

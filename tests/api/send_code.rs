@@ -375,7 +375,8 @@ async fn smsc_destination_rejection_is_phone_number_not_allowed() {
 #[actix_web::test]
 async fn silent_smsc_is_504_within_the_deadline() {
     let app =
-        spawn_app_with(|s| s.smpp.submit_timeout = std::time::Duration::from_millis(400)).await;
+        spawn_app_with(|s| s.smpp.session.submit_timeout = std::time::Duration::from_millis(400))
+            .await;
     app.sim
         .set_behaviour(otp_gateway::smsc_sim::SimBehaviour::Ignore);
     let started = std::time::Instant::now();
@@ -391,8 +392,8 @@ async fn silent_smsc_is_504_within_the_deadline() {
 #[actix_web::test]
 async fn stopped_smsc_is_503_not_a_hang_and_the_session_comes_back() {
     let app = spawn_app_with(|s| {
-        s.smpp.reconnect_min = std::time::Duration::from_millis(50);
-        s.smpp.reconnect_max = std::time::Duration::from_millis(200);
+        s.smpp.session.reconnect_min = std::time::Duration::from_millis(50);
+        s.smpp.session.reconnect_max = std::time::Duration::from_millis(200);
     })
     .await;
     app.sim.disconnect_all();
@@ -453,14 +454,16 @@ async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
 #[actix_web::test]
 async fn operator_statuses_follow_smpp_status_map() {
     let app = spawn_app_with(|s| {
-        let sim = &mut s.smpp.simulator;
-        sim.prefix_errors.insert("+3469".into(), "0x0400".into());
-        sim.prefix_errors.insert("+3468".into(), "0x0401".into());
-        sim.prefix_errors.insert("+3467".into(), "0x0402".into());
-        s.smpp.status_map.insert("0x0400".into(), "blocked".into());
+        s.smpp.simulator.prefix_errors = "+3469=0x0400,+3468=0x0401,+3467=0x0402".parse().unwrap();
+        use otp_gateway::smpp::StatusAction;
         s.smpp
+            .session
             .status_map
-            .insert("1025".into(), "not_allowed".into());
+            .insert(0x0400, StatusAction::Blocked);
+        s.smpp
+            .session
+            .status_map
+            .insert(1025, StatusAction::NotAllowed);
     })
     .await;
     app.send_code("+34690000001")
@@ -480,7 +483,7 @@ async fn operator_statuses_follow_smpp_status_map() {
 async fn smsc_throttling_past_the_deadline_is_503() {
     let app = spawn_app_with(|s| {
         s.smpp.simulator.throttle_tps = 1;
-        s.smpp.submit_timeout = std::time::Duration::from_millis(300);
+        s.smpp.session.submit_timeout = std::time::Duration::from_millis(300);
     })
     .await;
     assert_eq!(app.send_code("+34600000021").await.status, 200);

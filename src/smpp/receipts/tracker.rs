@@ -15,9 +15,9 @@ use tokio::time::Instant;
 
 use super::parse::{receipt_keys, response_key, DeliveryState, MessageIdFormat, Receipt};
 use crate::domain::PhoneNumber;
-use crate::sync::lock;
-use crate::smpp::TARGET;
 use crate::metrics::SmppMetrics;
+use crate::smpp::TARGET;
+use crate::sync::lock;
 
 /// How long a receipt waits for its submit_sm_resp to be filed.
 const ORPHAN_TTL: Duration = Duration::from_secs(60);
