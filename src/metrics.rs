@@ -27,8 +27,6 @@ pub struct Metrics {
     pub send_failures: IntCounterVec,
     /// validate-code results by outcome.
     pub validations: IntCounterVec,
-    /// submit_sm → all submit_sm_resp latency.
-    pub submit_duration: Histogram,
     /// SMS segments submitted.
     pub segments_sent: IntCounter,
     /// 1 when an SMPP session is bound.
@@ -51,8 +49,11 @@ pub struct SmppMetrics {
     pub submit_results: IntCounterVec,
     /// submit_sm PDUs written, by route (retries included).
     pub segments_submitted: IntCounterVec,
-    /// From the first submit_sm of a message to its last submit_sm_resp, by route.
+    /// From the first submit_sm of a message to its last submit_sm_resp, by the route that
+    /// carried it (failover included).
     pub submit_latency: HistogramVec,
+    /// A whole submit through the router, whatever its outcome.
+    pub submit_duration: Histogram,
     /// Delivery receipts by final state.
     pub receipts: IntCounterVec,
     /// First submit_sm until its delivery receipt.
@@ -107,6 +108,16 @@ impl SmppMetrics {
                 ]),
                 &["route"],
             )?,
+            submit_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "otp_sms_smpp_submit_duration_seconds",
+                    "a whole submit through the router (every route tried), whatever its outcome",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ]),
+            )?,
             receipts: IntCounterVec::new(
                 Opts::new("otp_sms_smpp_receipts_total", "delivery receipts by state"),
                 &["state"],
@@ -139,6 +150,7 @@ impl SmppMetrics {
         registry.register(Box::new(self.submit_results.clone()))?;
         registry.register(Box::new(self.segments_submitted.clone()))?;
         registry.register(Box::new(self.submit_latency.clone()))?;
+        registry.register(Box::new(self.submit_duration.clone()))?;
         registry.register(Box::new(self.receipts.clone()))?;
         registry.register(Box::new(self.receipt_latency.clone()))?;
         Ok(())
@@ -190,13 +202,6 @@ impl Metrics {
             Opts::new("otp_sms_validations_total", "validate-code results"),
             &["outcome"],
         )?;
-        let submit_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "otp_sms_smpp_submit_duration_seconds",
-                "submit_sm until every submit_sm_resp",
-            )
-            .buckets(latency),
-        )?;
         let segments_sent =
             IntCounter::new("otp_sms_smpp_segments_sent_total", "SMS segments submitted")?;
         let smpp_bound = IntGauge::new("otp_sms_smpp_bound", "1 when an SMPP session is bound")?;
@@ -205,7 +210,6 @@ impl Metrics {
         registry.register(Box::new(codes_sent.clone()))?;
         registry.register(Box::new(send_failures.clone()))?;
         registry.register(Box::new(validations.clone()))?;
-        registry.register(Box::new(submit_duration.clone()))?;
         registry.register(Box::new(segments_sent.clone()))?;
         registry.register(Box::new(smpp_bound.clone()))?;
         let smpp = SmppMetrics::new()?;
@@ -217,7 +221,6 @@ impl Metrics {
             codes_sent,
             send_failures,
             validations,
-            submit_duration,
             segments_sent,
             smpp_bound,
             smpp,

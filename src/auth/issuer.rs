@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::auth::jwt::{SigningKey, VerifyingKey};
 use crate::auth::{unix_now, AuthError, ClientSecret, TokenValidator, SEND_VALIDATE_SCOPE};
+use crate::domain::Secret;
 
 /// A client allowed to obtain tokens.
 #[derive(Debug, Clone)]
@@ -42,25 +43,14 @@ pub struct IssuerSettings {
 }
 
 /// A freshly minted access token.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct IssuedToken {
-    /// The signed JWT.
-    pub access_token: String,
+    /// The signed JWT (a bearer credential: never printed).
+    pub access_token: Secret,
     /// Lifetime in seconds.
     pub expires_in: u64,
     /// Granted scopes, space-separated.
     pub scope: String,
-}
-
-// Hand-written so the token never reaches logs through `{:?}`.
-impl fmt::Debug for IssuedToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IssuedToken")
-            .field("access_token", &"<redacted>")
-            .field("expires_in", &self.expires_in)
-            .field("scope", &self.scope)
-            .finish()
-    }
 }
 
 /// Failure of a token request, one variant per RFC 6749 §5.2 error code used.
@@ -295,7 +285,7 @@ impl TokenIssuer {
         let access_token = self.sign(&claims)?;
         tracing::debug!(client_id, scope = %scope, "access token issued");
         Ok(IssuedToken {
-            access_token,
+            access_token: Secret::new(access_token),
             expires_in: ttl_secs,
             scope,
         })

@@ -172,38 +172,18 @@ fn parse_basic(value: &HeaderValue) -> Option<Credentials> {
 /// (the same leniency as browsers and the `url` crate). `None` if the result
 /// is not UTF-8.
 fn form_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                // from_str_radix accepts a leading '+', which is not a hex digit.
-                match hex {
-                    Some(v) if bytes.get(i + 1) != Some(&b'+') => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|d| d.into_owned())
 }
 
 fn token_success(issued: &IssuedToken) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({
-            "access_token": issued.access_token,
+            "access_token": issued.access_token.expose(),
             "token_type": "Bearer",
             "expires_in": issued.expires_in,
             "scope": issued.scope,

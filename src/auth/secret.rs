@@ -5,7 +5,6 @@
 //! configuration file leak does not leak usable credentials. Every comparison
 //! runs in constant time with respect to the presented secret.
 
-use std::fmt;
 use std::num::NonZeroU32;
 
 use base64::alphabet;
@@ -17,6 +16,7 @@ use ring::{digest, pbkdf2};
 use subtle::ConstantTimeEq;
 
 use crate::auth::AuthError;
+use crate::domain::Secret;
 
 /// Prefix marking the hashed form of a secret.
 const PBKDF2_PREFIX: &str = "pbkdf2-sha256$";
@@ -36,32 +36,19 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// A registered client's secret, as configured.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum ClientSecret {
     /// The secret in clear.
-    Plain(String),
+    Plain(Secret),
     /// A PBKDF2-HMAC-SHA256 hash of the secret.
     Pbkdf2 {
         /// PBKDF2 iteration count (at least 1).
         iterations: u32,
-        /// Salt the hash was derived with.
+        /// Salt the key was derived with.
         salt: Vec<u8>,
         /// Derived key to compare against.
-        hash: Vec<u8>,
+        derived: Secret<Vec<u8>>,
     },
-}
-
-// Hand-written so that secrets never reach logs through `{:?}`.
-impl fmt::Debug for ClientSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientSecret::Plain(_) => f.write_str("Plain(<redacted>)"),
-            ClientSecret::Pbkdf2 { iterations, .. } => f
-                .debug_struct("Pbkdf2")
-                .field("iterations", iterations)
-                .finish_non_exhaustive(),
-        }
-    }
 }
 
 impl ClientSecret {
@@ -75,7 +62,7 @@ impl ClientSecret {
             if s.is_empty() {
                 return Err("client secret must not be empty".to_owned());
             }
-            return Ok(ClientSecret::Plain(s.to_owned()));
+            return Ok(ClientSecret::Plain(Secret::new(s)));
         };
         let parts: Vec<&str> = rest.split('$').collect();
         let [iterations, salt, hash] = parts.as_slice() else {
@@ -108,7 +95,7 @@ impl ClientSecret {
         Ok(ClientSecret::Pbkdf2 {
             iterations,
             salt,
-            hash,
+            derived: Secret::wrap(hash),
         })
     }
 
@@ -144,21 +131,22 @@ impl ClientSecret {
                 // Comparing digests rather than the strings keeps the time
                 // independent of the lengths too (a plain slice `ct_eq`
                 // returns early when lengths differ).
-                let a = digest::digest(&digest::SHA256, expected.as_bytes());
+                let a = digest::digest(&digest::SHA256, expected.expose().as_bytes());
                 let b = digest::digest(&digest::SHA256, presented.as_bytes());
                 a.as_ref().ct_eq(b.as_ref()).into()
             }
             ClientSecret::Pbkdf2 {
                 iterations,
                 salt,
-                hash,
+                derived: stored,
             } => {
+                let stored = stored.expose_value();
                 let Some(rounds) = NonZeroU32::new(*iterations) else {
                     return false;
                 };
                 // Derive into a buffer of the stored length and compare with
                 // `subtle` so the comparison itself is constant time.
-                let mut derived = vec![0u8; hash.len()];
+                let mut derived = vec![0u8; stored.len()];
                 pbkdf2::derive(
                     pbkdf2::PBKDF2_HMAC_SHA256,
                     rounds,
@@ -166,7 +154,7 @@ impl ClientSecret {
                     presented.as_bytes(),
                     &mut derived,
                 );
-                !hash.is_empty() && bool::from(derived.as_slice().ct_eq(hash.as_slice()))
+                !stored.is_empty() && bool::from(derived.as_slice().ct_eq(stored.as_slice()))
             }
         }
     }
@@ -185,13 +173,15 @@ impl ClientSecret {
             Some(ClientSecret::Pbkdf2 {
                 iterations,
                 salt,
-                hash,
+                derived,
             }) => ClientSecret::Pbkdf2 {
                 iterations: *iterations,
                 salt: random[..salt.len().min(32)].to_vec(),
-                hash: vec![0u8; hash.len()],
+                derived: Secret::wrap(vec![0u8; derived.expose_value().len()]),
             },
-            Some(ClientSecret::Plain(_)) | None => ClientSecret::Plain(STANDARD.encode(random)),
+            Some(ClientSecret::Plain(_)) | None => {
+                ClientSecret::Plain(Secret::new(STANDARD.encode(random)))
+            }
         }
     }
 

@@ -83,11 +83,14 @@ fn issue_then_validate() {
     let issued = issuer.issue("alice", "alice-secret", None).unwrap();
     assert_eq!(issued.expires_in, 300);
     assert_eq!(issued.scope, format!("{SEND_VALIDATE_SCOPE} extra"));
-    let principal = issuer.validator().validate(&issued.access_token).unwrap();
+    let principal = issuer
+        .validator()
+        .validate(issued.access_token.expose())
+        .unwrap();
     assert_eq!(principal.client_id, "alice");
     assert!(principal.has_scope(SEND_VALIDATE_SCOPE));
     assert!(principal.has_scope("extra"));
-    assert!(!format!("{issued:?}").contains(&issued.access_token));
+    assert!(!format!("{issued:?}").contains(issued.access_token.expose()));
 }
 
 #[test]
@@ -96,7 +99,7 @@ fn issued_claims_and_header() {
     let issued = issuer
         .issue("bob", "bob-secret", Some(SEND_VALIDATE_SCOPE))
         .unwrap();
-    let parts: Vec<&str> = issued.access_token.split('.').collect();
+    let parts: Vec<&str> = issued.access_token.expose().split('.').collect();
     assert_eq!(parts.len(), 3);
     let header: Value = serde_json::from_slice(&b64url_decode(parts[0]).unwrap()).unwrap();
     assert_eq!(header["alg"], "ES256");
@@ -493,12 +496,12 @@ fn token_from_another_issuer_instance_is_rejected() {
     assert_ne!(ours.kid(), theirs.kid());
     let token = theirs.issue("alice", "alice-secret", None).unwrap();
     assert!(matches!(
-        ours.validator().validate(&token.access_token),
+        ours.validator().validate(token.access_token.expose()),
         Err(AuthError::UnknownKey)
     ));
 
     // Same claims re-labelled with our kid: the signature gives it away.
-    let parts: Vec<&str> = token.access_token.split('.').collect();
+    let parts: Vec<&str> = token.access_token.expose().split('.').collect();
     let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": ours.kid()});
     let relabelled = format!(
         "{}.{}.{}",
@@ -592,7 +595,7 @@ fn jwks_rebuilds_a_verifying_key() {
         .issue("alice", "alice-secret", None)
         .unwrap()
         .access_token;
-    let (input, signature) = token.rsplit_once('.').unwrap();
+    let (input, signature) = token.expose().rsplit_once('.').unwrap();
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
         .verify(input.as_bytes(), &b64url_decode(signature).unwrap())
         .unwrap();

@@ -1,6 +1,6 @@
 //! The client's message template, the generated code, and a presented code.
 
-use std::fmt;
+use super::Secret;
 
 /// The placeholder CAMARA requires in every template.
 pub const PLACEHOLDER: &str = "{{code}}";
@@ -33,31 +33,25 @@ impl MessageTemplate {
     }
 }
 
-/// A generated one-time code. Debug and Display are redacted so it never reaches a log.
-#[derive(Clone, PartialEq, Eq)]
-pub struct OtpCode(String);
+/// A generated one-time code, held as a [`Secret`] so it never reaches a log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtpCode(Secret);
 
 impl OtpCode {
     /// Wraps generated digits (only the OTP engine creates codes).
     pub(crate) fn new(digits: String) -> OtpCode {
-        OtpCode(digits)
+        OtpCode(Secret::new(digits))
     }
 
     /// The digits, for rendering and hashing only.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 }
 
-impl fmt::Debug for OtpCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("OtpCode(<redacted>)")
-    }
-}
-
-/// A code presented for validation: 1 to 10 characters.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CodeAttempt(String);
+/// A code presented for validation: 1 to 10 characters, held as a [`Secret`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeAttempt(Secret);
 
 impl CodeAttempt {
     /// Applies the schema (`maxLength: 10`) and rejects the empty string.
@@ -69,18 +63,12 @@ impl CodeAttempt {
         if n > MAX_CODE_CHARS {
             return Err(format!("code must be at most {MAX_CODE_CHARS} characters"));
         }
-        Ok(CodeAttempt(s.to_string()))
+        Ok(CodeAttempt(Secret::new(s)))
     }
 
     /// The presented characters, for hashing only.
     pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for CodeAttempt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CodeAttempt(<redacted>)")
+        self.0.expose()
     }
 }
 

@@ -7,7 +7,7 @@ mod code;
 mod port;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -159,12 +159,8 @@ impl OtpService {
         }
         let text = template.render(&code);
         drop(code);
-        let started = Instant::now();
         let tag = id.to_string();
         let sent = self.sender.send(phone, text, self.rules.ttl, &tag).await;
-        self.metrics
-            .submit_duration
-            .observe(started.elapsed().as_secs_f64());
         match sent {
             Ok(segments) => {
                 self.store.activate(key, phone).await?;

@@ -141,6 +141,15 @@ impl SmppClient {
         }
     }
 
+    /// Records how long a message this route carried took (measured once, by the router).
+    pub(super) fn record_latency(&self, elapsed: Duration) {
+        self.inner
+            .shared
+            .hot
+            .submit_latency
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// The route's name.
     pub fn name(&self) -> &str {
         &self.inner.shared.settings.name
@@ -241,10 +250,6 @@ impl SmppClient {
                     })
                 }
             };
-        shared
-            .hot
-            .submit_latency
-            .observe(started.elapsed().as_secs_f64());
         if let Some(tag) = tag {
             shared.tracker.file(
                 tag,

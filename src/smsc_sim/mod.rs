@@ -21,13 +21,15 @@ pub use faults::{MessageIdFormat, ReceiptState, SimFaults};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::sync::lock;
 
 /// tracing target for the simulator's own events (no message texts).
 pub const TARGET: &str = "otp_gateway::smsc_sim";
@@ -133,11 +135,6 @@ struct SimShared {
     /// Every task the simulator spawns, so stopping can wait until they are all gone.
     tasks: TaskTracker,
     connections: Arc<Semaphore>,
-}
-
-/// Locks a mutex, recovering the data if a holder panicked.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Handle to a running simulator; cheap to clone.

@@ -94,7 +94,7 @@ struct ReceiverRegistration {
 
 impl Drop for ReceiverRegistration {
     fn drop(&mut self) {
-        super::lock(&self.shared.receivers).retain(|(id, _, _)| *id != self.id);
+        crate::sync::lock(&self.shared.receivers).retain(|(id, _, _)| *id != self.id);
     }
 }
 
@@ -339,7 +339,7 @@ impl Session {
                 self.state = kind;
                 self.system_id = system_id.to_owned();
                 if kind.can_receive() {
-                    super::lock(&self.shared.receivers).push((
+                    crate::sync::lock(&self.shared.receivers).push((
                         self.id,
                         system_id.to_owned(),
                         self.outbound.clone(),
@@ -483,7 +483,7 @@ impl Session {
         let receipt_queue = if self.state.can_receive() {
             Some(self.outbound.clone())
         } else {
-            super::lock(&self.shared.receivers)
+            crate::sync::lock(&self.shared.receivers)
                 .iter()
                 .find(|(_, id, _)| *id == self.system_id)
                 .map(|(_, _, tx)| tx.clone())
