@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod chaos;
+mod error_log;
 mod framework;
 mod helpers;
 mod operations;
