@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::store::MemoryStore;
+use crate::store::{MemoryStore, SendQuota};
 use futures::future::BoxFuture;
 
 #[derive(Default)]
@@ -44,9 +44,15 @@ fn fixture(policy: NumberPolicy) -> Fixture {
         code_length: 6,
         ttl: Duration::from_secs(300),
         max_attempts: 3,
-        quota: SendQuota {
-            max: 5,
-            window: Duration::from_secs(600),
+        quotas: SendQuotas {
+            per_client: SendQuota {
+                max: 5,
+                window: Duration::from_secs(600),
+            },
+            all_clients: SendQuota {
+                max: 10,
+                window: Duration::from_secs(600),
+            },
         },
         id_retention: Duration::from_secs(3600),
     };
@@ -249,4 +255,31 @@ async fn policy_rejections_send_nothing() {
         Err(OtpError::PhoneBlocked)
     ));
     assert!(f.sender.texts.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn superseding_and_the_quota_belong_to_one_client_and_the_cap_to_all() {
+    let f = fixture(NumberPolicy::default());
+    let p = "+34600000011";
+    let (a_id, a_code) = f.send(p).await;
+    for _ in 0..5 {
+        f.svc
+            .send_code("other-app", &phone(p), &template())
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        f.svc.send_code("other-app", &phone(p), &template()).await,
+        Err(OtpError::TooManyCodes)
+    ));
+    // Another client's five sends neither superseded nor starved this client's code.
+    f.validate(&a_id, &a_code).await.unwrap();
+    for _ in 0..4 {
+        f.send(p).await;
+    }
+    // 5 + 5 sends: the cap of 10 across clients binds a third client at once.
+    assert!(matches!(
+        f.svc.send_code("third-app", &phone(p), &template()).await,
+        Err(OtpError::TooManyCodes)
+    ));
 }

@@ -1,16 +1,20 @@
-//! The in-process backend: two bounded moka caches. Challenges expire on their own deadlines
-//! (moka's per-entry expiry only frees memory; correctness uses the injected clock), and
-//! per-number state lives as long as the send window or the code lifetime needs it.
+//! The in-process backend: two moka caches. Challenges expire on their own deadlines (moka's
+//! per-entry expiry only frees memory; correctness uses the injected clock), and per-number
+//! state lives as long as the send windows or the code lifetime need it.
+//!
+//! One number's state is one moka entry under one mutex: the in-process form of the Redis keys
+//! sharing the number's hash tag. Its (client, number) views and its all-clients view are one
+//! list of fixed-size send records, filtered by client tag, so a number costs one small heap
+//! allocation however many clients send to it.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 use moka::Expiry;
 
-use super::{ChallengeStore, InsertError, SendQuota, StoreError};
-use crate::domain::{AttemptOutcome, Challenge, ChallengeId, CodeHash, PhoneNumber};
+use super::{ChallengeStore, Discard, InsertError, SendQuotas, StoreError};
+use crate::domain::{AttemptOutcome, Challenge, ChallengeId, ClientTag, CodeHash, PhoneNumber};
 use crate::sync::lock;
 
 struct Entry {
@@ -19,11 +23,30 @@ struct Entry {
     state: Mutex<Challenge>,
 }
 
+/// Where a send stands; decides how long its record is kept.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Inserted, SMS not yet confirmed: kept until activated or discarded.
+    Pending,
+    /// The client's live challenge for the number: kept until superseded, so superseding
+    /// finds it even when the code outlives the send windows.
+    Current,
+    /// Superseded: kept only while a window counts it.
+    Settled,
+}
+
+/// One send to the number: 40 bytes, no heap.
+struct Send {
+    at_ms: u64,
+    client: ClientTag,
+    id: ChallengeId,
+    stage: Stage,
+}
+
 #[derive(Default)]
 struct PhoneState {
-    current: Option<ChallengeId>,
-    /// (sent at, id) of sends inside the window, oldest first.
-    sends: VecDeque<(u64, ChallengeId)>,
+    /// Every client's sends that a window may still count, plus pending and current ones.
+    sends: Vec<Send>,
 }
 
 struct ChallengeExpiry;
@@ -34,6 +57,10 @@ impl Expiry<ChallengeId, Arc<Entry>> for ChallengeExpiry {
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// moka-backed [`ChallengeStore`].
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -42,8 +69,9 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// `capacity` bounds live challenges; `phone_idle` is how long per-number state survives
-    /// without activity (the longer of the send window and the code lifetime).
+    /// `capacity` bounds live challenges; `phone_idle`
+    /// is how long per-number state survives without activity (the longest of the send
+    /// windows and the code lifetime).
     pub fn new(capacity: u64, phone_idle: Duration) -> MemoryStore {
         MemoryStore {
             challenges: Cache::builder()
@@ -78,23 +106,40 @@ impl ChallengeStore for MemoryStore {
     async fn insert_pending(
         &self,
         challenge: Challenge,
-        quota: SendQuota,
+        client: ClientTag,
+        quotas: SendQuotas,
         now_ms: u64,
     ) -> Result<(), InsertError> {
         let phone = self.phone(&challenge.phone);
         let mut p = lock(&phone);
-        let window_ms = u64::try_from(quota.window.as_millis()).unwrap_or(u64::MAX);
-        while p
+        let per_client_ms = millis(quotas.per_client.window);
+        let all_clients_ms = millis(quotas.all_clients.window);
+        let within = |s: &Send, window_ms: u64| now_ms.saturating_sub(s.at_ms) < window_ms;
+        let horizon = per_client_ms.max(all_clients_ms);
+        p.sends
+            .retain(|s| s.stage != Stage::Settled || within(s, horizon));
+        let mine = p
             .sends
-            .front()
-            .is_some_and(|(at, _)| now_ms.saturating_sub(*at) >= window_ms)
-        {
-            p.sends.pop_front();
-        }
-        if p.sends.len() >= quota.max as usize {
+            .iter()
+            .filter(|s| s.client == client && within(s, per_client_ms))
+            .count();
+        if mine >= quotas.per_client.max as usize {
             return Err(InsertError::QuotaExceeded);
         }
-        p.sends.push_back((now_ms, challenge.id));
+        let all = p.sends.iter().filter(|s| within(s, all_clients_ms)).count();
+        if all >= quotas.all_clients.max as usize {
+            return Err(InsertError::NumberCapExceeded);
+        }
+        if p.sends.is_empty() {
+            // Most numbers see one send per window: room for exactly one, not the default four.
+            p.sends.reserve_exact(1);
+        }
+        p.sends.push(Send {
+            at_ms: now_ms,
+            client,
+            id: challenge.id,
+            stage: Stage::Pending,
+        });
         let keep_for = Duration::from_millis(challenge.expires_at_ms.saturating_sub(now_ms));
         let id = challenge.id;
         self.challenges.insert(
@@ -107,24 +152,51 @@ impl ChallengeStore for MemoryStore {
         Ok(())
     }
 
-    async fn activate(&self, id: ChallengeId, phone: &PhoneNumber) -> Result<(), StoreError> {
+    async fn activate(
+        &self,
+        id: ChallengeId,
+        client: ClientTag,
+        phone: &PhoneNumber,
+    ) -> Result<(), StoreError> {
         let state = self.phone(phone);
         let mut p = lock(&state);
-        if let Some(old) = p.current.replace(id) {
-            if old != id {
-                self.challenges.invalidate(&old);
+        for s in p.sends.iter_mut() {
+            if s.client != client {
+                continue;
             }
+            if s.id == id {
+                s.stage = Stage::Current;
+            } else if s.stage == Stage::Current {
+                self.challenges.invalidate(&s.id);
+                s.stage = Stage::Settled;
+            }
+        }
+        if !p.sends.iter().any(|s| s.id == id && s.client == client) {
+            // The number's state was evicted while the SMS was on its way: keep the challenge
+            // findable for the next superseding; at time 0 no window counts it again.
+            p.sends.push(Send {
+                at_ms: 0,
+                client,
+                id,
+                stage: Stage::Current,
+            });
         }
         Ok(())
     }
 
-    async fn discard(&self, id: ChallengeId, phone: &PhoneNumber) -> Result<(), StoreError> {
+    async fn discard(
+        &self,
+        id: ChallengeId,
+        client: ClientTag,
+        phone: &PhoneNumber,
+        how: Discard,
+    ) -> Result<(), StoreError> {
         self.challenges.invalidate(&id);
         let state = self.phone(phone);
         let mut p = lock(&state);
-        p.sends.retain(|(_, sent)| *sent != id);
-        if p.current == Some(id) {
-            p.current = None;
+        let this = |s: &Send| s.id == id && s.client == client;
+        match how {
+            Discard::Refund => p.sends.retain(|s| !this(s)),
         }
         Ok(())
     }
@@ -163,6 +235,7 @@ impl ChallengeStore for MemoryStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
