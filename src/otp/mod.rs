@@ -178,12 +178,16 @@ impl OtpService {
                 Ok(id)
             }
             Err(e) => {
-                // The SMS was not accepted: the challenge must not outlive this request.
-                if let Err(store) = self
-                    .store
-                    .discard(key, client, phone, Discard::Refund)
-                    .await
-                {
+                // The client gets no id, so the challenge must not outlive this request. The
+                // quota is refunded only when the SMSC definitely holds nothing: after an
+                // unknown outcome the SMS may still arrive, and it counts like any other.
+                let how = match &e {
+                    DeliveryError::OutcomeUnknown(_) => Discard::KeepCounted,
+                    DeliveryError::Unavailable(_)
+                    | DeliveryError::DestinationRejected(_)
+                    | DeliveryError::DestinationBlocked(_) => Discard::Refund,
+                };
+                if let Err(store) = self.store.discard(key, client, phone, how).await {
                     tracing::error!(target: TARGET, %id, error = %store, "could not discard challenge");
                 }
                 let reason = match &e {

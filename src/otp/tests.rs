@@ -209,8 +209,9 @@ async fn quota_counts_accepted_sends_per_number() {
 async fn failed_delivery_leaves_no_challenge_and_no_quota_behind() {
     let f = fixture(NumberPolicy::default());
     let (old_id, old_code) = f.send("+34600000009").await;
-    *f.sender.fail.lock().unwrap() =
-        Some(|| DeliveryError::OutcomeUnknown("no submit_sm_resp".into()));
+    // A definite refusal: the SMSC holds nothing (an unknown outcome keeps the quota spent,
+    // see below).
+    *f.sender.fail.lock().unwrap() = Some(|| DeliveryError::Unavailable("no bound session".into()));
     for _ in 0..6 {
         let r = f
             .svc
@@ -218,7 +219,7 @@ async fn failed_delivery_leaves_no_challenge_and_no_quota_behind() {
             .await;
         assert!(matches!(
             r,
-            Err(OtpError::Delivery(DeliveryError::OutcomeUnknown(_)))
+            Err(OtpError::Delivery(DeliveryError::Unavailable(_)))
         ));
     }
     *f.sender.fail.lock().unwrap() = None;
@@ -255,6 +256,32 @@ async fn policy_rejections_send_nothing() {
         Err(OtpError::PhoneBlocked)
     ));
     assert!(f.sender.texts.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_leaves_no_challenge_but_keeps_the_quota_spent() {
+    let f = fixture(NumberPolicy::default());
+    let (old_id, old_code) = f.send("+34600000010").await;
+    *f.sender.fail.lock().unwrap() =
+        Some(|| DeliveryError::OutcomeUnknown("no submit_sm_resp".into()));
+    for _ in 0..4 {
+        let r = f
+            .svc
+            .send_code("app", &phone("+34600000010"), &template())
+            .await;
+        assert!(matches!(
+            r,
+            Err(OtpError::Delivery(DeliveryError::OutcomeUnknown(_)))
+        ));
+    }
+    *f.sender.fail.lock().unwrap() = None;
+    // The earlier code is still the live one; the four unknown outcomes used up the quota.
+    f.validate(&old_id, &old_code).await.unwrap();
+    let sixth = f
+        .svc
+        .send_code("app", &phone("+34600000010"), &template())
+        .await;
+    assert!(matches!(sixth, Err(OtpError::TooManyCodes)));
 }
 
 #[tokio::test]

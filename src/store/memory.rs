@@ -31,7 +31,7 @@ enum Stage {
     /// The client's live challenge for the number: kept until superseded, so superseding
     /// finds it even when the code outlives the send windows.
     Current,
-    /// Superseded: kept only while a window counts it.
+    /// Superseded, or discarded with its outcome unknown: kept only while a window counts it.
     Settled,
 }
 
@@ -197,6 +197,11 @@ impl ChallengeStore for MemoryStore {
         let this = |s: &Send| s.id == id && s.client == client;
         match how {
             Discard::Refund => p.sends.retain(|s| !this(s)),
+            Discard::KeepCounted => {
+                for s in p.sends.iter_mut().filter(|s| this(s)) {
+                    s.stage = Stage::Settled;
+                }
+            }
         }
         Ok(())
     }

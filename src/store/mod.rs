@@ -67,6 +67,8 @@ pub enum Discard {
     /// The SMS was definitely not taken: the send stops counting, per client and across
     /// clients.
     Refund,
+    /// The SMS may still arrive: the send keeps counting against both limits.
+    KeepCounted,
 }
 
 /// The atomic operations the OTP rules need. `client` and `phone` name the (client, number)
@@ -236,6 +238,7 @@ pub(crate) mod contract {
         concurrent_right_answers_succeed_once(make()).await;
         superseding_is_per_client(make()).await;
         quotas_are_per_client_and_capped_across_clients(make()).await;
+        unknown_outcomes_stay_counted_and_refunds_free_both_limits(make()).await;
         make().ping().await.unwrap();
     }
 
@@ -300,6 +303,43 @@ pub(crate) mod contract {
         s.insert_pending(challenge(58, "+3460051", 20 * MIN), A, q, 10 * MIN + 2)
             .await
             .unwrap();
+    }
+
+    async fn unknown_outcomes_stay_counted_and_refunds_free_both_limits<S: ChallengeStore>(s: S) {
+        let phone = "+3460060";
+        let n = number(phone);
+        let q = quotas(3, 10 * MIN, 4, 10 * MIN);
+        let insert =
+            |i: u8, client, at| s.insert_pending(challenge(i, phone, 5 * MIN), client, q, at);
+        insert(60, A, 0).await.unwrap();
+        s.activate(id(60), A, &n).await.unwrap();
+        // The SMS of 61 may have arrived: its challenge goes, its send keeps counting.
+        insert(61, A, 1).await.unwrap();
+        s.discard(id(61), A, &n, Discard::KeepCounted)
+            .await
+            .unwrap();
+        assert_eq!(outcome(&s, 61, 2).await, AttemptOutcome::Expired);
+        insert(62, A, 2).await.unwrap();
+        assert!(matches!(
+            insert(63, A, 3).await,
+            Err(InsertError::QuotaExceeded)
+        ));
+        // It counts across clients too: A's three and B's one fill the cap of four.
+        insert(64, B, 4).await.unwrap();
+        assert!(matches!(
+            insert(65, B, 5).await,
+            Err(InsertError::NumberCapExceeded)
+        ));
+        // A refund frees the send's place in both limits.
+        s.discard(id(62), A, &n, Discard::Refund).await.unwrap();
+        assert_eq!(outcome(&s, 62, 6).await, AttemptOutcome::Expired);
+        insert(66, A, 6).await.unwrap();
+        assert!(matches!(
+            insert(67, B, 7).await,
+            Err(InsertError::NumberCapExceeded)
+        ));
+        // Neither kind of discard touched the code A activated first.
+        assert_eq!(outcome(&s, 60, 8).await, AttemptOutcome::Valid);
     }
 
     async fn valid_code_is_single_use<S: ChallengeStore>(s: S) {

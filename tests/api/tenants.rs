@@ -1,5 +1,6 @@
 //! Several clients sending to one number: superseding and the CAMARA max-codes rule belong to
-//! one (client, number), the operator-wide cap protects the subscriber across all clients.
+//! one (client, number), the operator-wide cap protects the subscriber across all clients; a
+//! send whose outcome is unknown (504) keeps its quota spent.
 
 use std::time::Duration;
 
@@ -154,4 +155,22 @@ async fn the_all_clients_cap_is_configurable_and_binds_before_a_clients_own_quot
         .assert_error(403, "ONE_TIME_PASSWORD_SMS.MAX_OTP_CODES_EXCEEDED");
     app.clock.advance(Duration::from_secs(3000));
     assert_eq!(send_as(&app, &t[0], phone).await.status, 200);
+}
+
+#[actix_web::test]
+async fn a_504_keeps_the_quota_spent_because_the_sms_may_still_arrive() {
+    let app = spawn_app_with(|s| {
+        s.otp.max_codes_per_number = 2;
+        s.smpp.simulator.response_delay = Duration::from_millis(600);
+        s.smpp.session.submit_timeout = Duration::from_millis(250);
+    })
+    .await;
+    let phone = "+34600000206";
+    for _ in 0..2 {
+        app.send_code(phone).await.assert_error(504, "TIMEOUT");
+    }
+    // Both may still be delivered: the number has had its two codes.
+    app.send_code(phone)
+        .await
+        .assert_error(403, "ONE_TIME_PASSWORD_SMS.MAX_OTP_CODES_EXCEEDED");
 }
