@@ -25,6 +25,11 @@ pub enum StoreError {
     /// The backend could not be reached or answered with an error.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store holds as many live challenges as it may: a new one is refused rather than
+    /// admitted at the cost of another (or silently dropped), so every challenge the API
+    /// acknowledged stays validatable.
+    #[error("store full: no room for another live challenge")]
+    Full,
 }
 
 /// Why a new challenge was not stored.
@@ -37,7 +42,7 @@ pub enum InsertError {
     /// that window.
     #[error("the number's send cap across all clients is reached")]
     NumberCapExceeded,
-    /// Backend failure.
+    /// Backend failure, or the store is full.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -75,7 +80,8 @@ pub enum Discard {
 /// state an operation touches; they are always the ones the challenge was inserted with.
 pub trait ChallengeStore: Send + Sync {
     /// Counts the send against both quotas and stores the challenge, all or nothing. The
-    /// challenge can be validated at once but does not yet supersede older ones.
+    /// challenge can be validated at once but does not yet supersede older ones. A store at
+    /// its capacity answers [`StoreError::Full`] and counts nothing.
     fn insert_pending(
         &self,
         challenge: Challenge,
@@ -242,6 +248,12 @@ pub(crate) mod contract {
         make().ping().await.unwrap();
     }
 
+    /// Runs the checks of a bound on live challenges against a store made by `make(capacity)`,
+    /// for every backend that has such a bound.
+    pub async fn run_bounded<S: ChallengeStore, F: Fn(u64) -> S>(make: F) {
+        a_full_store_refuses_new_challenges_and_keeps_every_admitted_one(make(3)).await;
+    }
+
     async fn outcome<S: ChallengeStore>(s: &S, n: u8, now_ms: u64) -> AttemptOutcome {
         s.attempt(id(n), [n; 32], now_ms, 3).await.unwrap()
     }
@@ -340,6 +352,51 @@ pub(crate) mod contract {
         ));
         // Neither kind of discard touched the code A activated first.
         assert_eq!(outcome(&s, 60, 8).await, AttemptOutcome::Valid);
+    }
+
+    async fn a_full_store_refuses_new_challenges_and_keeps_every_admitted_one<S: ChallengeStore>(
+        s: S,
+    ) {
+        let phone = |i: u8| format!("+34600{i:03}");
+        let s = &s;
+        let insert = |i: u8, max: u32, at| async move {
+            s.insert_pending(challenge(i, &phone(i), 5 * MIN), A, quota(max), at)
+                .await
+        };
+        for i in 80..83 {
+            insert(i, 5, u64::from(i)).await.unwrap();
+            s.activate(id(i), A, &number(&phone(i))).await.unwrap();
+        }
+        assert!(matches!(
+            insert(83, 1, 90).await,
+            Err(InsertError::Store(StoreError::Full))
+        ));
+        assert_eq!(outcome(s, 83, 91).await, AttemptOutcome::Expired);
+        // Every admitted challenge is still there.
+        for i in 80..83 {
+            assert_eq!(outcome(s, i, 92).await, AttemptOutcome::Valid);
+        }
+        // Used challenges free their places, and the refused send counted nothing (max 1).
+        insert(83, 1, 93).await.unwrap();
+        s.activate(id(83), A, &number(&phone(83))).await.unwrap();
+        // A superseded challenge frees its place, and so does a discarded one.
+        s.insert_pending(challenge(84, &phone(83), 5 * MIN), A, quota(5), 94)
+            .await
+            .unwrap();
+        s.activate(id(84), A, &number(&phone(83))).await.unwrap();
+        insert(85, 5, 95).await.unwrap();
+        insert(86, 5, 96).await.unwrap();
+        assert!(matches!(
+            insert(87, 5, 97).await,
+            Err(InsertError::Store(StoreError::Full))
+        ));
+        s.discard(id(86), A, &number(&phone(86)), Discard::KeepCounted)
+            .await
+            .unwrap();
+        insert(87, 5, 98).await.unwrap();
+        for i in [84, 85, 87] {
+            assert_eq!(outcome(s, i, 99).await, AttemptOutcome::Valid);
+        }
     }
 
     async fn valid_code_is_single_use<S: ChallengeStore>(s: S) {

@@ -1,6 +1,7 @@
 //! Several clients sending to one number: superseding and the CAMARA max-codes rule belong to
 //! one (client, number), the operator-wide cap protects the subscriber across all clients; a
-//! send whose outcome is unknown (504) keeps its quota spent.
+//! send whose outcome is unknown (504) keeps its quota spent; and a store at its capacity
+//! refuses a new code before sending it rather than acknowledging one it cannot keep.
 
 use std::time::Duration;
 
@@ -173,4 +174,33 @@ async fn a_504_keeps_the_quota_spent_because_the_sms_may_still_arrive() {
     app.send_code(phone)
         .await
         .assert_error(403, "ONE_TIME_PASSWORD_SMS.MAX_OTP_CODES_EXCEEDED");
+}
+
+#[actix_web::test]
+async fn a_full_store_answers_503_before_sending_and_every_acknowledged_code_validates() {
+    const CAPACITY: usize = 100;
+    let app = spawn_app_with(|s| s.store.max_challenges = CAPACITY as u64).await;
+    let mut issued = Vec::new();
+    for i in 0..CAPACITY {
+        let phone = format!("+3461{i:07}");
+        let (id, code) = app.issue(&phone).await;
+        issued.push((phone, id, code));
+    }
+    let submits = app.sim.submit_count();
+    let full = "+34629999999";
+    app.send_code(full).await.assert_error(503, "UNAVAILABLE");
+    assert_eq!(app.sim.submit_count(), submits, "an SMS went out for a 503");
+    assert!(app.sim.messages_for(full).is_empty());
+    for (phone, id, code) in &issued {
+        let r = app.validate(id, code).await;
+        assert_eq!(
+            r.status,
+            204,
+            "{phone}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    // Validated codes free their places; the refused send did not spend the number's quota.
+    let (id, code) = app.issue(full).await;
+    assert_eq!(app.validate(&id, &code).await.status, 204);
 }
