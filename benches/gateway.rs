@@ -9,9 +9,9 @@
 use std::time::{Duration, Instant};
 
 use otp_gateway::config::Settings;
-use otp_gateway::domain::{Challenge, ChallengeId, PhoneNumber};
+use otp_gateway::domain::{Challenge, ChallengeId, ClientTag, PhoneNumber};
 use otp_gateway::startup::Application;
-use otp_gateway::store::{ChallengeStore, MemoryStore, SendQuota};
+use otp_gateway::store::{ChallengeStore, MemoryStore, SendQuota, SendQuotas};
 use serde_json::{json, Value};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -150,10 +150,12 @@ fn rss_bytes() -> u64 {
 async fn memory_per_pending_code() {
     let n: u64 = 200_000;
     let store = MemoryStore::new(2_000_000, Duration::from_secs(600));
-    let quota = SendQuota {
-        max: 5,
-        window: Duration::from_secs(600),
+    let window = Duration::from_secs(600);
+    let quota = SendQuotas {
+        per_client: SendQuota { max: 5, window },
+        all_clients: SendQuota { max: 10, window },
     };
+    let client = ClientTag::of("bench");
     let before = rss_bytes();
     for i in 0..n {
         let mut id = [0u8; 16];
@@ -167,8 +169,11 @@ async fn memory_per_pending_code() {
             expires_at_ms: u64::MAX / 2,
             failed_attempts: 0,
         };
-        store.insert_pending(challenge, quota, 0).await.unwrap();
-        store.activate(id, &phone).await.unwrap();
+        store
+            .insert_pending(challenge, client, quota, 0)
+            .await
+            .unwrap();
+        store.activate(id, client, &phone).await.unwrap();
     }
     let held = store.len();
     let after = rss_bytes();

@@ -23,7 +23,7 @@ use crate::policy::{ClientRateLimiter, NumberPolicy};
 use crate::shutdown::{Services, Shutdown};
 use crate::smpp::{RouteSettings, SmppRouter};
 use crate::smsc_sim::{SimSettings, SmscHandle};
-use crate::store::{MemoryStore, SendQuota, Store};
+use crate::store::{MemoryStore, SendQuota, SendQuotas, Store};
 
 /// Things tests may replace.
 pub struct BuildOptions {
@@ -84,15 +84,24 @@ impl Application {
         let otp_settings = &config.otp;
         let store = Store::Memory(MemoryStore::new(
             config.store.max_challenges,
-            otp_settings.max_codes_window.max(otp_settings.ttl),
+            otp_settings
+                .max_codes_window
+                .max(otp_settings.max_codes_window_all_clients)
+                .max(otp_settings.ttl),
         ));
         let rules = OtpRules {
             code_length: otp_settings.code_length,
             ttl: otp_settings.ttl,
             max_attempts: otp_settings.max_attempts,
-            quota: SendQuota {
-                max: otp_settings.max_codes_per_number,
-                window: otp_settings.max_codes_window,
+            quotas: SendQuotas {
+                per_client: SendQuota {
+                    max: otp_settings.max_codes_per_number,
+                    window: otp_settings.max_codes_window,
+                },
+                all_clients: SendQuota {
+                    max: otp_settings.all_clients_cap(),
+                    window: otp_settings.max_codes_window_all_clients,
+                },
             },
             id_retention: otp_settings.id_retention,
         };

@@ -7,6 +7,9 @@ use serde::Deserialize;
 use super::{invalid, ConfigError};
 use crate::domain::Secret;
 
+/// Default of `max_codes_per_number_all_clients`.
+const DEFAULT_ALL_CLIENTS_CAP: u32 = 10;
+
 /// `[otp]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -18,11 +21,20 @@ pub struct OtpSettings {
     pub ttl: Duration,
     /// Wrong answers after which an authenticationId is locked (at least 1).
     pub max_attempts: u32,
-    /// Codes accepted per phone number within `max_codes_window` (at least 1).
+    /// Codes one client may have sent to one phone number within `max_codes_window` (at least
+    /// 1): the CAMARA max-codes rule, per (client, number) so one client cannot starve another.
     pub max_codes_per_number: u32,
     /// The sliding window of `max_codes_per_number`.
     #[serde(with = "humantime_serde")]
     pub max_codes_window: Duration,
+    /// Codes a phone number may receive from all clients together within
+    /// `max_codes_window_all_clients`: protects the subscriber from SMS bombing through many
+    /// clients. Not below `max_codes_per_number`; when absent, 10 or `max_codes_per_number`,
+    /// whichever is higher (see [`OtpSettings::all_clients_cap`]).
+    pub max_codes_per_number_all_clients: Option<u32>,
+    /// The sliding window of the all-clients cap.
+    #[serde(with = "humantime_serde")]
+    pub max_codes_window_all_clients: Duration,
     /// How long a used, superseded or expired id answers VERIFICATION_EXPIRED rather than 404
     /// (not shorter than `ttl`).
     #[serde(with = "humantime_serde")]
@@ -39,6 +51,8 @@ impl Default for OtpSettings {
             max_attempts: 3,
             max_codes_per_number: 5,
             max_codes_window: Duration::from_secs(600),
+            max_codes_per_number_all_clients: None,
+            max_codes_window_all_clients: Duration::from_secs(600),
             id_retention: Duration::from_secs(24 * 3600),
             hash_key: None,
         }
@@ -71,6 +85,21 @@ impl OtpSettings {
         if self.max_codes_window.is_zero() {
             return Err(invalid("otp.max_codes_window", "must be longer than 0s"));
         }
+        if self
+            .max_codes_per_number_all_clients
+            .is_some_and(|cap| cap < self.max_codes_per_number)
+        {
+            return Err(invalid(
+                "otp.max_codes_per_number_all_clients",
+                "must not be lower than otp.max_codes_per_number",
+            ));
+        }
+        if self.max_codes_window_all_clients.is_zero() {
+            return Err(invalid(
+                "otp.max_codes_window_all_clients",
+                "must be longer than 0s",
+            ));
+        }
         if self.id_retention < self.ttl {
             return Err(invalid(
                 "otp.id_retention",
@@ -78,6 +107,14 @@ impl OtpSettings {
             ));
         }
         Ok(())
+    }
+
+    /// The all-clients cap in force. Unset, it is the default of 10 raised to
+    /// `max_codes_per_number` when that is higher, so raising the per-client rule alone never
+    /// makes a configuration invalid; set explicitly, `check` holds it to the same bound.
+    pub fn all_clients_cap(&self) -> u32 {
+        self.max_codes_per_number_all_clients
+            .unwrap_or(DEFAULT_ALL_CLIENTS_CAP.max(self.max_codes_per_number))
     }
 
     /// The configured key, or a random one.
@@ -102,5 +139,42 @@ impl OtpSettings {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_all_clients_cap_defaults_to_ten_or_the_per_client_rule() {
+        let mut s = OtpSettings::default();
+        assert_eq!(s.all_clients_cap(), 10);
+        s.max_codes_per_number = 20;
+        s.check().unwrap();
+        assert_eq!(s.all_clients_cap(), 20);
+        s.max_codes_per_number_all_clients = Some(25);
+        assert_eq!(s.all_clients_cap(), 25);
+    }
+
+    #[test]
+    fn the_all_clients_cap_is_not_below_the_per_client_rule() {
+        let s = OtpSettings {
+            max_codes_per_number: 5,
+            max_codes_per_number_all_clients: Some(4),
+            ..OtpSettings::default()
+        };
+        let err = s.check().unwrap_err().to_string();
+        assert!(
+            err.contains("otp.max_codes_per_number_all_clients"),
+            "{err}"
+        );
+        let s = OtpSettings {
+            max_codes_window_all_clients: Duration::ZERO,
+            ..OtpSettings::default()
+        };
+        let err = s.check().unwrap_err().to_string();
+        assert!(err.contains("otp.max_codes_window_all_clients"), "{err}");
     }
 }

@@ -12,7 +12,7 @@ mod secret;
 mod template;
 
 pub use authentication_id::{AuthenticationId, IdKey};
-pub use challenge::{AttemptOutcome, Challenge, ChallengeId};
+pub use challenge::{AttemptOutcome, Challenge, ChallengeId, ClientTag};
 pub use code_hash::{hashes_match, CodeHash};
 pub use phone_number::{mask_digits, PhoneNumber};
 pub use secret::Secret;

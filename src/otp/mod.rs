@@ -16,12 +16,12 @@ pub use code::{generate, CodeHasher};
 pub use port::{DeliveryError, SmsSender};
 
 use crate::domain::{
-    AttemptOutcome, AuthenticationId, Challenge, ChallengeId, CodeAttempt, IdKey, MessageTemplate,
-    PhoneNumber,
+    AttemptOutcome, AuthenticationId, Challenge, ChallengeId, ClientTag, CodeAttempt, IdKey,
+    MessageTemplate, PhoneNumber,
 };
 use crate::metrics::Metrics;
 use crate::policy::{NumberPolicy, PolicyViolation};
-use crate::store::{ChallengeStore, InsertError, SendQuota, Store, StoreError};
+use crate::store::{ChallengeStore, Discard, InsertError, SendQuotas, Store, StoreError};
 
 const TARGET: &str = "otp_gateway::otp";
 
@@ -37,7 +37,8 @@ pub enum OtpError {
     /// The number has SMS barring.
     #[error("number has SMS barring")]
     PhoneBlocked,
-    /// Too many codes for this number in the window.
+    /// Too many codes for this number in the window: from this client, or from all clients
+    /// together.
     #[error("too many codes for this number")]
     TooManyCodes,
     /// The id was never issued to this client, or is past retention.
@@ -72,8 +73,8 @@ pub struct OtpRules {
     pub ttl: Duration,
     /// Wrong answers before lock.
     pub max_attempts: u32,
-    /// Per-number send quota.
-    pub quota: SendQuota,
+    /// Send limits per (client, number) and per number across all clients.
+    pub quotas: SendQuotas,
     /// How long an issued id still answers VERIFICATION_EXPIRED instead of 404.
     pub id_retention: Duration,
 }
@@ -141,6 +142,7 @@ impl OtpService {
         let code = generate(&self.rng, self.rules.code_length).map_err(|_| OtpError::Random)?;
         let ttl_ms = u64::try_from(self.rules.ttl.as_millis()).unwrap_or(u64::MAX);
         let key = ChallengeId::from(&id);
+        let client = ClientTag::of(client_id);
         let challenge = Challenge {
             id: key,
             phone: phone.clone(),
@@ -150,11 +152,17 @@ impl OtpService {
         };
         match self
             .store
-            .insert_pending(challenge, self.rules.quota, now_ms)
+            .insert_pending(challenge, client, self.rules.quotas, now_ms)
             .await
         {
             Ok(()) => {}
             Err(InsertError::QuotaExceeded) => return Err(OtpError::TooManyCodes),
+            Err(InsertError::NumberCapExceeded) => {
+                // The same answer as the client's own quota, but a sign of SMS bombing through
+                // several clients that the operator wants to see.
+                tracing::warn!(target: TARGET, "number reached its cap across all clients");
+                return Err(OtpError::TooManyCodes);
+            }
             Err(InsertError::Store(e)) => return Err(e.into()),
         }
         let text = template.render(&code);
@@ -163,15 +171,23 @@ impl OtpService {
         let sent = self.sender.send(phone, text, self.rules.ttl, &tag).await;
         match sent {
             Ok(segments) => {
-                self.store.activate(key, phone).await?;
+                self.store.activate(key, client, phone).await?;
                 self.metrics.codes_sent.inc();
                 self.metrics.segments_sent.inc_by(segments as u64);
                 tracing::info!(target: TARGET, %id, segments, "code sent");
                 Ok(id)
             }
             Err(e) => {
-                // The SMS was not accepted: the challenge must not outlive this request.
-                if let Err(store) = self.store.discard(key, phone).await {
+                // The client gets no id, so the challenge must not outlive this request. The
+                // quota is refunded only when the SMSC definitely holds nothing: after an
+                // unknown outcome the SMS may still arrive, and it counts like any other.
+                let how = match &e {
+                    DeliveryError::OutcomeUnknown(_) => Discard::KeepCounted,
+                    DeliveryError::Unavailable(_)
+                    | DeliveryError::DestinationRejected(_)
+                    | DeliveryError::DestinationBlocked(_) => Discard::Refund,
+                };
+                if let Err(store) = self.store.discard(key, client, phone, how).await {
                     tracing::error!(target: TARGET, %id, error = %store, "could not discard challenge");
                 }
                 let reason = match &e {

@@ -18,13 +18,14 @@ pub enum DeliveryError {
     #[error("the SMS channel could not take the message")]
     Unavailable(#[source] BoxError),
     /// The SMSC may hold the message (no answer in time, a session lost with it in flight,
-    /// only some segments acknowledged): 504.
+    /// only some segments acknowledged): 504, and the quota stays spent, since the SMS may
+    /// still arrive.
     #[error("the SMSC may hold the message; its outcome is unknown")]
     OutcomeUnknown(#[source] BoxError),
-    /// The SMSC refused this destination.
+    /// The SMSC refused this destination (the quota is refunded).
     #[error("SMSC refused the destination (command_status {0:#010x})")]
     DestinationRejected(u32),
-    /// The SMSC reports the destination as barred.
+    /// The SMSC reports the destination as barred (the quota is refunded).
     #[error("SMSC reports the destination blocked (command_status {0:#010x})")]
     DestinationBlocked(u32),
 }

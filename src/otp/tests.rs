@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::store::MemoryStore;
+use crate::store::{MemoryStore, SendQuota};
 use futures::future::BoxFuture;
 
 #[derive(Default)]
@@ -44,9 +44,15 @@ fn fixture(policy: NumberPolicy) -> Fixture {
         code_length: 6,
         ttl: Duration::from_secs(300),
         max_attempts: 3,
-        quota: SendQuota {
-            max: 5,
-            window: Duration::from_secs(600),
+        quotas: SendQuotas {
+            per_client: SendQuota {
+                max: 5,
+                window: Duration::from_secs(600),
+            },
+            all_clients: SendQuota {
+                max: 10,
+                window: Duration::from_secs(600),
+            },
         },
         id_retention: Duration::from_secs(3600),
     };
@@ -203,8 +209,9 @@ async fn quota_counts_accepted_sends_per_number() {
 async fn failed_delivery_leaves_no_challenge_and_no_quota_behind() {
     let f = fixture(NumberPolicy::default());
     let (old_id, old_code) = f.send("+34600000009").await;
-    *f.sender.fail.lock().unwrap() =
-        Some(|| DeliveryError::OutcomeUnknown("no submit_sm_resp".into()));
+    // A definite refusal: the SMSC holds nothing (an unknown outcome keeps the quota spent,
+    // see below).
+    *f.sender.fail.lock().unwrap() = Some(|| DeliveryError::Unavailable("no bound session".into()));
     for _ in 0..6 {
         let r = f
             .svc
@@ -212,7 +219,7 @@ async fn failed_delivery_leaves_no_challenge_and_no_quota_behind() {
             .await;
         assert!(matches!(
             r,
-            Err(OtpError::Delivery(DeliveryError::OutcomeUnknown(_)))
+            Err(OtpError::Delivery(DeliveryError::Unavailable(_)))
         ));
     }
     *f.sender.fail.lock().unwrap() = None;
@@ -249,4 +256,57 @@ async fn policy_rejections_send_nothing() {
         Err(OtpError::PhoneBlocked)
     ));
     assert!(f.sender.texts.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_leaves_no_challenge_but_keeps_the_quota_spent() {
+    let f = fixture(NumberPolicy::default());
+    let (old_id, old_code) = f.send("+34600000010").await;
+    *f.sender.fail.lock().unwrap() =
+        Some(|| DeliveryError::OutcomeUnknown("no submit_sm_resp".into()));
+    for _ in 0..4 {
+        let r = f
+            .svc
+            .send_code("app", &phone("+34600000010"), &template())
+            .await;
+        assert!(matches!(
+            r,
+            Err(OtpError::Delivery(DeliveryError::OutcomeUnknown(_)))
+        ));
+    }
+    *f.sender.fail.lock().unwrap() = None;
+    // The earlier code is still the live one; the four unknown outcomes used up the quota.
+    f.validate(&old_id, &old_code).await.unwrap();
+    let sixth = f
+        .svc
+        .send_code("app", &phone("+34600000010"), &template())
+        .await;
+    assert!(matches!(sixth, Err(OtpError::TooManyCodes)));
+}
+
+#[tokio::test]
+async fn superseding_and_the_quota_belong_to_one_client_and_the_cap_to_all() {
+    let f = fixture(NumberPolicy::default());
+    let p = "+34600000011";
+    let (a_id, a_code) = f.send(p).await;
+    for _ in 0..5 {
+        f.svc
+            .send_code("other-app", &phone(p), &template())
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        f.svc.send_code("other-app", &phone(p), &template()).await,
+        Err(OtpError::TooManyCodes)
+    ));
+    // Another client's five sends neither superseded nor starved this client's code.
+    f.validate(&a_id, &a_code).await.unwrap();
+    for _ in 0..4 {
+        f.send(p).await;
+    }
+    // 5 + 5 sends: the cap of 10 across clients binds a third client at once.
+    assert!(matches!(
+        f.svc.send_code("third-app", &phone(p), &template()).await,
+        Err(OtpError::TooManyCodes)
+    ));
 }

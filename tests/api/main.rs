@@ -11,4 +11,5 @@ mod helpers;
 mod operations;
 mod send_code;
 mod shutdown;
+mod tenants;
 mod validate_code;
