@@ -14,6 +14,9 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 const RANDOM_BITS: u32 = 48;
+/// Low bits of the random field that carry the store bucket of the number (see
+/// [`StoreBucket`](super::StoreBucket)), so a store can find a challenge's shard from its id.
+pub(super) const BUCKET_BITS: u32 = 14;
 const MAC_BITS: u32 = 42;
 const MAC_MASK: u128 = (1u128 << MAC_BITS) - 1;
 const RANDOM_MASK: u128 = (1u128 << RANDOM_BITS) - 1;
@@ -65,6 +68,21 @@ impl AuthenticationId {
         }
     }
 
+    /// Like [`AuthenticationId::mint`], with the low [`BUCKET_BITS`] of the random field set to
+    /// `bucket`: the id then names the store shard of its number (the other 34 random bits, the
+    /// time and the number's own bucket keep ids of one client apart).
+    pub fn mint_in_bucket(
+        key: &IdKey,
+        client_id: &str,
+        now_secs: u64,
+        random: u64,
+        bucket: super::StoreBucket,
+    ) -> AuthenticationId {
+        let mask = (1u64 << BUCKET_BITS) - 1;
+        let random = (random & !mask) | (u64::from(bucket.get()) & mask);
+        AuthenticationId::mint(key, client_id, now_secs, random)
+    }
+
     /// Accepts only a hyphenated UUID whose MAC verifies for this client.
     pub fn verify(key: &IdKey, client_id: &str, s: &str) -> Option<AuthenticationId> {
         if s.len() != 36 {
@@ -109,6 +127,22 @@ fn spread(p: u128) -> u128 {
     let mid12 = (p >> 62) & 0xFFF;
     let low62 = p & ((1 << 62) - 1);
     (high48 << 80) | (0x8 << 76) | (mid12 << 64) | (0b10 << 62) | low62
+}
+
+/// The bucket bits of an id's 16 bytes (see [`AuthenticationId::mint_in_bucket`]).
+pub(super) fn bucket_bits(bytes: &[u8; 16]) -> u16 {
+    let payload = gather(u128::from_be_bytes(*bytes));
+    ((payload >> MAC_BITS) & ((1 << BUCKET_BITS) - 1)) as u16
+}
+
+/// `bytes` with their bucket bits replaced (for tests that make ids without minting them).
+#[cfg(test)]
+pub(crate) fn with_bucket_bits(bytes: [u8; 16], bucket: u16) -> [u8; 16] {
+    let raw = u128::from_be_bytes(bytes);
+    let mask = ((1u128 << BUCKET_BITS) - 1) << MAC_BITS;
+    let payload = (gather(raw) & !mask) | ((u128::from(bucket) << MAC_BITS) & mask);
+    let fixed = (raw & !spread(u128::MAX >> 6)) | spread(payload);
+    fixed.to_be_bytes()
 }
 
 fn gather(u: u128) -> u128 {

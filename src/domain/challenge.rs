@@ -34,6 +34,40 @@ impl ChallengeId {
     }
 }
 
+impl ChallengeId {
+    /// The store bucket its id was minted in (see [`AuthenticationId::mint_in_bucket`]).
+    pub fn bucket(&self) -> StoreBucket {
+        StoreBucket(super::authentication_id::bucket_bits(&self.0))
+    }
+}
+
+/// Which of 16,384 shards a number's state lives in: a sharded store (Redis Cluster) keeps a
+/// number's challenges and counters under one hash tag derived from it, so every operation on
+/// them is one atomic script in one slot, and validate-code, which knows only the id, reaches
+/// the same shard because the id carries the bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StoreBucket(u16);
+
+impl StoreBucket {
+    /// Number of buckets (as many as Redis Cluster has slots).
+    pub const COUNT: u16 = 1 << super::authentication_id::BUCKET_BITS;
+
+    /// The bucket of `phone`: the first 14 bits of SHA-256 of its E.164 form. Unkeyed on
+    /// purpose (every replica must agree without configuration); 14 bits of a hash say next
+    /// to nothing about a number, and the id that carries them is only given to the client
+    /// that chose the number.
+    pub fn of(phone: &PhoneNumber) -> StoreBucket {
+        let d = ring::digest::digest(&ring::digest::SHA256, phone.as_e164().as_bytes());
+        let first = u16::from_be_bytes([d.as_ref()[0], d.as_ref()[1]]);
+        StoreBucket(first >> (16 - super::authentication_id::BUCKET_BITS))
+    }
+
+    /// The bucket number, below [`StoreBucket::COUNT`].
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
 impl From<&AuthenticationId> for ChallengeId {
     fn from(id: &AuthenticationId) -> ChallengeId {
         ChallengeId(*id.as_bytes())
@@ -159,6 +193,20 @@ mod tests {
             ClientTag::of("").as_bytes(),
             &[0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14]
         );
+    }
+
+    #[test]
+    fn an_id_carries_the_bucket_of_its_number() {
+        let key = crate::domain::IdKey::derive(b"bucket-test-key-bucket-test-key-0");
+        for n in ["+34600000001", "+447700900123", "+12025550100"] {
+            let phone = PhoneNumber::parse(n).unwrap();
+            let bucket = StoreBucket::of(&phone);
+            assert!(bucket.get() < StoreBucket::COUNT);
+            let id = AuthenticationId::mint_in_bucket(&key, "app", 1_700_000_000, u64::MAX, bucket);
+            assert_eq!(ChallengeId::from(&id).bucket(), bucket);
+            let again = AuthenticationId::verify(&key, "app", &id.as_uuid().to_string());
+            assert_eq!(again, Some(id), "the MAC still verifies");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub use port::{DeliveryError, SmsSender};
 
 use crate::domain::{
     AttemptOutcome, AuthenticationId, Challenge, ChallengeId, ClientTag, CodeAttempt, IdKey,
-    MessageTemplate, PhoneNumber,
+    MessageTemplate, PhoneNumber, StoreBucket,
 };
 use crate::metrics::Metrics;
 use crate::policy::{NumberPolicy, PolicyViolation};
@@ -133,11 +133,12 @@ impl OtpService {
         let now_ms = self.clock.now_ms();
         let mut random = [0u8; 8];
         self.rng.fill(&mut random).map_err(|_| OtpError::Random)?;
-        let id = AuthenticationId::mint(
+        let id = AuthenticationId::mint_in_bucket(
             &self.id_key,
             client_id,
             now_ms / 1000,
             u64::from_be_bytes(random),
+            StoreBucket::of(phone),
         );
         let code = generate(&self.rng, self.rules.code_length).map_err(|_| OtpError::Random)?;
         let ttl_ms = u64::try_from(self.rules.ttl.as_millis()).unwrap_or(u64::MAX);
