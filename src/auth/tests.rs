@@ -688,3 +688,80 @@ fn long_client_ids_are_cut_for_logs() {
     let long = "\u{e9}".repeat(100);
     assert_eq!(super::issuer::loggable(&long).chars().count(), 64);
 }
+
+/// Order n of the P-256 group, big-endian (SEC 2 §2.4.2), written out independently of the
+/// implementation so the tests check it rather than mirror it.
+const P256_N: [u8; 32] = [
+    0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51,
+];
+
+/// n − s on 32-byte big-endian integers (s < n).
+fn n_minus(s: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(P256_N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        out[i] = (d + 256 * borrow) as u8;
+    }
+    out
+}
+
+/// s ≤ n / 2, i.e. 2·s < n (s·2 computed with its carry).
+fn is_low(s: &[u8]) -> bool {
+    let mut doubled = [0u8; 33];
+    let mut carry = 0u16;
+    for i in (0..32).rev() {
+        let v = u16::from(s[i]) * 2 + carry;
+        doubled[i + 1] = (v & 0xFF) as u8;
+        carry = v >> 8;
+    }
+    doubled[0] = carry as u8;
+    let mut n = [0u8; 33];
+    n[1..].copy_from_slice(&P256_N);
+    doubled < n
+}
+
+/// The token with its signature's s replaced by n − s: the other valid ECDSA encoding.
+fn with_negated_s(token: &str) -> String {
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let mut signature = b64url_decode(signature).unwrap();
+    let negated = n_minus(&signature[32..]);
+    signature[32..].copy_from_slice(&negated);
+    format!("{input}.{}", b64url_encode(&signature))
+}
+
+#[test]
+fn issued_signatures_have_a_low_s() {
+    let issuer = issuer();
+    for _ in 0..64 {
+        let token = issuer.sign(&claims()).unwrap();
+        let signature = b64url_decode(token.rsplit_once('.').unwrap().1).unwrap();
+        assert!(is_low(&signature[32..]), "high s issued");
+    }
+}
+
+#[test]
+fn a_high_s_signature_is_rejected() {
+    let issuer = issuer();
+    let validator = issuer.validator();
+    for _ in 0..16 {
+        let token = issuer.sign(&claims()).unwrap();
+        let other = with_negated_s(&token);
+        // Exactly one of the two encodings has a low s; only that one is accepted, so each
+        // token has one spelling (and one cache entry).
+        let signature = b64url_decode(token.rsplit_once('.').unwrap().1).unwrap();
+        let (low, high) = if is_low(&signature[32..]) {
+            (token, other)
+        } else {
+            (other, token)
+        };
+        assert!(matches!(
+            validator.validate(&high),
+            Err(AuthError::BadSignature)
+        ));
+        assert!(!validator.is_cached(&high));
+        assert!(validator.validate(&low).is_ok());
+    }
+}

@@ -10,4 +10,5 @@ mod helpers;
 mod operations;
 mod send_code;
 mod shutdown;
+mod tokens;
 mod validate_code;
