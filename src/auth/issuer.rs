@@ -9,6 +9,7 @@ use actix_web::http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::auth::jwt::{SigningKey, VerifyingKey};
+use crate::auth::secret::DEFAULT_ITERATIONS;
 use crate::auth::{unix_now, AuthError, ClientSecret, TokenValidator, SEND_VALIDATE_SCOPE};
 use crate::domain::Secret;
 
@@ -162,8 +163,19 @@ impl TokenIssuer {
                 "token ttl must be at least one second".to_owned(),
             ));
         }
+        // Every check must cost the same, or the response time tells registered ids (and
+        // which of them have a clear secret) apart: clear secrets are hashed now and cheaper
+        // hashes padded, to the most expensive configured hash (or the default cost), and the
+        // decoy checked for unknown ids costs as much.
+        let cost = settings
+            .clients
+            .iter()
+            .filter(|c| matches!(c.secret, ClientSecret::Pbkdf2 { .. }))
+            .map(|c| c.secret.cost())
+            .max()
+            .unwrap_or(u64::from(DEFAULT_ITERATIONS));
         let mut clients = HashMap::with_capacity(settings.clients.len());
-        for client in settings.clients {
+        for mut client in settings.clients {
             if client.id.is_empty() {
                 return Err(AuthError::Config("client id must not be empty".to_owned()));
             }
@@ -179,12 +191,10 @@ impl TokenIssuer {
                     client.id
                 )));
             }
+            client.secret = client.secret.equalised(cost)?;
             clients.insert(client.id.clone(), client);
         }
-        // The decoy mirrors the most expensive configured secret, so an
-        // unknown id costs at least as much as a known one.
-        let decoy =
-            ClientSecret::decoy(clients.values().map(|c| &c.secret).max_by_key(|s| s.cost()));
+        let decoy = ClientSecret::decoy(clients.values().map(|c| &c.secret).next());
         let key = match &settings.signing_key {
             Some(bytes) => SigningKey::from_pkcs8(bytes)?,
             None => SigningKey::generate()?,
@@ -205,6 +215,18 @@ impl TokenIssuer {
             decoy,
             validator,
         })
+    }
+
+    /// What checking each registered client's secret costs, and what the decoy checked for
+    /// unknown ids costs (see [`ClientSecret::cost`]).
+    #[cfg(test)]
+    pub(crate) fn secret_costs(&self) -> (Vec<u64>, u64) {
+        let clients = self
+            .clients
+            .values()
+            .map(|c| c.secret.cost())
+            .collect();
+        (clients, self.decoy.cost())
     }
 
     /// The issuer identifier (no trailing slash).

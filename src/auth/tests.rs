@@ -765,3 +765,66 @@ fn a_high_s_signature_is_rejected() {
         assert!(validator.validate(&low).is_ok());
     }
 }
+
+/// The configured form of a PBKDF2 secret with a `len`-byte derived key (two SHA-256 blocks
+/// for 64 bytes, which doubles the work per iteration).
+fn pbkdf2_config(secret: &str, iterations: u32, len: usize) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    let salt = [7u8; 16];
+    let mut derived = vec![0u8; len];
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(iterations).unwrap(),
+        &salt,
+        secret.as_bytes(),
+        &mut derived,
+    );
+    format!(
+        "pbkdf2-sha256${iterations}${}${}",
+        STANDARD.encode(salt),
+        STANDARD.encode(derived)
+    )
+}
+
+#[test]
+fn every_secret_and_the_decoy_cost_the_same_after_load() {
+    let mut s = settings();
+    // alice is plain, bob 1000 iterations × 1 block; carol 300 iterations × 2 blocks.
+    s.clients.push(RegisteredClient {
+        token_ttl: None,
+        id: "carol".to_owned(),
+        secret: ClientSecret::parse(&pbkdf2_config("carol-secret", 300, 64)).unwrap(),
+        scopes: vec![SEND_VALIDATE_SCOPE.to_owned()],
+    });
+    let issuer = TokenIssuer::new(s).unwrap();
+    let (clients, decoy) = issuer.secret_costs();
+    assert_eq!(clients.len(), 3);
+    for cost in &clients {
+        assert_eq!(*cost, 1_000, "{clients:?}");
+    }
+    assert_eq!(decoy, 1_000);
+    // Equal cost, same answers.
+    for (id, secret) in [
+        ("alice", "alice-secret"),
+        ("bob", "bob-secret"),
+        ("carol", "carol-secret"),
+    ] {
+        assert!(issuer.issue(id, secret, None).is_ok(), "{id}");
+        assert!(matches!(
+            issuer.issue(id, "wrong", None),
+            Err(TokenError::InvalidClient)
+        ));
+    }
+}
+
+#[test]
+fn plain_secrets_alone_are_hashed_with_the_default_cost() {
+    let mut s = settings();
+    s.clients.retain(|c| c.id == "alice");
+    let issuer = TokenIssuer::new(s).unwrap();
+    let (clients, decoy) = issuer.secret_costs();
+    assert_eq!(clients, vec![100_000]);
+    assert_eq!(decoy, 100_000);
+    assert!(issuer.issue("alice", "alice-secret", None).is_ok());
+}
