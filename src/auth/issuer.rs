@@ -204,6 +204,7 @@ impl TokenIssuer {
             issuer.clone(),
             settings.audience.clone(),
             vec![public.clone()],
+            clients.values().map(|c| (c.id.clone(), c.scopes.clone())),
         );
         Ok(TokenIssuer {
             key,
@@ -221,11 +222,7 @@ impl TokenIssuer {
     /// unknown ids costs (see [`ClientSecret::cost`]).
     #[cfg(test)]
     pub(crate) fn secret_costs(&self) -> (Vec<u64>, u64) {
-        let clients = self
-            .clients
-            .values()
-            .map(|c| c.secret.cost())
-            .collect();
+        let clients = self.clients.values().map(|c| c.secret.cost()).collect();
         (clients, self.decoy.cost())
     }
 

@@ -82,6 +82,10 @@ pub enum AuthError {
     /// The `aud` claim is missing or does not contain this gateway.
     #[error("token intended for another audience")]
     WrongAudience,
+    /// The token names a client that is not (or no longer) registered: with a signing key
+    /// kept across restarts, tokens outlive a client's removal.
+    #[error("token of an unregistered client")]
+    UnknownClient,
     /// A required claim is absent.
     #[error("token lacks the {0} claim")]
     MissingClaim(&'static str),

@@ -828,3 +828,29 @@ fn plain_secrets_alone_are_hashed_with_the_default_cost() {
     assert_eq!(decoy, 100_000);
     assert!(issuer.issue("alice", "alice-secret", None).is_ok());
 }
+
+#[test]
+fn tokens_of_clients_not_configured_are_rejected() {
+    let issuer = issuer();
+    let validator = issuer.validator();
+    for id in ["mallory", "Alice", ""] {
+        let c = with(with(claims(), "client_id", json!(id)), "sub", json!(id));
+        assert!(
+            validator.validate(&issuer.sign(&c).unwrap()).is_err(),
+            "accepted {id:?}"
+        );
+    }
+    // A configured client still passes, and is allowed only the scopes it still holds.
+    let principal = validator
+        .validate(&issuer.sign(&claims()).unwrap())
+        .unwrap();
+    assert!(validator.permits(&principal, SEND_VALIDATE_SCOPE));
+    let bob = with(
+        with(claims(), "client_id", json!("bob")),
+        "scope",
+        json!("extra"),
+    );
+    let principal = validator.validate(&issuer.sign(&bob).unwrap()).unwrap();
+    assert!(principal.has_scope("extra"));
+    assert!(!validator.permits(&principal, "extra"));
+}

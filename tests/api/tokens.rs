@@ -57,3 +57,67 @@ async fn a_token_whose_signature_has_a_high_s_is_unauthenticated() {
     app.token = low;
     assert_eq!(app.send_code("+34600000901").await.status, 200);
 }
+
+fn client(id: &str, secret: &str, scopes: &[&str]) -> otp_gateway::config::ClientEntry {
+    otp_gateway::config::ClientEntry {
+        id: id.into(),
+        secret: secret.into(),
+        scopes: scopes.iter().map(|s| (*s).into()).collect(),
+        token_ttl: None,
+        rate_limit: None,
+    }
+}
+
+/// A fresh signing key file, as `otp-gateway signing-key` writes it.
+fn shared_key_file(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("otpgw-{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("signing.pem");
+    let der = otp_gateway::auth::jwt::generate_pkcs8().unwrap();
+    std::fs::write(&key, otp_gateway::auth::jwt::pkcs8_pem(&der)).unwrap();
+    key
+}
+
+/// The gateway restarted with the same signing key but a changed client list: a token of a
+/// client no longer configured is 401, one of a client that lost the scope is 403, the others
+/// keep working.
+#[actix_web::test]
+async fn tokens_of_removed_clients_or_removed_scopes_stop_working_after_a_restart() {
+    let key = shared_key_file("removed-clients");
+    let before = spawn_app_with(|s| {
+        s.auth.signing_key_file = Some(key.clone());
+        s.auth.clients = vec![
+            client("demo", "demo-secret", &[SCOPE]),
+            client("gone-app", "gone-secret", &[SCOPE]),
+            client("narrowed-app", "narrowed-secret", &[SCOPE, "other"]),
+        ];
+    })
+    .await;
+    let gone = before.fetch_token("gone-app", "gone-secret").await;
+    let narrowed = before.fetch_token("narrowed-app", "narrowed-secret").await;
+    let mut after = spawn_app_with(|s| {
+        s.auth.signing_key_file = Some(key.clone());
+        s.auth.clients = vec![
+            client("demo", "demo-secret", &[SCOPE]),
+            client("narrowed-app", "narrowed-secret", &["other"]),
+        ];
+    })
+    .await;
+    after.token = gone;
+    after
+        .send_code("+34600000911")
+        .await
+        .assert_error(401, "UNAUTHENTICATED");
+    after
+        .validate("00000000-0000-8000-8000-000000000000", "123456")
+        .await
+        .assert_error(401, "UNAUTHENTICATED");
+    after.token = narrowed;
+    after
+        .send_code("+34600000912")
+        .await
+        .assert_error(403, "PERMISSION_DENIED");
+    after.token = before.token.clone();
+    assert_eq!(after.send_code("+34600000913").await.status, 200);
+    assert_eq!(after.sim.submit_count(), 1);
+}
