@@ -15,7 +15,7 @@ use anyhow::Context;
 
 use crate::admin::{self, AdminState};
 use crate::api::{self, openapi::Issuer, ApiState};
-use crate::auth::{ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer};
+use crate::auth::{AttemptLimits, ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer};
 use crate::config::{Config, EmbeddedSmsc};
 use crate::metrics::Metrics;
 use crate::otp::{Clock, OtpRules, OtpService, SmsSender, SystemClock};
@@ -239,6 +239,12 @@ fn token_issuer(config: &Config) -> anyhow::Result<TokenIssuer> {
         token_ttl: auth.token_ttl,
         clients,
         signing_key: auth.signing_key.as_ref().map(|k| k.expose_value().clone()),
+    })
+    .map(|issuer| {
+        issuer.with_attempt_limits(AttemptLimits {
+            per_client_per_minute: auth.failed_attempts_per_client,
+            total_per_minute: auth.failed_attempts_total,
+        })
     })
     .context("creating the token issuer")
 }

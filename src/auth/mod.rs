@@ -12,6 +12,7 @@
 //! - [`issuer`]: the key pair, the registered clients and token minting.
 //! - [`validator`]: bearer-token validation with a verified-token cache.
 //! - [`routes`]: the actix-web handlers of the token, JWKS and discovery endpoints.
+//! - [`throttle`]: failure budgets and the bounded pool secrets are checked on.
 
 #![forbid(unsafe_code)]
 
@@ -19,11 +20,13 @@ pub mod issuer;
 pub mod jwt;
 pub mod routes;
 pub mod secret;
+pub mod throttle;
 pub mod validator;
 
 pub use issuer::{IssuedToken, IssuerSettings, RegisteredClient, TokenError, TokenIssuer};
 pub use routes::configure;
 pub use secret::ClientSecret;
+pub use throttle::AttemptLimits;
 pub use validator::TokenValidator;
 
 /// Scope granting access to `POST /send-code` and `POST /validate-code` of the

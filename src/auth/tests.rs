@@ -854,3 +854,40 @@ fn tokens_of_clients_not_configured_are_rejected() {
     assert!(principal.has_scope("extra"));
     assert!(!validator.permits(&principal, "extra"));
 }
+
+#[test]
+fn iteration_counts_above_the_cap_are_refused_naming_the_key() {
+    use crate::config::{ClientEntry, ConfigError, Settings};
+    let entry = |secret: String| ClientEntry {
+        id: "heavy".into(),
+        secret: secret.as_str().into(),
+        scopes: vec![SEND_VALIDATE_SCOPE.into()],
+        token_ttl: None,
+        rate_limit: None,
+    };
+    let salt = "AAAAAAAAAAAAAAAAAAAAAA==";
+    let hash = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let mut s = Settings::default();
+    s.auth.clients = vec![entry(format!("pbkdf2-sha256$2000000${salt}${hash}"))];
+    match s.validate() {
+        Err(ConfigError::Invalid { key, reason }) => {
+            assert!(key.starts_with("auth.clients"), "{key}");
+            assert!(reason.contains("1000000"), "{reason}");
+        }
+        other => panic!("accepted 2000000 iterations: {other:?}"),
+    }
+    let mut s = Settings::default();
+    s.auth.clients = vec![entry(format!("pbkdf2-sha256$1000000${salt}${hash}"))];
+    assert!(s.validate().is_ok());
+    let mut s = Settings::default();
+    s.auth.failed_attempts_total = 0;
+    assert!(
+        matches!(s.validate(), Err(ConfigError::Invalid { key, .. }) if key == "auth.failed_attempts_total")
+    );
+    let mut s = Settings::default();
+    s.auth.failed_attempts_per_client = 0;
+    assert!(
+        matches!(s.validate(), Err(ConfigError::Invalid { key, .. }) if key == "auth.failed_attempts_per_client")
+    );
+    assert!(ClientSecret::hash("x", 1_000_001).is_err());
+}

@@ -121,3 +121,137 @@ async fn tokens_of_removed_clients_or_removed_scopes_stop_working_after_a_restar
     assert_eq!(after.send_code("+34600000913").await.status, 200);
     assert_eq!(after.sim.submit_count(), 1);
 }
+
+/// Milliseconds of one send-code and one validate-code (the right code) with the app's token.
+async fn timed_round(app: &TestApp, phone: &str) -> (f64, f64) {
+    let started = std::time::Instant::now();
+    let (id, code) = app.issue(phone).await;
+    let sent = started.elapsed().as_secs_f64() * 1e3;
+    let started = std::time::Instant::now();
+    let r = app.validate(&id, &code).await;
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    (sent, started.elapsed().as_secs_f64() * 1e3)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A flood of token requests with wrong secrets (for a real client id and for made-up ones)
+/// gets 429s with `Retry-After` and an RFC 6749 body, and valid API calls made with an
+/// already-issued token are answered in their usual time while it runs.
+#[actix_web::test]
+async fn a_flood_of_bad_client_secrets_gets_429_and_leaves_the_api_responsive() {
+    let app = spawn_app_with(|s| {
+        s.auth.failed_attempts_per_client = 5;
+        s.auth.failed_attempts_total = 20;
+    })
+    .await;
+    let mut baseline = (Vec::new(), Vec::new());
+    for i in 0..8 {
+        let (s, v) = timed_round(&app, &format!("+3460000092{i}")).await;
+        baseline.0.push(s);
+        baseline.1.push(v);
+    }
+
+    let flood_started = std::time::Instant::now();
+    let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut flooders = Vec::new();
+    for n in 0..12 {
+        let stop = std::rc::Rc::clone(&stop);
+        let client = app.client.clone();
+        let url = format!("{}/oauth2/token", app.api);
+        flooders.push(actix_web::rt::spawn(async move {
+            let mut statuses = Vec::new();
+            let mut i = 0u32;
+            while !stop.get() {
+                i += 1;
+                // Half the flood guesses the demo client's secret, half sprays unknown ids.
+                let id = if n % 2 == 0 {
+                    "demo".to_owned()
+                } else {
+                    format!("ghost-{n}-{i}")
+                };
+                let Ok(mut res) = client
+                    .post(&url)
+                    .basic_auth(&id, "wrong-secret")
+                    .content_type("application/x-www-form-urlencoded")
+                    .send_body("grant_type=client_credentials")
+                    .await
+                else {
+                    continue;
+                };
+                let retry_after = res
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                let body: serde_json::Value =
+                    serde_json::from_slice(&res.body().await.unwrap_or_default())
+                        .unwrap_or_default();
+                let status = res.status().as_u16();
+                statuses.push((status, retry_after, body));
+                if status == 429 {
+                    // An attacker would not wait; this only keeps the test from measuring how
+                    // fast two workers turn away a hot loop of requests.
+                    actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+            statuses
+        }));
+    }
+    // Valid calls all through the flood, for long enough that its failure budget (20 checks of
+    // a 100000-iteration secret, about 4 s of one core in a debug build) is spent meanwhile.
+    let mut flooded = (Vec::new(), Vec::new());
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while started.elapsed() < std::time::Duration::from_secs(5) {
+        let (s, v) = timed_round(&app, &format!("+3461{i:07}")).await;
+        flooded.0.push(s);
+        flooded.1.push(v);
+        i += 1;
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.set(true);
+    let mut answers = Vec::new();
+    for f in flooders {
+        answers.extend(f.await.unwrap());
+    }
+
+    let limited: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 429).collect();
+    let unauthorised = answers.iter().filter(|(s, _, _)| *s == 401).count();
+    eprintln!(
+        "flood: {} answers, {} × 401, {} × 429; {} rounds; send-code median {:.1} ms → {:.1} ms (max {:.1}), \
+         validate-code median {:.1} ms → {:.1} ms (max {:.1})",
+        answers.len(),
+        unauthorised,
+        limited.len(),
+        flooded.0.len(),
+        median(baseline.0.clone()),
+        median(flooded.0.clone()),
+        flooded.0.iter().copied().fold(0.0, f64::max),
+        median(baseline.1.clone()),
+        median(flooded.1.clone()),
+        flooded.1.iter().copied().fold(0.0, f64::max),
+    );
+    assert!(answers.iter().all(|(s, _, _)| *s == 401 || *s == 429));
+    // The budget is 20 failures a minute (burst 20, then one every 3 s): the rest of the flood
+    // was refused unchecked.
+    let budget = 20 + flood_started.elapsed().as_secs() as usize / 3 + 1;
+    assert!(unauthorised <= budget, "{unauthorised} secrets checked");
+    assert!(limited.len() > unauthorised, "{} × 429", limited.len());
+    for (_, retry_after, body) in &limited {
+        assert!(retry_after.is_some_and(|s| (1..=60).contains(&s)));
+        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+        assert!(body["error_description"].is_string());
+    }
+    // Valid calls stay in their usual range (generous factors: the machine is shared).
+    for (base, under) in [(&baseline.0, &flooded.0), (&baseline.1, &flooded.1)] {
+        let (base, under_median) = (median(base.clone()), median(under.clone()));
+        assert!(
+            under_median <= base * 3.0 + 25.0,
+            "median {under_median:.1} ms under the flood, {base:.1} ms before"
+        );
+    }
+}
