@@ -13,9 +13,11 @@
 //! - [`validator`]: bearer-token validation with a verified-token cache.
 //! - [`routes`]: the actix-web handlers of the token, JWKS and discovery endpoints.
 //! - [`throttle`]: failure budgets and the bounded pool secrets are checked on.
+//! - [`deadline`]: the request-body deadline (`http.request_timeout`) of both listeners.
 
 #![forbid(unsafe_code)]
 
+pub mod deadline;
 pub mod issuer;
 pub mod jwt;
 pub mod routes;

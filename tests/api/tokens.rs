@@ -255,3 +255,112 @@ async fn a_flood_of_bad_client_secrets_gets_429_and_leaves_the_api_responsive() 
         );
     }
 }
+
+/// What a raw HTTP/1.1 exchange ended with: the bytes received until the server closed, or
+/// `None` when it still had not closed after `wait`.
+async fn raw_exchange(
+    addr: &str,
+    head: String,
+    body: &'static [u8],
+    byte_every: std::time::Duration,
+    wait: std::time::Duration,
+) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = addr.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    write.write_all(head.as_bytes()).await.unwrap();
+    // The body trickles in the background, one byte at a time, until the server hangs up.
+    let writer = actix_web::rt::spawn(async move {
+        for byte in body {
+            actix_web::rt::time::sleep(byte_every).await;
+            if write.write_all(std::slice::from_ref(byte)).await.is_err() {
+                return;
+            }
+        }
+        // Then hold the connection open without sending more.
+        actix_web::rt::time::sleep(std::time::Duration::from_secs(60)).await;
+        drop(write);
+    });
+    let mut received = Vec::new();
+    let outcome = tokio::time::timeout(wait, read.read_to_end(&mut received)).await;
+    writer.abort();
+    match outcome {
+        Ok(_) => Some(received),
+        Err(_) => None,
+    }
+}
+
+/// The status and JSON body of a raw response, if it is one.
+fn parse_response(raw: &[u8]) -> Option<(u16, serde_json::Value)> {
+    let text = String::from_utf8_lossy(raw);
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Some((status, serde_json::from_str(body).unwrap_or_default()))
+}
+
+/// A token request announcing 100 bytes and sending none, and an API request whose body
+/// trickles in, are cut off within `http.request_timeout`: 408 with the endpoint's error
+/// shape and the connection closed. The same for a request head that never ends, on both
+/// listeners.
+#[actix_web::test]
+async fn slow_or_missing_request_bodies_are_cut_off_after_the_request_timeout() {
+    let app = spawn_app_with(|s| s.http.request_timeout = std::time::Duration::from_secs(1)).await;
+    let bound = std::time::Duration::from_secs(4);
+    let never = std::time::Duration::from_secs(3600);
+
+    let started = std::time::Instant::now();
+    let head = "POST /oauth2/token HTTP/1.1\r\nHost: gw\r\n\
+                Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n";
+    let raw = raw_exchange(&app.api, head.to_owned(), b"", never, bound)
+        .await
+        .expect("the token request stayed open");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    let (status, body) = parse_response(&raw).expect("a response before the close");
+    assert_eq!(status, 408, "{}", String::from_utf8_lossy(&raw));
+    assert_eq!(body["error"], "invalid_request", "{body}");
+
+    let json = br#"{"phoneNumber":"+34600000951","message":"{{code}} is your code"}"#;
+    let head = format!(
+        "POST /one-time-password-sms/v1/send-code HTTP/1.1\r\nHost: gw\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         x-correlator: {CORRELATOR}\r\nContent-Length: {}\r\n\r\n",
+        app.token,
+        json.len()
+    );
+    let raw = raw_exchange(
+        &app.api,
+        head,
+        json,
+        std::time::Duration::from_millis(200),
+        bound,
+    )
+    .await
+    .expect("the trickling API request stayed open");
+    let (status, body) = parse_response(&raw).expect("a response before the close");
+    assert_eq!(status, 408, "{}", String::from_utf8_lossy(&raw));
+    assert_eq!(body["status"], 408, "{body}");
+    assert!(
+        body["code"].is_string() && body["message"].is_string(),
+        "{body}"
+    );
+    assert!(String::from_utf8_lossy(&raw).contains(CORRELATOR));
+    assert_eq!(app.sim.submit_count(), 0);
+
+    // A head that never ends, on either listener: closed (actix answers 408) in time.
+    for addr in [&app.api, &app.admin] {
+        let raw = raw_exchange(
+            addr,
+            "GET /health/live HTTP/1.1\r\nHost: gw\r\nX-Slow: ".to_owned(),
+            b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            std::time::Duration::from_millis(200),
+            bound,
+        )
+        .await;
+        assert!(raw.is_some(), "a slow head on {addr} stayed open");
+    }
+    // A body the handler never reads (the admin listener's probes) does not hold it either.
+    let head = "POST /health/live HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n";
+    let raw = raw_exchange(&app.admin, head.to_owned(), b"", never, bound).await;
+    assert!(raw.is_some(), "the admin request stayed open");
+}
