@@ -891,3 +891,21 @@ fn iteration_counts_above_the_cap_are_refused_naming_the_key() {
     );
     assert!(ClientSecret::hash("x", 1_000_001).is_err());
 }
+
+#[test]
+fn request_limits_are_checked_naming_the_key() {
+    use crate::config::{ConfigError, Settings};
+    let mut s = Settings::default();
+    s.http.request_timeout = Duration::from_millis(50);
+    assert!(
+        matches!(s.validate(), Err(ConfigError::Invalid { key, .. }) if key == "http.request_timeout")
+    );
+    let mut s = Settings::default();
+    s.http.max_connections = 0;
+    assert!(
+        matches!(s.validate(), Err(ConfigError::Invalid { key, .. }) if key == "http.max_connections")
+    );
+    let s = Settings::default();
+    assert_eq!(s.http.request_timeout, Duration::from_secs(10));
+    assert!(s.validate().is_ok());
+}
