@@ -43,6 +43,49 @@ pub struct Shutdown {
     draining: CancellationToken,
     tracker: TaskTracker,
     grace: Duration,
+    /// Registered when the application is built, before the banner says it is up: a SIGTERM
+    /// that follows the banner at once must start the orderly stop, not kill the process.
+    signals: std::sync::Mutex<Option<Signals>>,
+}
+
+/// SIGTERM and SIGINT handlers, registered on creation.
+#[derive(Debug)]
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn listen() -> Option<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Some(Signals {
+            term: signal(SignalKind::terminate()).ok()?,
+            interrupt: signal(SignalKind::interrupt()).ok()?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn listen() -> Option<Signals> {
+        None
+    }
+
+    /// Resolves on the first of the registered signals; without them, as [`signal`] does.
+    async fn wait(signals: Option<Signals>) {
+        #[cfg(unix)]
+        if let Some(mut s) = signals {
+            tokio::select! {
+                _ = s.term.recv() => {}
+                _ = s.interrupt.recv() => {}
+            }
+            return;
+        }
+        #[cfg(not(unix))]
+        let _ = signals;
+        signal().await;
+    }
 }
 
 /// What [`Shutdown::run`] serves and then stops, in order.
@@ -62,6 +105,7 @@ impl Shutdown {
             root,
             tracker: TaskTracker::new(),
             grace,
+            signals: std::sync::Mutex::new(Signals::listen()),
         }
     }
 
@@ -90,8 +134,9 @@ impl Shutdown {
     /// Waits for SIGINT/SIGTERM or [`StopHandle::stop`], marks the application draining,
     /// then waits out the grace period.
     pub async fn drain(&self) {
+        let signals = crate::sync::lock(&self.signals).take();
         tokio::select! {
-            () = signal() => tracing::info!(target: TARGET, "signal received, shutting down"),
+            () = Signals::wait(signals) => tracing::info!(target: TARGET, "signal received, shutting down"),
             () = self.draining.cancelled() => tracing::info!(target: TARGET, "stop requested"),
         }
         self.draining.cancel();

@@ -15,7 +15,9 @@ use anyhow::Context;
 
 use crate::admin::{self, AdminState};
 use crate::api::{self, openapi::Issuer, ApiState};
-use crate::auth::{ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer};
+use crate::auth::{
+    deadline, AttemptLimits, ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer,
+};
 use crate::config::{Config, EmbeddedSmsc};
 use crate::metrics::Metrics;
 use crate::otp::{Clock, OtpRules, OtpService, SmsSender, SystemClock};
@@ -134,8 +136,14 @@ impl Application {
         let listener = TcpListener::bind(config.http.listen)
             .with_context(|| format!("binding http.listen {}", config.http.listen))?;
         let api_addr = listener.local_addr()?;
+        // Bodies must arrive within http.request_timeout (the head too: client_request_timeout
+        // below); innermost, so the 408 it may answer is still observed and correlated.
+        let request_timeout = config.http.request_timeout;
         let api = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(move |req, next| {
+                    deadline::bound_body(request_timeout, req, next)
+                }))
                 .wrap(from_fn(api::observe))
                 .wrap(from_fn(api::correlator::correlate))
                 .app_data(api_state.clone())
@@ -148,6 +156,8 @@ impl Application {
                 .configure(crate::auth::configure)
                 .default_service(web::to(api::not_found))
         })
+        .client_request_timeout(request_timeout)
+        .max_connections(config.http.max_connections)
         .listen(listener)?
         .disable_signals()
         .shutdown_timeout(10)
@@ -165,11 +175,16 @@ impl Application {
         let admin_addr = admin_listener.local_addr()?;
         let admin = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(move |req, next| {
+                    deadline::bound_body(request_timeout, req, next)
+                }))
                 .app_data(admin_state.clone())
                 .configure(admin::configure)
                 .default_service(web::to(api::not_found))
         })
         .workers(1)
+        .client_request_timeout(request_timeout)
+        .max_connections(config.http.max_connections)
         .listen(admin_listener)?
         .disable_signals()
         .shutdown_timeout(5)
@@ -248,6 +263,12 @@ fn token_issuer(config: &Config) -> anyhow::Result<TokenIssuer> {
         token_ttl: auth.token_ttl,
         clients,
         signing_key: auth.signing_key.as_ref().map(|k| k.expose_value().clone()),
+    })
+    .map(|issuer| {
+        issuer.with_attempt_limits(AttemptLimits {
+            per_client_per_minute: auth.failed_attempts_per_client,
+            total_per_minute: auth.failed_attempts_total,
+        })
     })
     .context("creating the token issuer")
 }

@@ -55,7 +55,8 @@ fn authenticate<S: RequiredScope>(req: &HttpRequest) -> Result<Authenticated<S>,
         tracing::info!(target: "otp_gateway::auth", reason = %e, "token rejected");
         ApiError::Unauthenticated
     })?;
-    if !principal.has_scope(S::SCOPE) {
+    // The token's scope counts only while the client still holds it in the configuration.
+    if !validator.permits(&principal, S::SCOPE) {
         return Err(ApiError::PermissionDenied);
     }
     if let Some(limiter) = req.app_data::<web::Data<ClientRateLimiter>>() {

@@ -3,12 +3,15 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::auth::jwt::{SigningKey, VerifyingKey};
+use crate::auth::secret::DEFAULT_ITERATIONS;
+use crate::auth::throttle::{AttemptGuard, AttemptLimits};
 use crate::auth::{unix_now, AuthError, ClientSecret, TokenValidator, SEND_VALIDATE_SCOPE};
 use crate::domain::Secret;
 
@@ -70,6 +73,13 @@ pub enum TokenError {
     /// `invalid_scope`: a requested scope is unknown or not granted to the client.
     #[error("requested scope is invalid or not granted to this client")]
     InvalidScope,
+    /// `temporarily_unavailable` (429): too many failed client authentications for this
+    /// client id or overall; no secret was checked.
+    #[error("too many failed client authentications; retry later")]
+    TooManyAttempts {
+        /// When a new attempt may be admitted.
+        retry_after: Duration,
+    },
     /// `server_error`: the token could not be produced.
     #[error("the token could not be issued")]
     Server(#[from] AuthError),
@@ -83,15 +93,18 @@ impl TokenError {
             TokenError::InvalidClient => "invalid_client",
             TokenError::UnsupportedGrantType => "unsupported_grant_type",
             TokenError::InvalidScope => "invalid_scope",
+            // RFC 6749 §4.1.2.1's code for an overloaded authorisation server; §5.2 has none.
+            TokenError::TooManyAttempts { .. } => "temporarily_unavailable",
             TokenError::Server(_) => "server_error",
         }
     }
 
     /// HTTP status to answer with: 401 for client authentication failures
-    /// (RFC 6749 §5.2), 500 for internal failures, else 400.
+    /// (RFC 6749 §5.2), 429 past the failure budget, 500 for internal failures, else 400.
     pub fn status(&self) -> StatusCode {
         match self {
             TokenError::InvalidClient => StatusCode::UNAUTHORIZED,
+            TokenError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             TokenError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
             TokenError::InvalidRequest(_)
             | TokenError::UnsupportedGrantType
@@ -113,6 +126,8 @@ pub struct TokenIssuer {
     /// Checked instead of a real secret for unknown client ids.
     decoy: ClientSecret,
     validator: TokenValidator,
+    /// Failure budgets and the verification pool of [`TokenIssuer::issue_bounded`].
+    guard: AttemptGuard,
 }
 
 impl fmt::Debug for TokenIssuer {
@@ -123,6 +138,7 @@ impl fmt::Debug for TokenIssuer {
             .field("kid", &self.key.kid())
             .field("ttl_secs", &self.ttl_secs)
             .field("clients", &self.clients.len())
+            .field("guard", &self.guard)
             .finish_non_exhaustive()
     }
 }
@@ -162,8 +178,19 @@ impl TokenIssuer {
                 "token ttl must be at least one second".to_owned(),
             ));
         }
+        // Every check must cost the same, or the response time tells registered ids (and
+        // which of them have a clear secret) apart: clear secrets are hashed now and cheaper
+        // hashes padded, to the most expensive configured hash (or the default cost), and the
+        // decoy checked for unknown ids costs as much.
+        let cost = settings
+            .clients
+            .iter()
+            .filter(|c| matches!(c.secret, ClientSecret::Pbkdf2 { .. }))
+            .map(|c| c.secret.cost())
+            .max()
+            .unwrap_or(u64::from(DEFAULT_ITERATIONS));
         let mut clients = HashMap::with_capacity(settings.clients.len());
-        for client in settings.clients {
+        for mut client in settings.clients {
             if client.id.is_empty() {
                 return Err(AuthError::Config("client id must not be empty".to_owned()));
             }
@@ -179,12 +206,10 @@ impl TokenIssuer {
                     client.id
                 )));
             }
+            client.secret = client.secret.equalised(cost)?;
             clients.insert(client.id.clone(), client);
         }
-        // The decoy mirrors the most expensive configured secret, so an
-        // unknown id costs at least as much as a known one.
-        let decoy =
-            ClientSecret::decoy(clients.values().map(|c| &c.secret).max_by_key(|s| s.cost()));
+        let decoy = ClientSecret::decoy(clients.values().map(|c| &c.secret).next());
         let key = match &settings.signing_key {
             Some(bytes) => SigningKey::from_pkcs8(bytes)?,
             None => SigningKey::generate()?,
@@ -194,6 +219,7 @@ impl TokenIssuer {
             issuer.clone(),
             settings.audience.clone(),
             vec![public.clone()],
+            clients.values().map(|c| (c.id.clone(), c.scopes.clone())),
         );
         Ok(TokenIssuer {
             key,
@@ -204,7 +230,64 @@ impl TokenIssuer {
             clients,
             decoy,
             validator,
+            guard: AttemptGuard::new(AttemptLimits::default()),
         })
+    }
+
+    /// The same issuer with other failure budgets (see [`AttemptLimits`]).
+    pub fn with_attempt_limits(mut self, limits: AttemptLimits) -> TokenIssuer {
+        self.guard = AttemptGuard::new(limits);
+        self
+    }
+
+    /// The failure budgets in force.
+    pub fn attempt_limits(&self) -> AttemptLimits {
+        self.guard.limits()
+    }
+
+    /// [`TokenIssuer::issue`] as the token endpoint runs it: refused at once (429) when the
+    /// client id or the whole endpoint is past its budget of failed authentications, and the
+    /// secret checked on the bounded verification pool, off the async workers. A failed
+    /// authentication spends one unit of both budgets; anything else spends nothing.
+    pub async fn issue_bounded(
+        self: Arc<Self>,
+        client_id: String,
+        secret: String,
+        requested_scope: Option<String>,
+    ) -> Result<IssuedToken, TokenError> {
+        let reservation = self.guard.admit(&client_id).map_err(|retry_after| {
+            tracing::info!(
+                client_id = ?loggable(&client_id),
+                "token request refused: too many failed client authentications"
+            );
+            TokenError::TooManyAttempts { retry_after }
+        })?;
+        // Waiters are bounded by the budgets: each holds a reservation.
+        let permit = self
+            .guard
+            .pool()
+            .acquire_owned()
+            .await
+            .map_err(|_| AuthError::Crypto("verification pool closed"))?;
+        let issuer = Arc::clone(&self);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            issuer.issue(&client_id, &secret, requested_scope.as_deref())
+        })
+        .await
+        .map_err(|_| AuthError::Crypto("secret verification failed to run"))?;
+        if !matches!(outcome, Err(TokenError::InvalidClient)) {
+            self.guard.refund(reservation);
+        }
+        outcome
+    }
+
+    /// What checking each registered client's secret costs, and what the decoy checked for
+    /// unknown ids costs (see [`ClientSecret::cost`]).
+    #[cfg(test)]
+    pub(crate) fn secret_costs(&self) -> (Vec<u64>, u64) {
+        let clients = self.clients.values().map(|c| c.secret.cost()).collect();
+        (clients, self.decoy.cost())
     }
 
     /// The issuer identifier (no trailing slash).

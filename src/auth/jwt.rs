@@ -3,6 +3,10 @@
 //! Only one algorithm is ever accepted. The header's `alg` is compared with
 //! `"ES256"` before anything else in the token is interpreted, which rules out
 //! the classic `alg: none` and HS256-with-the-public-key confusions.
+//!
+//! ECDSA is malleable: if `(r, s)` is a valid signature, so is `(r, n − s)`. Only the low-`s`
+//! form (`s ≤ n/2`, as in BIP 62 / RFC 6979 practice) is issued and accepted, so every token
+//! has exactly one valid encoding (and one entry in the verified-token cache).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -27,6 +31,52 @@ pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 const P256_POINT_LEN: usize = 65;
 /// Length of a fixed-size (r || s) P-256 signature.
 const P256_SIGNATURE_LEN: usize = 64;
+/// Length of one scalar (r or s) of a fixed-size P-256 signature.
+const P256_SCALAR_LEN: usize = 32;
+/// Order n of the P-256 group (SEC 2 §2.4.2), big-endian.
+const P256_ORDER: [u8; P256_SCALAR_LEN] = [
+    0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51,
+];
+/// ⌊n / 2⌋: the largest accepted `s`.
+const P256_HALF_ORDER: [u8; P256_SCALAR_LEN] = [
+    0x7F, 0xFF, 0xFF, 0xFF, 0x80, 0x00, 0x00, 0x00, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xDE, 0x73, 0x7D, 0x56, 0xD3, 0x8B, 0xCF, 0x42, 0x79, 0xDC, 0xE5, 0x61, 0x7E, 0x31, 0x92, 0xA8,
+];
+
+/// Whether the `s` half of a fixed-size signature is at most n/2. Both are big-endian and of
+/// equal length, so byte-wise lexicographic order is numeric order. Not constant time, and
+/// need not be: a signature is public.
+fn has_low_s(signature: &[u8]) -> bool {
+    signature
+        .get(P256_SCALAR_LEN..)
+        .is_some_and(|s| s <= P256_HALF_ORDER.as_slice())
+}
+
+/// Replaces a high `s` by n − s in a fixed-size signature, the other valid encoding of the
+/// same signature; a low `s` is left alone.
+fn normalise_s(signature: &mut [u8]) {
+    if has_low_s(signature) {
+        return;
+    }
+    let Some(s) = signature.get_mut(P256_SCALAR_LEN..) else {
+        return;
+    };
+    // Schoolbook subtraction n − s, least significant byte first; s < n (ring only produces
+    // valid scalars), so no borrow is left at the end.
+    let mut borrow = 0u16;
+    for (byte, n) in s.iter_mut().zip(P256_ORDER).rev() {
+        let subtrahend = u16::from(*byte) + borrow;
+        let minuend = u16::from(n);
+        if minuend >= subtrahend {
+            *byte = (minuend - subtrahend) as u8;
+            borrow = 0;
+        } else {
+            *byte = (minuend + 0x100 - subtrahend) as u8;
+            borrow = 1;
+        }
+    }
+}
 
 /// Encodes bytes as unpadded base64url, the JOSE encoding.
 pub fn b64url_encode(bytes: impl AsRef<[u8]>) -> String {
@@ -137,8 +187,11 @@ impl SigningKey {
             .key_pair
             .sign(&self.rng, token.as_bytes())
             .map_err(|_| AuthError::Crypto("signing failed"))?;
+        // ring picks either s; validators (ours included) accept only the low one.
+        let mut signature = signature.as_ref().to_vec();
+        normalise_s(&mut signature);
         token.push('.');
-        token.push_str(&b64url_encode(signature.as_ref()));
+        token.push_str(&b64url_encode(&signature));
         Ok(token)
     }
 }
@@ -235,6 +288,11 @@ pub fn verify(token: &str, keys: &[VerifyingKey]) -> Result<Map<String, Value>, 
     if signature.len() != P256_SIGNATURE_LEN {
         return Err(AuthError::BadSignature);
     }
+    // The high-s twin of a valid signature also verifies; refusing it keeps one spelling per
+    // token.
+    if !has_low_s(&signature) {
+        return Err(AuthError::BadSignature);
+    }
     // The signing input is the header and payload exactly as received.
     let signing_input_len = header_b64.len() + 1 + payload_b64.len();
     let signing_input = token
@@ -300,6 +358,36 @@ mod tests {
                 "accepted header {header}"
             );
         }
+    }
+
+    #[test]
+    fn half_order_is_half_the_order() {
+        // 2·⌊n/2⌋ + 1 = n, since n is odd.
+        let mut carry = 1u16;
+        let mut doubled = [0u8; P256_SCALAR_LEN];
+        for i in (0..P256_SCALAR_LEN).rev() {
+            let v = u16::from(P256_HALF_ORDER[i]) * 2 + carry;
+            doubled[i] = (v & 0xFF) as u8;
+            carry = v >> 8;
+        }
+        assert_eq!(carry, 0);
+        assert_eq!(doubled, P256_ORDER);
+    }
+
+    #[test]
+    fn normalising_negates_only_high_s() {
+        let mut high = [0u8; P256_SIGNATURE_LEN];
+        high[P256_SCALAR_LEN..].copy_from_slice(&P256_ORDER);
+        high[P256_SIGNATURE_LEN - 1] -= 1; // s = n − 1
+        normalise_s(&mut high);
+        let mut one = [0u8; P256_SCALAR_LEN];
+        one[P256_SCALAR_LEN - 1] = 1;
+        assert_eq!(&high[P256_SCALAR_LEN..], &one);
+        let mut half = [0u8; P256_SIGNATURE_LEN];
+        half[P256_SCALAR_LEN..].copy_from_slice(&P256_HALF_ORDER);
+        normalise_s(&mut half);
+        assert_eq!(&half[P256_SCALAR_LEN..], &P256_HALF_ORDER);
+        assert!(has_low_s(&half));
     }
 
     #[test]

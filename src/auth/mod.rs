@@ -12,18 +12,23 @@
 //! - [`issuer`]: the key pair, the registered clients and token minting.
 //! - [`validator`]: bearer-token validation with a verified-token cache.
 //! - [`routes`]: the actix-web handlers of the token, JWKS and discovery endpoints.
+//! - [`throttle`]: failure budgets and the bounded pool secrets are checked on.
+//! - [`deadline`]: the request-body deadline (`http.request_timeout`) of both listeners.
 
 #![forbid(unsafe_code)]
 
+pub mod deadline;
 pub mod issuer;
 pub mod jwt;
 pub mod routes;
 pub mod secret;
+pub mod throttle;
 pub mod validator;
 
 pub use issuer::{IssuedToken, IssuerSettings, RegisteredClient, TokenError, TokenIssuer};
 pub use routes::configure;
 pub use secret::ClientSecret;
+pub use throttle::AttemptLimits;
 pub use validator::TokenValidator;
 
 /// Scope granting access to `POST /send-code` and `POST /validate-code` of the
@@ -82,6 +87,10 @@ pub enum AuthError {
     /// The `aud` claim is missing or does not contain this gateway.
     #[error("token intended for another audience")]
     WrongAudience,
+    /// The token names a client that is not (or no longer) registered: with a signing key
+    /// kept across restarts, tokens outlive a client's removal.
+    #[error("token of an unregistered client")]
+    UnknownClient,
     /// A required claim is absent.
     #[error("token lacks the {0} claim")]
     MissingClaim(&'static str),

@@ -59,21 +59,15 @@ async fn token(req: HttpRequest, payload: web::Payload) -> HttpResponse {
         Ok(parsed) => parsed,
         Err(err) => return token_error(&err),
     };
-    // PBKDF2 may take tens of milliseconds: keep it off the async workers.
-    let outcome =
-        web::block(move || issuer.issue(&credentials.id, &credentials.secret, scope.as_deref()))
-            .await;
-    match outcome {
-        Ok(Ok(issued)) => token_success(&issued),
-        Ok(Err(err)) => token_error(&err),
-        Err(_) => {
-            tracing::error!("blocking pool unavailable for token issuance");
-            error_json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the token could not be issued",
-            )
-        }
+    // PBKDF2 may take tens of milliseconds: issue_bounded keeps it off the async workers, on
+    // a bounded pool, within the failure budgets.
+    match issuer
+        .into_inner()
+        .issue_bounded(credentials.id, credentials.secret, scope)
+        .await
+    {
+        Ok(issued) => token_success(&issued),
+        Err(err) => token_error(&err),
     }
 }
 
@@ -195,6 +189,13 @@ fn token_error(err: &TokenError) -> HttpResponse {
         tracing::error!(error = %cause, "token issuance failed");
     }
     let mut response = error_json(err.status(), err.error_code(), &err.to_string());
+    if let TokenError::TooManyAttempts { retry_after } = err {
+        // Whole seconds, rounded up, never 0 (RFC 9110 §10.2.3).
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        if let Ok(value) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
     if err.status() == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,

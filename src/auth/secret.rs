@@ -4,6 +4,11 @@
 //! (`pbkdf2-sha256$<iterations>$<salt base64>$<hash base64>`), so that a
 //! configuration file leak does not leak usable credentials. Every comparison
 //! runs in constant time with respect to the presented secret.
+//!
+//! Constant-time comparison alone does not hide which client ids exist when secrets differ in
+//! cost (a clear secret took 0.5 ms, a hashed one 21.5 ms). So the issuer hashes clear secrets
+//! at load and pads cheaper hashes with extra work ([`ClientSecret::equalised`]), and the decoy
+//! checked for unknown ids costs the same: every check costs the same.
 
 use std::num::NonZeroU32;
 
@@ -24,9 +29,20 @@ const PBKDF2_PREFIX: &str = "pbkdf2-sha256$";
 const SALT_LEN: usize = 16;
 /// Derived-key length used by [`ClientSecret::hash`] (one SHA-256 block).
 const HASH_LEN: usize = 32;
-/// Upper bound on configured iterations: beyond this a single token request
-/// would pin a worker for seconds, which is a denial-of-service lever.
-const MAX_ITERATIONS: u32 = 10_000_000;
+/// Iterations used for clear secrets when no hashed secret is configured, and by
+/// `otp-gateway hash-secret` (about 20 ms on a current core).
+pub const DEFAULT_ITERATIONS: u32 = 100_000;
+/// Bytes derived per PBKDF2 block (the SHA-256 output size); each block repeats every
+/// iteration, so a 64-byte hash costs twice as much as a 32-byte one.
+const BLOCK_LEN: usize = 32;
+/// Fixed input of the padding derivation: its output is thrown away.
+const PADDING_SALT: &[u8] = b"otp-gateway cost padding";
+
+/// Upper bound on configured iterations (about 0.2 s per check on a current core, ten times
+/// the default and above OWASP's 600000 for PBKDF2-HMAC-SHA256): every check costs what the
+/// most expensive secret costs, unauthenticated ones included, so a higher count would turn
+/// each token request into a denial-of-service lever.
+pub const MAX_ITERATIONS: u32 = 1_000_000;
 
 /// Standard base64 that accepts the value with or without `=` padding, since
 /// hand-written configuration files are inconsistent about it.
@@ -48,6 +64,9 @@ pub enum ClientSecret {
         salt: Vec<u8>,
         /// Derived key to compare against.
         derived: Secret<Vec<u8>>,
+        /// Extra one-block iterations run after the real derivation, so that this secret costs
+        /// as much as the most expensive one configured (see [`ClientSecret::equalised`]).
+        padding: u32,
     },
 }
 
@@ -96,6 +115,7 @@ impl ClientSecret {
             iterations,
             salt,
             derived: Secret::wrap(hash),
+            padding: 0,
         })
     }
 
@@ -105,23 +125,53 @@ impl ClientSecret {
         let rounds = NonZeroU32::new(iterations)
             .filter(|n| n.get() <= MAX_ITERATIONS)
             .ok_or(AuthError::Crypto("pbkdf2 iterations out of range"))?;
-        let mut salt = [0u8; SALT_LEN];
-        SystemRandom::new()
-            .fill(&mut salt)
-            .map_err(|_| AuthError::Crypto("random generator failed"))?;
-        let mut hash = [0u8; HASH_LEN];
-        pbkdf2::derive(
-            pbkdf2::PBKDF2_HMAC_SHA256,
-            rounds,
-            &salt,
-            secret.as_bytes(),
-            &mut hash,
-        );
+        let (salt, hash) = derive_fresh(secret, rounds)?;
         Ok(format!(
             "{PBKDF2_PREFIX}{iterations}${}${}",
             STANDARD.encode(salt),
             STANDARD.encode(hash)
         ))
+    }
+
+    /// This secret, made to cost exactly `cost` (in [`ClientSecret::cost`] units) when it
+    /// costs less: a clear secret is hashed with `cost` iterations and a fresh salt, a cheaper
+    /// hash gets padding. A secret costing more is returned as it is (the issuer passes the
+    /// maximum, so that does not happen there).
+    pub(crate) fn equalised(self, cost: u64) -> Result<ClientSecret, AuthError> {
+        let current = self.cost();
+        if current >= cost {
+            return Ok(self);
+        }
+        match self {
+            ClientSecret::Plain(secret) => {
+                let rounds = u32::try_from(cost)
+                    .ok()
+                    .and_then(NonZeroU32::new)
+                    .ok_or(AuthError::Crypto("pbkdf2 cost out of range"))?;
+                let (salt, hash) = derive_fresh(secret.expose(), rounds)?;
+                Ok(ClientSecret::Pbkdf2 {
+                    iterations: rounds.get(),
+                    salt: salt.to_vec(),
+                    derived: Secret::wrap(hash.to_vec()),
+                    padding: 0,
+                })
+            }
+            ClientSecret::Pbkdf2 {
+                iterations,
+                salt,
+                derived,
+                padding,
+            } => {
+                let extra = u32::try_from(cost - current)
+                    .map_err(|_| AuthError::Crypto("pbkdf2 cost out of range"))?;
+                Ok(ClientSecret::Pbkdf2 {
+                    iterations,
+                    salt,
+                    derived,
+                    padding: padding.saturating_add(extra),
+                })
+            }
+        }
     }
 
     /// Checks a presented secret in constant time.
@@ -139,6 +189,7 @@ impl ClientSecret {
                 iterations,
                 salt,
                 derived: stored,
+                padding,
             } => {
                 let stored = stored.expose_value();
                 let Some(rounds) = NonZeroU32::new(*iterations) else {
@@ -154,45 +205,87 @@ impl ClientSecret {
                     presented.as_bytes(),
                     &mut derived,
                 );
-                !stored.is_empty() && bool::from(derived.as_slice().ct_eq(stored.as_slice()))
+                let matches =
+                    !stored.is_empty() && bool::from(derived.as_slice().ct_eq(stored.as_slice()));
+                // Runs whatever the outcome, so that a cheap hash answers as late as the most
+                // expensive one; black_box keeps the unused result from being optimised away.
+                if let Some(extra) = NonZeroU32::new(*padding) {
+                    let mut waste = [0u8; BLOCK_LEN];
+                    pbkdf2::derive(
+                        pbkdf2::PBKDF2_HMAC_SHA256,
+                        extra,
+                        PADDING_SALT,
+                        presented.as_bytes(),
+                        &mut waste,
+                    );
+                    std::hint::black_box(waste);
+                }
+                matches
             }
         }
     }
 
-    /// A secret nobody knows that costs as much to check as `like`.
+    /// A secret nobody knows that costs as much to check as `like` (as
+    /// [`DEFAULT_ITERATIONS`] when there is no hashed model).
     ///
     /// Used for unknown client ids so that the response time does not reveal
     /// which ids are registered.
     pub(crate) fn decoy(like: Option<&ClientSecret>) -> ClientSecret {
+        let cost = match like {
+            Some(model @ ClientSecret::Pbkdf2 { .. }) => model.cost(),
+            Some(ClientSecret::Plain(_)) | None => u64::from(DEFAULT_ITERATIONS),
+        };
         let rng = SystemRandom::new();
-        let mut random = [0u8; 32];
-        // If the generator fails the decoy is all zeros: still not a value a
-        // client could guess from the outside, and never a hard failure.
+        let mut random = [0u8; SALT_LEN];
+        // If the generator fails the salt is all zeros: the derived key stays all zeros, which
+        // no presented secret produces in practice, and this is never a hard failure.
         let _ = rng.fill(&mut random);
-        match like {
-            Some(ClientSecret::Pbkdf2 {
-                iterations,
-                salt,
-                derived,
-            }) => ClientSecret::Pbkdf2 {
-                iterations: *iterations,
-                salt: random[..salt.len().min(32)].to_vec(),
-                derived: Secret::wrap(vec![0u8; derived.expose_value().len()]),
-            },
-            Some(ClientSecret::Plain(_)) | None => {
-                ClientSecret::Plain(Secret::new(STANDARD.encode(random)))
-            }
+        ClientSecret::Pbkdf2 {
+            // One block, so iterations alone make the cost; `cost` never exceeds
+            // 2 × MAX_ITERATIONS, which fits.
+            iterations: u32::try_from(cost).unwrap_or(u32::MAX).max(1),
+            salt: random.to_vec(),
+            derived: Secret::wrap(vec![0u8; BLOCK_LEN]),
+            padding: 0,
         }
     }
 
-    /// PBKDF2 iteration count, 0 for a clear secret; used to pick the most
-    /// expensive secret as the decoy model.
-    pub(crate) fn cost(&self) -> u32 {
+    /// Work of one check, in one-block PBKDF2 iterations (0 for a clear secret): iterations
+    /// × blocks of the derived key, plus any padding. Secrets of equal cost take equal time.
+    pub fn cost(&self) -> u64 {
         match self {
             ClientSecret::Plain(_) => 0,
-            ClientSecret::Pbkdf2 { iterations, .. } => *iterations,
+            ClientSecret::Pbkdf2 {
+                iterations,
+                derived,
+                padding,
+                ..
+            } => {
+                let blocks = derived.expose_value().len().div_ceil(BLOCK_LEN).max(1);
+                u64::from(*iterations) * blocks as u64 + u64::from(*padding)
+            }
         }
     }
+}
+
+/// A fresh random salt and the one-block PBKDF2 of `secret` under it.
+fn derive_fresh(
+    secret: &str,
+    rounds: NonZeroU32,
+) -> Result<([u8; SALT_LEN], [u8; HASH_LEN]), AuthError> {
+    let mut salt = [0u8; SALT_LEN];
+    SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| AuthError::Crypto("random generator failed"))?;
+    let mut hash = [0u8; HASH_LEN];
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        &salt,
+        secret.as_bytes(),
+        &mut hash,
+    );
+    Ok((salt, hash))
 }
 
 #[cfg(test)]
@@ -285,5 +378,26 @@ mod tests {
         assert!(!decoy.verify("a"));
         assert!(!decoy.verify(""));
         assert!(!ClientSecret::decoy(None).verify(""));
+    }
+
+    #[test]
+    fn equalised_secrets_keep_their_answers() {
+        let plain = ClientSecret::parse("s3cret-value")
+            .unwrap()
+            .equalised(50)
+            .unwrap();
+        assert_eq!(plain.cost(), 50);
+        assert!(plain.verify("s3cret-value"));
+        assert!(!plain.verify("s3cret-valuE"));
+        let padded = ClientSecret::parse(&ClientSecret::hash("h", 20).unwrap())
+            .unwrap()
+            .equalised(50)
+            .unwrap();
+        assert_eq!(padded.cost(), 50);
+        assert!(padded.verify("h"));
+        assert!(!padded.verify("x"));
+        // Never made cheaper.
+        assert_eq!(padded.equalised(10).unwrap().cost(), 50);
+        assert!(!format!("{plain:?}").contains("s3cret-value"));
     }
 }

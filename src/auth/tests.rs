@@ -688,3 +688,224 @@ fn long_client_ids_are_cut_for_logs() {
     let long = "\u{e9}".repeat(100);
     assert_eq!(super::issuer::loggable(&long).chars().count(), 64);
 }
+
+/// Order n of the P-256 group, big-endian (SEC 2 §2.4.2), written out independently of the
+/// implementation so the tests check it rather than mirror it.
+const P256_N: [u8; 32] = [
+    0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51,
+];
+
+/// n − s on 32-byte big-endian integers (s < n).
+fn n_minus(s: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(P256_N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        out[i] = (d + 256 * borrow) as u8;
+    }
+    out
+}
+
+/// s ≤ n / 2, i.e. 2·s < n (s·2 computed with its carry).
+fn is_low(s: &[u8]) -> bool {
+    let mut doubled = [0u8; 33];
+    let mut carry = 0u16;
+    for i in (0..32).rev() {
+        let v = u16::from(s[i]) * 2 + carry;
+        doubled[i + 1] = (v & 0xFF) as u8;
+        carry = v >> 8;
+    }
+    doubled[0] = carry as u8;
+    let mut n = [0u8; 33];
+    n[1..].copy_from_slice(&P256_N);
+    doubled < n
+}
+
+/// The token with its signature's s replaced by n − s: the other valid ECDSA encoding.
+fn with_negated_s(token: &str) -> String {
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let mut signature = b64url_decode(signature).unwrap();
+    let negated = n_minus(&signature[32..]);
+    signature[32..].copy_from_slice(&negated);
+    format!("{input}.{}", b64url_encode(&signature))
+}
+
+#[test]
+fn issued_signatures_have_a_low_s() {
+    let issuer = issuer();
+    for _ in 0..64 {
+        let token = issuer.sign(&claims()).unwrap();
+        let signature = b64url_decode(token.rsplit_once('.').unwrap().1).unwrap();
+        assert!(is_low(&signature[32..]), "high s issued");
+    }
+}
+
+#[test]
+fn a_high_s_signature_is_rejected() {
+    let issuer = issuer();
+    let validator = issuer.validator();
+    for _ in 0..16 {
+        let token = issuer.sign(&claims()).unwrap();
+        let other = with_negated_s(&token);
+        // Exactly one of the two encodings has a low s; only that one is accepted, so each
+        // token has one spelling (and one cache entry).
+        let signature = b64url_decode(token.rsplit_once('.').unwrap().1).unwrap();
+        let (low, high) = if is_low(&signature[32..]) {
+            (token, other)
+        } else {
+            (other, token)
+        };
+        assert!(matches!(
+            validator.validate(&high),
+            Err(AuthError::BadSignature)
+        ));
+        assert!(!validator.is_cached(&high));
+        assert!(validator.validate(&low).is_ok());
+    }
+}
+
+/// The configured form of a PBKDF2 secret with a `len`-byte derived key (two SHA-256 blocks
+/// for 64 bytes, which doubles the work per iteration).
+fn pbkdf2_config(secret: &str, iterations: u32, len: usize) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    let salt = [7u8; 16];
+    let mut derived = vec![0u8; len];
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(iterations).unwrap(),
+        &salt,
+        secret.as_bytes(),
+        &mut derived,
+    );
+    format!(
+        "pbkdf2-sha256${iterations}${}${}",
+        STANDARD.encode(salt),
+        STANDARD.encode(derived)
+    )
+}
+
+#[test]
+fn every_secret_and_the_decoy_cost_the_same_after_load() {
+    let mut s = settings();
+    // alice is plain, bob 1000 iterations × 1 block; carol 300 iterations × 2 blocks.
+    s.clients.push(RegisteredClient {
+        token_ttl: None,
+        id: "carol".to_owned(),
+        secret: ClientSecret::parse(&pbkdf2_config("carol-secret", 300, 64)).unwrap(),
+        scopes: vec![SEND_VALIDATE_SCOPE.to_owned()],
+    });
+    let issuer = TokenIssuer::new(s).unwrap();
+    let (clients, decoy) = issuer.secret_costs();
+    assert_eq!(clients.len(), 3);
+    for cost in &clients {
+        assert_eq!(*cost, 1_000, "{clients:?}");
+    }
+    assert_eq!(decoy, 1_000);
+    // Equal cost, same answers.
+    for (id, secret) in [
+        ("alice", "alice-secret"),
+        ("bob", "bob-secret"),
+        ("carol", "carol-secret"),
+    ] {
+        assert!(issuer.issue(id, secret, None).is_ok(), "{id}");
+        assert!(matches!(
+            issuer.issue(id, "wrong", None),
+            Err(TokenError::InvalidClient)
+        ));
+    }
+}
+
+#[test]
+fn plain_secrets_alone_are_hashed_with_the_default_cost() {
+    let mut s = settings();
+    s.clients.retain(|c| c.id == "alice");
+    let issuer = TokenIssuer::new(s).unwrap();
+    let (clients, decoy) = issuer.secret_costs();
+    assert_eq!(clients, vec![100_000]);
+    assert_eq!(decoy, 100_000);
+    assert!(issuer.issue("alice", "alice-secret", None).is_ok());
+}
+
+#[test]
+fn tokens_of_clients_not_configured_are_rejected() {
+    let issuer = issuer();
+    let validator = issuer.validator();
+    for id in ["mallory", "Alice", ""] {
+        let c = with(with(claims(), "client_id", json!(id)), "sub", json!(id));
+        assert!(
+            validator.validate(&issuer.sign(&c).unwrap()).is_err(),
+            "accepted {id:?}"
+        );
+    }
+    // A configured client still passes, and is allowed only the scopes it still holds.
+    let principal = validator
+        .validate(&issuer.sign(&claims()).unwrap())
+        .unwrap();
+    assert!(validator.permits(&principal, SEND_VALIDATE_SCOPE));
+    let bob = with(
+        with(claims(), "client_id", json!("bob")),
+        "scope",
+        json!("extra"),
+    );
+    let principal = validator.validate(&issuer.sign(&bob).unwrap()).unwrap();
+    assert!(principal.has_scope("extra"));
+    assert!(!validator.permits(&principal, "extra"));
+}
+
+#[test]
+fn iteration_counts_above_the_cap_are_refused_naming_the_key() {
+    use crate::config::{ClientEntry, ConfigError, Settings};
+    let entry = |secret: String| ClientEntry {
+        id: "heavy".into(),
+        secret: secret.as_str().into(),
+        scopes: vec![SEND_VALIDATE_SCOPE.into()],
+        token_ttl: None,
+        rate_limit: None,
+    };
+    let salt = "AAAAAAAAAAAAAAAAAAAAAA==";
+    let hash = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let mut s = Settings::default();
+    s.auth.clients = vec![entry(format!("pbkdf2-sha256$2000000${salt}${hash}"))];
+    match s.validate() {
+        Err(ConfigError::Invalid { key, reason }) => {
+            assert!(key.starts_with("auth.clients"), "{key}");
+            assert!(reason.contains("1000000"), "{reason}");
+        }
+        other => panic!("accepted 2000000 iterations: {other:?}"),
+    }
+    let mut s = Settings::default();
+    s.auth.clients = vec![entry(format!("pbkdf2-sha256$1000000${salt}${hash}"))];
+    assert!(s.validate().is_ok());
+    let mut s = Settings::default();
+    s.auth.failed_attempts_total = 0;
+    assert!(
+        matches!(s.validate(), Err(ConfigError::Invalid { key, .. }) if key == "auth.failed_attempts_total")
+    );
+    let mut s = Settings::default();
+    s.auth.failed_attempts_per_client = 0;
+    assert!(
+        matches!(s.validate(), Err(ConfigError::Invalid { key, .. }) if key == "auth.failed_attempts_per_client")
+    );
+    assert!(ClientSecret::hash("x", 1_000_001).is_err());
+}
+
+#[test]
+fn request_limits_are_checked_naming_the_key() {
+    use crate::config::{ConfigError, Settings};
+    let mut s = Settings::default();
+    s.http.request_timeout = Duration::from_millis(50);
+    assert!(
+        matches!(s.validate(), Err(ConfigError::Invalid { key, .. }) if key == "http.request_timeout")
+    );
+    let mut s = Settings::default();
+    s.http.max_connections = 0;
+    assert!(
+        matches!(s.validate(), Err(ConfigError::Invalid { key, .. }) if key == "http.max_connections")
+    );
+    let s = Settings::default();
+    assert_eq!(s.http.request_timeout, Duration::from_secs(10));
+    assert!(s.validate().is_ok());
+}

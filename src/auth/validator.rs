@@ -5,7 +5,13 @@
 //! Verified tokens are remembered (keyed by their SHA-256) until they expire,
 //! so repeated calls with the same token skip the ECDSA verification; the
 //! expiry is still checked on every call.
+//!
+//! A valid signature is not enough: the token's client must still be registered, and a scope
+//! counts only while the client still holds it ([`TokenValidator::permits`]). The signing key
+//! may be kept across restarts (`auth.signing_key_file`), so a token can outlive the
+//! configuration it was issued under.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +37,8 @@ struct Inner {
     issuer: String,
     audience: String,
     keys: Vec<VerifyingKey>,
+    /// Registered client ids and the scopes each holds now.
+    clients: HashMap<String, Vec<String>>,
     cache: Cache<[u8; 32], Arc<CachedToken>>,
 }
 
@@ -74,9 +82,14 @@ impl fmt::Debug for TokenValidator {
 
 impl TokenValidator {
     /// A validator accepting tokens from `issuer` for `audience` signed by
-    /// one of `keys`. Usually obtained from
+    /// one of `keys`, of the `clients` given as (id, scopes it holds). Usually obtained from
     /// [`TokenIssuer::validator`](crate::auth::TokenIssuer::validator).
-    pub fn new(issuer: String, audience: String, keys: Vec<VerifyingKey>) -> TokenValidator {
+    pub fn new(
+        issuer: String,
+        audience: String,
+        keys: Vec<VerifyingKey>,
+        clients: impl IntoIterator<Item = (String, Vec<String>)>,
+    ) -> TokenValidator {
         let cache = Cache::builder()
             .max_capacity(CACHE_CAPACITY)
             .expire_after(UntilExpiry)
@@ -86,6 +99,7 @@ impl TokenValidator {
                 issuer,
                 audience,
                 keys,
+                clients: clients.into_iter().collect(),
                 cache,
             }),
         }
@@ -99,6 +113,27 @@ impl TokenValidator {
     /// Validates a bearer token as if the time were `now` (seconds since the
     /// Unix epoch); lets tests cross a token's expiry without sleeping.
     pub fn validate_at(&self, token: &str, now: u64) -> Result<Principal, AuthError> {
+        let principal = self.verified(token, now)?;
+        // Checked on cache hits too: a lookup is cheap, and it keeps the rule in one place.
+        if !self.inner.clients.contains_key(&principal.client_id) {
+            return Err(AuthError::UnknownClient);
+        }
+        Ok(principal)
+    }
+
+    /// Whether `principal` may use `scope`: its token grants it and its client still holds it
+    /// (a scope removed from a client's configuration stops working at once).
+    pub fn permits(&self, principal: &Principal, scope: &str) -> bool {
+        principal.has_scope(scope)
+            && self
+                .inner
+                .clients
+                .get(&principal.client_id)
+                .is_some_and(|held| held.iter().any(|s| s == scope))
+    }
+
+    /// The signature and claim checks, with the verified-token cache.
+    fn verified(&self, token: &str, now: u64) -> Result<Principal, AuthError> {
         // Checked before hashing so oversized input costs nothing.
         if token.len() > jwt::MAX_TOKEN_LEN {
             return Err(AuthError::Malformed("token too long"));

@@ -29,6 +29,12 @@ pub struct AuthSettings {
     /// P-256 private key (PKCS#8, PEM or DER) that signs tokens; generated per process when
     /// absent, so tokens then survive neither a restart nor a hop to another replica.
     pub signing_key_file: Option<PathBuf>,
+    /// Failed client authentications per minute allowed per presented client id (also the
+    /// burst); beyond it the token endpoint answers 429 before checking any secret.
+    pub failed_attempts_per_client: u32,
+    /// Failed client authentications per minute allowed over all client ids (also the burst):
+    /// bounds the CPU an unauthenticated flood can spend on secret hashing.
+    pub failed_attempts_total: u32,
 }
 
 impl Default for AuthSettings {
@@ -39,6 +45,8 @@ impl Default for AuthSettings {
             token_ttl: Duration::from_secs(3600),
             clients: Vec::new(),
             signing_key_file: None,
+            failed_attempts_per_client: 10,
+            failed_attempts_total: 120,
         }
     }
 }
@@ -77,6 +85,10 @@ pub struct AuthConfig {
     pub demo_client: bool,
     /// The token signing key read from `auth.signing_key_file`.
     pub signing_key: Option<Secret<Vec<u8>>>,
+    /// `auth.failed_attempts_per_client`.
+    pub failed_attempts_per_client: u32,
+    /// `auth.failed_attempts_total`.
+    pub failed_attempts_total: u32,
 }
 
 impl AuthSettings {
@@ -106,6 +118,22 @@ impl AuthSettings {
             if c.token_ttl.is_some_and(|t| t < Duration::from_secs(1)) {
                 return Err(invalid("auth.clients", "token_ttl must be at least 1s"));
             }
+            // The hashed form is checked here (iterations capped at
+            // crate::auth::secret::MAX_ITERATIONS) so a bad one stops the start with exit 2.
+            crate::auth::ClientSecret::parse(c.secret.expose())
+                .map_err(|e| invalid("auth.clients.secret", format!("client {}: {e}", c.id)))?;
+        }
+        if self.failed_attempts_per_client == 0 {
+            return Err(invalid(
+                "auth.failed_attempts_per_client",
+                "must be at least 1 per minute",
+            ));
+        }
+        if self.failed_attempts_total == 0 {
+            return Err(invalid(
+                "auth.failed_attempts_total",
+                "must be at least 1 per minute",
+            ));
         }
         let signing_key = match &self.signing_key_file {
             None => None,
@@ -143,6 +171,8 @@ impl AuthSettings {
             clients,
             demo_client,
             signing_key,
+            failed_attempts_per_client: self.failed_attempts_per_client,
+            failed_attempts_total: self.failed_attempts_total,
         })
     }
 }

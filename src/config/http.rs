@@ -19,6 +19,13 @@ pub struct HttpSettings {
     /// sending before the listener closes.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Longest time a client may take to send a request's head, and again its body, on both
+    /// listeners; a slower request gets 408 and its connection is closed (at least 100ms).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections each worker of each listener serves at once (at least 1); further ones
+    /// wait in the accept backlog.
+    pub max_connections: usize,
 }
 
 impl Default for HttpSettings {
@@ -27,6 +34,8 @@ impl Default for HttpSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            max_connections: 4096,
         }
     }
 }
@@ -35,6 +44,12 @@ impl HttpSettings {
     pub(super) fn check(&self) -> Result<(), ConfigError> {
         if self.max_body_bytes < 512 {
             return Err(invalid("http.max_body_bytes", "must be at least 512"));
+        }
+        if self.request_timeout < Duration::from_millis(100) {
+            return Err(invalid("http.request_timeout", "must be at least 100ms"));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1"));
         }
         Ok(())
     }

@@ -12,4 +12,5 @@ mod operations;
 mod send_code;
 mod shutdown;
 mod tenants;
+mod tokens;
 mod validate_code;
