@@ -8,6 +8,7 @@
 //! delivered), counted in `otp_sms_smpp_cancel_total` and shown under the message's tag; if the
 //! submit succeeded, the late copy is a duplicate of an acknowledged segment and is left alone.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusmpp::pdus::{CancelSm, SubmitSm};
@@ -80,6 +81,8 @@ struct State {
 
 /// The fate of one message across its attempts and routes.
 pub(super) struct Ledger {
+    /// Whether any submit_sm of the message went out.
+    sent: AtomicBool,
     tag: Option<String>,
     destination: PhoneNumber,
     state: Mutex<State>,
@@ -88,6 +91,7 @@ pub(super) struct Ledger {
 impl Ledger {
     pub(super) fn new(tag: Option<&str>, destination: &PhoneNumber) -> Arc<Ledger> {
         Arc::new(Ledger {
+            sent: AtomicBool::new(false),
             tag: tag.map(str::to_owned),
             destination: destination.clone(),
             state: Mutex::new(State {
@@ -95,6 +99,22 @@ impl Ledger {
                 waiting: Vec::new(),
             }),
         })
+    }
+
+    /// A submit_sm of the message is about to be written.
+    pub(super) fn mark_sent(&self) {
+        self.sent.store(true, Ordering::Release);
+    }
+
+    /// Whether any submit_sm of the message was written.
+    pub(super) fn was_sent(&self) -> bool {
+        self.sent.load(Ordering::Acquire)
+    }
+
+    /// A guard that settles this ledger as "may hold" if the submit is dropped before it
+    /// could say (a client that hung up gets no answer, and no challenge is stored).
+    pub(super) fn settle_on_drop(self: Arc<Self>) -> Settle {
+        Settle(Some(self))
     }
 
     /// The submit ended; `may_hold`: with [`SmppError::MayHold`](super::SmppError::MayHold).
@@ -171,6 +191,35 @@ impl Ledger {
             result,
             "the SMSC accepted a segment after its submit answered 504; cancel_sm sent"
         );
+    }
+}
+
+/// See [`Ledger::settle_on_drop`].
+pub(super) struct Settle(Option<Arc<Ledger>>);
+
+impl Settle {
+    /// The guarded ledger.
+    pub(super) fn ledger(&self) -> &Arc<Ledger> {
+        match &self.0 {
+            Some(l) => l,
+            // Only `settle` (which consumes the guard) takes it.
+            None => unreachable!("a Settle always holds its ledger until settled"),
+        }
+    }
+
+    /// Settles with the submit's outcome.
+    pub(super) fn settle(mut self, may_hold: bool) {
+        if let Some(l) = self.0.take() {
+            l.settle(may_hold);
+        }
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        if let Some(l) = self.0.take() {
+            l.settle(true);
+        }
     }
 }
 

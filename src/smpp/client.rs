@@ -236,9 +236,9 @@ impl SmppClient {
         tag: Option<&str>,
         deadline: Instant,
     ) -> Result<SubmitReceipt, SmppError> {
-        let ledger = Ledger::new(tag, &sms.destination);
-        let result = self.submit_in(sms, tag, deadline, &ledger).await;
-        ledger.settle(matches!(result, Err(SmppError::MayHold { .. })));
+        let settle = Ledger::new(tag, &sms.destination).settle_on_drop();
+        let result = self.submit_in(sms, tag, deadline, settle.ledger()).await;
+        settle.settle(matches!(result, Err(SmppError::MayHold { .. })));
         result
     }
 
@@ -262,6 +262,8 @@ impl SmppClient {
                 .await
             {
                 Ok(result) => result?,
+                // No submit_sm went out: the SMSC holds nothing, "may hold" would be wrong.
+                Err(_) if !ledger.was_sent() => return Err(SmppError::Busy),
                 Err(_) => {
                     return Err(SmppError::MayHold {
                         why: Uncertainty::NoResponse {

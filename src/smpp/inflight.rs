@@ -148,4 +148,8 @@ pub(super) struct Link {
     pub(super) inflight: Arc<Inflight>,
     /// Its raw PDU path; `None` on `smpps://` (rusmppc owns the TLS stream there).
     pub(super) injector: Option<super::splice::Injector>,
+    /// The pool it belongs to (weak: the pool owns its links) and its place there, for
+    /// cancelling an answer nobody waits for any more.
+    pub(super) route: std::sync::Weak<super::client::Shared>,
+    pub(super) slot: usize,
 }

@@ -20,7 +20,7 @@ use rusmpp::{Command, CommandId, Pdu};
 use tokio::sync::SemaphorePermit;
 use tokio::time::Instant;
 
-use super::cancel::{Addresses, Late, Ledger};
+use super::cancel::{Addresses, Late, LateAck, Ledger};
 use super::client::Shared;
 use super::error::{status, SmppError, Uncertainty};
 use super::inflight::Link;
@@ -395,30 +395,32 @@ async fn send_on(
         // ignores a per-request one.
         let wait = options.response_timeout.min(left);
         shared.hot.segments_submitted.inc();
-        let sent = Instant::now();
-        let answer = match link.client.no_wait().submit_sm(segment.clone()).await {
-            Ok(seq) => {
-                let pending = link.inflight.wait(seq);
-                match tokio::time::timeout(wait, pending).await {
-                    Ok(Ok(command)) => {
-                        shared.latency.observe(sent.elapsed());
-                        Answer::Command(Box::new(command))
-                    }
-                    Ok(Err(_)) => Answer::Lost(rusmppc::error::Error::ConnectionClosed),
-                    Err(_) => {
-                        let late = Late {
-                            ledger: Arc::clone(ledger),
-                            addresses: Addresses::of(segment),
-                        };
-                        match link.inflight.abandon(seq, late) {
-                            Some(command) => Answer::Command(Box::new(command)),
-                            None => Answer::Timeout,
-                        }
-                    }
-                }
-            }
-            Err(e) => Answer::Lost(e),
+        ledger.mark_sent();
+        // The attempt runs in its own task, so that a caller dropped mid-wait (the outer
+        // guard, a client that hung up) still leaves its submit_sm recognisable: the task
+        // waits out the budget and marks it abandoned, so a late ESME_ROK is cancelled.
+        let (reply, answered) = tokio::sync::oneshot::channel();
+        tokio::spawn(attempt(
+            link.clone(),
+            segment.clone(),
+            wait,
+            Late {
+                ledger: Arc::clone(ledger),
+                addresses: Addresses::of(segment),
+            },
+            reply,
+        ));
+        let (answer, took) = match answered.await {
+            Ok(done) => done,
+            // Only a panic in the task: nothing is known of the submit_sm.
+            Err(_) => (
+                Answer::Lost(rusmppc::error::Error::ConnectionClosed),
+                Duration::ZERO,
+            ),
         };
+        if matches!(answer, Answer::Command(_)) {
+            shared.latency.observe(took);
+        }
         let failure = match answer {
             Answer::Command(command) => match accepted(&command) {
                 Some(id) => {
@@ -457,6 +459,49 @@ async fn send_on(
         return Err(failure);
     }
     Ok(())
+}
+
+/// One submit_sm and its wait (see `send_on`); sends the answer and how long it took to
+/// `reply`. An ESME_ROK whose submitter is gone by then is a late acceptance.
+async fn attempt(
+    link: Link,
+    segment: SubmitSm,
+    wait: Duration,
+    late: Late,
+    reply: tokio::sync::oneshot::Sender<(Answer, Duration)>,
+) {
+    let sent = Instant::now();
+    let mut late = Some(late);
+    let answer = match link.client.no_wait().submit_sm(segment).await {
+        Ok(seq) => {
+            let pending = link.inflight.wait(seq);
+            match tokio::time::timeout(wait, pending).await {
+                Ok(Ok(command)) => Answer::Command(Box::new(command)),
+                Ok(Err(_)) => Answer::Lost(rusmppc::error::Error::ConnectionClosed),
+                Err(_) => match late.take().and_then(|l| link.inflight.abandon(seq, l)) {
+                    Some(command) => Answer::Command(Box::new(command)),
+                    None => Answer::Timeout,
+                },
+            }
+        }
+        Err(e) => Answer::Lost(e),
+    };
+    let Err((answer, _)) = reply.send((answer, sent.elapsed())) else {
+        return;
+    };
+    // The submit already answered (its outer guard fired, or its caller hung up).
+    let (Answer::Command(command), Some(late), Some(shared)) = (answer, late, link.route.upgrade())
+    else {
+        return;
+    };
+    if let Some(message_id) = accepted(&command) {
+        late.ledger.late_ack(LateAck {
+            shared,
+            slot: link.slot,
+            message_id,
+            addresses: late.addresses,
+        });
+    }
 }
 
 /// What came of one submit_sm.

@@ -145,9 +145,9 @@ impl SmppRouter {
         let started = Instant::now();
         // One ledger across every route: a late acceptance is cancelled only when the whole
         // call answers "may hold".
-        let ledger = Ledger::new(tag, &sms.destination);
-        let result = self.submit_routed(sms, tag, &ledger).await;
-        ledger.settle(matches!(
+        let settle = Ledger::new(tag, &sms.destination).settle_on_drop();
+        let result = self.submit_routed(sms, tag, settle.ledger()).await;
+        settle.settle(matches!(
             result,
             Err(RoutedError {
                 error: SmppError::MayHold { .. },

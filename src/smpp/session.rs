@@ -70,7 +70,7 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
         let connected = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            r = tokio::time::timeout(CONNECT_TIMEOUT, connect_and_bind(&shared, slot.is_receiver())) => {
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect_and_bind(&shared, index, slot.is_receiver())) => {
                 r.unwrap_or_else(|_| Err("connect/bind timed out".to_owned()))
             }
         };
@@ -146,7 +146,8 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
 }
 
 async fn connect_and_bind(
-    shared: &Shared,
+    shared: &Arc<Shared>,
+    index: usize,
     receiver: bool,
 ) -> Result<(Link, BoxStream<'static, Event>), String> {
     let s = &shared.settings.options;
@@ -219,6 +220,8 @@ async fn connect_and_bind(
                 client,
                 inflight: Arc::new(Inflight::default()),
                 injector,
+                route: Arc::downgrade(shared),
+                slot: index,
             },
             events,
         )),

@@ -7,6 +7,7 @@
 mod chaos;
 mod framework;
 mod helpers;
+mod late_acceptance;
 mod operations;
 mod send_code;
 mod shutdown;
