@@ -58,6 +58,10 @@ pub struct SmppMetrics {
     pub receipts: IntCounterVec,
     /// First submit_sm until its delivery receipt.
     pub receipt_latency: Histogram,
+    /// cancel_sm sent for segments the SMSC accepted after the submit gave up on them (504),
+    /// by route and result: `cancelled`, `failed` (another status, e.g. already delivered),
+    /// `timeout`, `no_session`, `unsupported` (an `smpps://` session).
+    pub cancels: IntCounterVec,
     seen_statuses: Arc<Mutex<HashSet<u32>>>,
 }
 
@@ -131,6 +135,13 @@ impl SmppMetrics {
                     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
                 ]),
             )?,
+            cancels: IntCounterVec::new(
+                Opts::new(
+                    "otp_sms_smpp_cancel_total",
+                    "cancel_sm for segments accepted after their submit answered 504",
+                ),
+                &["route", "result"],
+            )?,
             seen_statuses: Arc::new(Mutex::new(HashSet::new())),
         })
     }
@@ -153,6 +164,7 @@ impl SmppMetrics {
         registry.register(Box::new(self.submit_duration.clone()))?;
         registry.register(Box::new(self.receipts.clone()))?;
         registry.register(Box::new(self.receipt_latency.clone()))?;
+        registry.register(Box::new(self.cancels.clone()))?;
         Ok(())
     }
 

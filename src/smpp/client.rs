@@ -10,9 +10,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::cancel::Ledger;
 use super::error::{SmppError, Uncertainty};
 use super::pdu::{build_submits, OutboundSms};
-use super::pool::{self, HotMetrics};
+use super::pool::{self, HotMetrics, Latency};
 use super::receipts::tracker::Tracker;
 use super::receipts::DeliveryReport;
 use super::settings::{BindMode, RouteSettings};
@@ -46,6 +47,8 @@ pub(super) struct Shared {
     pub(super) metrics: SmppMetrics,
     pub(super) hot: HotMetrics,
     pub(super) tracker: Tracker,
+    /// How slowly the SMSC answers, for the "time left for an attempt" rule.
+    pub(super) latency: Latency,
 }
 
 impl Shared {
@@ -127,6 +130,7 @@ impl SmppClient {
             metrics,
             hot,
             tracker,
+            latency: Latency::default(),
         });
         let supervisors = TaskTracker::new();
         for i in 0..binds {
@@ -232,6 +236,21 @@ impl SmppClient {
         tag: Option<&str>,
         deadline: Instant,
     ) -> Result<SubmitReceipt, SmppError> {
+        let settle = Ledger::new(tag, &sms.destination).settle_on_drop();
+        let result = self.submit_in(sms, tag, deadline, settle.ledger()).await;
+        settle.settle(matches!(result, Err(SmppError::MayHold { .. })));
+        result
+    }
+
+    /// Like [`SmppClient::submit_until`], for a message whose `ledger` the caller settles once
+    /// its outcome is final (the router, after failover).
+    pub(super) async fn submit_in(
+        &self,
+        sms: OutboundSms,
+        tag: Option<&str>,
+        deadline: Instant,
+        ledger: &std::sync::Arc<Ledger>,
+    ) -> Result<SubmitReceipt, SmppError> {
         let shared = &self.inner.shared;
         let started = Instant::now();
         let (encoded, submits) = build_submits(&shared.settings.options, &sms)?;
@@ -239,8 +258,12 @@ impl SmppClient {
         // (NotBound / Busy / MayHold); this outer guard only catches stalls.
         let guard = deadline + OUTER_GUARD_SLACK;
         let message_ids =
-            match tokio::time::timeout_at(guard, pool::submit(shared, &submits, deadline)).await {
+            match tokio::time::timeout_at(guard, pool::submit(shared, &submits, deadline, ledger))
+                .await
+            {
                 Ok(result) => result?,
+                // No submit_sm went out: the SMSC holds nothing, "may hold" would be wrong.
+                Err(_) if !ledger.was_sent() => return Err(SmppError::Busy),
                 Err(_) => {
                     return Err(SmppError::MayHold {
                         why: Uncertainty::NoResponse {

@@ -8,15 +8,21 @@
 //! - `pool` and `slot`: which session takes a submit, and each session's window, rate and
 //!   throttling state; `limiter`: the per-session segment rate.
 //! - `session`: the supervisor task owning one session (connect, bind, serve, reconnect).
+//! - `inflight`: which submit a response answers, per session (our own correlation, so each
+//!   attempt waits exactly its budget and a late answer is still recognised).
+//! - `cancel`: late acceptances after a 504, deleted with cancel_sm; `splice`: how that PDU,
+//!   which rusmppc cannot send, reaches a live session.
 //! - `receipts`: deliver_sm receipts matched to segments, per opaque tag.
 //! - `error`: why a submit failed, and whether the SMSC may hold the message.
 //! - `tls`: `smpps://` client configuration.
 //!
 //! Logging never includes SMS texts, passwords or full phone numbers.
 
+mod cancel;
 mod client;
 pub mod encoding;
 mod error;
+mod inflight;
 mod limiter;
 mod pdu;
 mod pool;
@@ -25,6 +31,7 @@ mod router;
 mod session;
 mod settings;
 mod slot;
+mod splice;
 pub mod tls;
 
 pub use client::{SmppClient, SubmitReceipt};

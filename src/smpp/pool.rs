@@ -11,15 +11,19 @@
 //! acknowledged are never sent again, so the handset reassembles one message
 //! (same UDH reference) whatever session carried each part.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusmpp::pdus::SubmitSm;
-use rusmppc::Client;
+use rusmpp::{Command, CommandId, Pdu};
 use tokio::sync::SemaphorePermit;
 use tokio::time::Instant;
 
+use super::cancel::{Addresses, Late, LateAck, Ledger};
 use super::client::Shared;
 use super::error::{status, SmppError, Uncertainty};
+use super::inflight::Link;
 use super::settings::{SessionOptions, StatusAction};
 use super::slot::Slot;
 use super::TARGET;
@@ -30,6 +34,45 @@ const BIND_GRACE: Duration = Duration::from_secs(1);
 /// Lateness after which a planned segment is planned again (well inside
 /// the limiter's margin, see `limiter::PERIOD`).
 const LATE_LIMIT: Duration = Duration::from_millis(10);
+
+/// Shortest time left in which an attempt is still started, whatever the SMSC's latency.
+const MIN_ATTEMPT: Duration = Duration::from_millis(20);
+
+/// A decaying maximum of the route's submit_sm_resp latency (answers only: a timeout says
+/// nothing about how long the answer takes): it jumps to a slower answer at once and comes
+/// down by an eighth of the gap per faster answer. An attempt is started only with twice this
+/// left: one started later would most likely be answered after the caller was told "unknown"
+/// (504), which is how a late acceptance happens. The need is at least [`MIN_ATTEMPT`] and at
+/// most `response_timeout` and a quarter of `submit_timeout`, so a fresh message (or a
+/// failover route's share of one) always gets its first attempt.
+#[derive(Default)]
+pub(super) struct Latency {
+    micros: AtomicU64,
+}
+
+impl Latency {
+    fn observe(&self, took: Duration) {
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        // Lost updates between concurrent observers only blur the estimate.
+        let old = self.micros.load(Ordering::Relaxed);
+        let new = if took >= old {
+            took
+        } else {
+            old - (old - took) / 8
+        };
+        self.micros.store(new, Ordering::Relaxed);
+    }
+
+    /// Time an attempt needs left to be started.
+    pub(super) fn required(&self, options: &SessionOptions) -> Duration {
+        let estimate = Duration::from_micros(self.micros.load(Ordering::Relaxed));
+        let cap = options
+            .response_timeout
+            .min(options.submit_timeout / 4)
+            .max(MIN_ATTEMPT);
+        (estimate * 2).clamp(MIN_ATTEMPT, cap)
+    }
+}
 
 /// The per-submit metric series of this route, resolved once: looking
 /// label values up on every submit_sm costs hashing and allocation on the
@@ -80,7 +123,7 @@ enum Choice<'a> {
     /// Send on this session at the planned times (empty: unlimited rate).
     Slot {
         slot: &'a Slot,
-        client: Client,
+        link: Link,
         permit: WindowPermit<'a>,
         plan: Vec<Instant>,
     },
@@ -105,6 +148,9 @@ enum Failure {
     /// Woke up too late for the rate plan; nothing was sent for this
     /// segment, choose again.
     Replan,
+    /// Too little time is left for an answer to come: nothing was sent for this segment, and
+    /// no further attempt starts.
+    OutOfTime,
 }
 
 /// Sends `submits` on the pool; returns the message id of every segment.
@@ -112,6 +158,7 @@ pub(super) async fn submit(
     shared: &Shared,
     submits: &[SubmitSm],
     deadline: Instant,
+    ledger: &Arc<Ledger>,
 ) -> Result<Vec<String>, SmppError> {
     let mut ids: Vec<String> = Vec::with_capacity(submits.len());
     let mut avoid: Option<usize> = None;
@@ -142,7 +189,7 @@ pub(super) async fn submit(
             return Err(fail(uncertain, &ids, last_err.unwrap_or(SmppError::Busy)));
         }
         let rest = &submits[ids.len()..];
-        let (slot, client, permit, plan) = {
+        let (slot, link, permit, plan) = {
             // Register for wake-ups before looking, so a release between the
             // look and the wait is not missed. The registration ends with
             // this block: a submit that is sending must not be on the
@@ -153,10 +200,10 @@ pub(super) async fn submit(
             match choose(shared, rest.len(), avoid, now, deadline) {
                 Choice::Slot {
                     slot,
-                    client,
+                    link,
                     permit,
                     plan,
-                } => (slot, client, permit, plan),
+                } => (slot, link, permit, plan),
                 Choice::Wait(until) => {
                     unbound_since = None;
                     let until = until.map_or(deadline, |u| u.min(deadline));
@@ -190,7 +237,7 @@ pub(super) async fn submit(
         };
         unbound_since = None;
         let acknowledged = ids.len();
-        let outcome = send_on(shared, &client, rest, &plan, deadline, &mut ids).await;
+        let outcome = send_on(shared, &link, rest, &plan, deadline, ledger, &mut ids).await;
         drop(permit);
         match &outcome {
             Err(Failure::Unanswered(why, _)) => uncertain = Some(*why),
@@ -233,6 +280,10 @@ pub(super) async fn submit(
                 last_err = Some(e);
             }
             Err(Failure::Final(e)) => return Err(fail(uncertain, &ids, e)),
+            Err(Failure::OutOfTime) => {
+                tracing::debug!(target: TARGET, session = slot.index(), "too little time left for another attempt");
+                return Err(fail(uncertain, &ids, last_err.unwrap_or(SmppError::Busy)));
+            }
             Err(Failure::Replan) => {
                 tracing::debug!(target: TARGET, session = slot.index(), "woke up late; planning again");
             }
@@ -304,7 +355,7 @@ fn take<'a>(
     let r = slot.reserve(segments, now)?;
     Some(Choice::Slot {
         slot,
-        client: r.client,
+        link: r.link,
         permit: WindowPermit::new(r.permit, shared),
         plan: r.plan,
     })
@@ -314,10 +365,11 @@ fn take<'a>(
 /// message ids to `ids`.
 async fn send_on(
     shared: &Shared,
-    client: &Client,
+    link: &Link,
     segments: &[SubmitSm],
     plan: &[Instant],
     deadline: Instant,
+    ledger: &Arc<Ledger>,
     ids: &mut Vec<String>,
 ) -> Result<(), Failure> {
     let options = &shared.settings.options;
@@ -335,57 +387,139 @@ async fn send_on(
         if now >= deadline {
             return Err(Failure::Elsewhere(SmppError::Busy));
         }
-        let wait = options.response_timeout.min(deadline - now);
-        shared.hot.segments_submitted.inc();
-        let result = client
-            .response_timeout(wait.max(Duration::from_millis(1)))
-            .submit_sm(segment.clone())
-            .await;
-        match result {
-            Ok(resp) => {
-                shared.hot.submit_ok.inc();
-                ids.push(resp.message_id().as_str().to_owned());
-            }
-            Err(e) => {
-                let failure = classify(e, options);
-                let m = &shared.metrics;
-                let label = match &failure {
-                    Failure::Unanswered(Uncertainty::NoResponse { .. }, _) => "timeout".to_owned(),
-                    Failure::Unanswered(..) => "connection".to_owned(),
-                    Failure::Throttled(s) => m.status_label(*s),
-                    // classify() never yields it; nothing was answered.
-                    Failure::Replan => "other".to_owned(),
-                    Failure::Elsewhere(e) | Failure::Final(e) => match e.command_status() {
-                        Some(s) => m.status_label(s),
-                        None => "other".to_owned(),
-                    },
-                };
-                m.submit_results
-                    .with_label_values(&[shared.settings.name.as_str(), &label])
-                    .inc();
-                return Err(failure);
-            }
+        let left = deadline - now;
+        if left < shared.latency.required(options) {
+            return Err(Failure::OutOfTime);
         }
+        // Our own timer: rusmppc applies its connection-wide timeout to every request and
+        // ignores a per-request one.
+        let wait = options.response_timeout.min(left);
+        shared.hot.segments_submitted.inc();
+        ledger.mark_sent();
+        // The attempt runs in its own task, so that a caller dropped mid-wait (the outer
+        // guard, a client that hung up) still leaves its submit_sm recognisable: the task
+        // waits out the budget and marks it abandoned, so a late ESME_ROK is cancelled.
+        let (reply, answered) = tokio::sync::oneshot::channel();
+        tokio::spawn(attempt(
+            link.clone(),
+            segment.clone(),
+            wait,
+            Late {
+                ledger: Arc::clone(ledger),
+                addresses: Addresses::of(segment),
+            },
+            reply,
+        ));
+        let (answer, took) = match answered.await {
+            Ok(done) => done,
+            // Only a panic in the task: nothing is known of the submit_sm.
+            Err(_) => (
+                Answer::Lost(rusmppc::error::Error::ConnectionClosed),
+                Duration::ZERO,
+            ),
+        };
+        if matches!(answer, Answer::Command(_)) {
+            shared.latency.observe(took);
+        }
+        let failure = match answer {
+            Answer::Command(command) => match accepted(&command) {
+                Some(id) => {
+                    shared.hot.submit_ok.inc();
+                    ids.push(id);
+                    continue;
+                }
+                None => classify_status(u32::from(command.status()), options),
+            },
+            Answer::Timeout => {
+                let why = Uncertainty::NoResponse {
+                    after: options.submit_timeout,
+                };
+                Failure::Unanswered(why, SmppError::MayHold { why, cause: None })
+            }
+            // The submit_sm may have reached the SMSC before the session broke.
+            Answer::Lost(e) => {
+                Failure::Unanswered(Uncertainty::SessionLost, SmppError::Connection(e))
+            }
+        };
+        let m = &shared.metrics;
+        let label = match &failure {
+            Failure::Unanswered(Uncertainty::NoResponse { .. }, _) => "timeout".to_owned(),
+            Failure::Unanswered(..) => "connection".to_owned(),
+            Failure::Throttled(s) => m.status_label(*s),
+            // Never built from an answer; nothing was answered.
+            Failure::Replan | Failure::OutOfTime => "other".to_owned(),
+            Failure::Elsewhere(e) | Failure::Final(e) => match e.command_status() {
+                Some(s) => m.status_label(s),
+                None => "other".to_owned(),
+            },
+        };
+        m.submit_results
+            .with_label_values(&[shared.settings.name.as_str(), &label])
+            .inc();
+        return Err(failure);
     }
     Ok(())
 }
 
-/// Decides what a failed submit_sm means for the message.
-fn classify(error: rusmppc::error::Error, options: &SessionOptions) -> Failure {
-    use rusmppc::error::Error;
-    match error {
-        // A submit_sm_resp or generic_nack with a non-zero status.
-        Error::UnexpectedResponse { response } if u32::from(response.status()) != 0 => {
-            classify_status(u32::from(response.status()), options)
+/// One submit_sm and its wait (see `send_on`); sends the answer and how long it took to
+/// `reply`. An ESME_ROK whose submitter is gone by then is a late acceptance.
+async fn attempt(
+    link: Link,
+    segment: SubmitSm,
+    wait: Duration,
+    late: Late,
+    reply: tokio::sync::oneshot::Sender<(Answer, Duration)>,
+) {
+    let sent = Instant::now();
+    let mut late = Some(late);
+    let answer = match link.client.no_wait().submit_sm(segment).await {
+        Ok(seq) => {
+            let pending = link.inflight.wait(seq);
+            match tokio::time::timeout(wait, pending).await {
+                Ok(Ok(command)) => Answer::Command(Box::new(command)),
+                Ok(Err(_)) => Answer::Lost(rusmppc::error::Error::ConnectionClosed),
+                Err(_) => match late.take().and_then(|l| link.inflight.abandon(seq, l)) {
+                    Some(command) => Answer::Command(Box::new(command)),
+                    None => Answer::Timeout,
+                },
+            }
         }
-        Error::ResponseTimeout { .. } => {
-            let why = Uncertainty::NoResponse {
-                after: options.submit_timeout,
-            };
-            Failure::Unanswered(why, SmppError::MayHold { why, cause: None })
-        }
-        // The submit_sm may have reached the SMSC before the session broke.
-        other => Failure::Unanswered(Uncertainty::SessionLost, SmppError::Connection(other)),
+        Err(e) => Answer::Lost(e),
+    };
+    let Err((answer, _)) = reply.send((answer, sent.elapsed())) else {
+        return;
+    };
+    // The submit already answered (its outer guard fired, or its caller hung up).
+    let (Answer::Command(command), Some(late), Some(shared)) = (answer, late, link.route.upgrade())
+    else {
+        return;
+    };
+    if let Some(message_id) = accepted(&command) {
+        late.ledger.late_ack(LateAck {
+            shared,
+            slot: link.slot,
+            message_id,
+            addresses: late.addresses,
+        });
+    }
+}
+
+/// What came of one submit_sm.
+enum Answer {
+    Command(Box<Command>),
+    Timeout,
+    Lost(rusmppc::error::Error),
+}
+
+/// The message id of an ESME_ROK submit_sm_resp.
+pub(super) fn accepted(command: &Command) -> Option<String> {
+    if command.id() != CommandId::SubmitSmResp || u32::from(command.status()) != 0 {
+        return None;
+    }
+    match command.pdu() {
+        Some(Pdu::SubmitSmResp(resp)) => Some(resp.message_id().as_str().to_owned()),
+        // An ESME_ROK without a body: accepted, with an empty id.
+        _ => Some(String::new()),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::cancel::Ledger;
 use super::client::{SmppClient, SubmitReceipt};
 use super::error::{status, SmppError};
 use super::pdu::OutboundSms;
@@ -142,7 +143,17 @@ impl SmppRouter {
     ) -> Result<RoutedReceipt, RoutedError> {
         // Measured here only: the whole call, and per route the one that carried the message.
         let started = Instant::now();
-        let result = self.submit_routed(sms, tag).await;
+        // One ledger across every route: a late acceptance is cancelled only when the whole
+        // call answers "may hold".
+        let settle = Ledger::new(tag, &sms.destination).settle_on_drop();
+        let result = self.submit_routed(sms, tag, settle.ledger()).await;
+        settle.settle(matches!(
+            result,
+            Err(RoutedError {
+                error: SmppError::MayHold { .. },
+                ..
+            })
+        ));
         let elapsed = started.elapsed();
         self.metrics.submit_duration.observe(elapsed.as_secs_f64());
         if let Ok(sent) = &result {
@@ -157,6 +168,7 @@ impl SmppRouter {
         &self,
         sms: OutboundSms,
         tag: Option<&str>,
+        ledger: &Arc<Ledger>,
     ) -> Result<RoutedReceipt, RoutedError> {
         let candidates = self.candidates(sms.destination.as_e164());
         let Some(first) = candidates.first() else {
@@ -188,7 +200,7 @@ impl SmppRouter {
                 route: Some(route.name().to_owned()),
                 error,
             };
-            match route.submit_until(sms.clone(), tag, now + share).await {
+            match route.submit_in(sms.clone(), tag, now + share, ledger).await {
                 Ok(receipt) => {
                     return Ok(RoutedReceipt {
                         route: route.name().to_owned(),

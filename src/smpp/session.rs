@@ -11,11 +11,13 @@ use futures::{Stream, StreamExt};
 use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp};
 use rusmpp::types::COctetString;
 use rusmpp::values::{InterfaceVersion, Npi, Ton};
-use rusmpp::{CommandId, Pdu};
+use rusmpp::{CommandId, CommandStatus, Pdu};
 use rusmppc::{Client, ConnectionBuilder, Event};
 use tokio::net::TcpStream;
 
+use super::cancel::LateAck;
 use super::client::Shared;
+use super::inflight::{Inflight, Link, Routed};
 use super::settings::BindMode;
 use super::slot::jitter;
 use super::TARGET;
@@ -23,6 +25,9 @@ use crate::domain::mask_digits;
 
 /// Upper bound for TCP connect plus bind_transceiver_resp.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a bind response; enforced here, since rusmppc would apply its own
+/// connection-wide timeout instead of a per-request one.
+const BIND_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long to wait for unbind_resp and for the socket to close on shutdown.
 const UNBIND_WAIT: Duration = Duration::from_secs(1);
 /// How long [`super::SmppClient::shutdown`] waits for the supervisor.
@@ -65,13 +70,15 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
         let connected = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            r = tokio::time::timeout(CONNECT_TIMEOUT, connect_and_bind(&shared, slot.is_receiver())) => {
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect_and_bind(&shared, index, slot.is_receiver())) => {
                 r.unwrap_or_else(|_| Err("connect/bind timed out".to_owned()))
             }
         };
         match connected {
-            Ok((client, events)) => {
-                slot.bound(client.clone());
+            Ok((link, events)) => {
+                let client = link.client.clone();
+                let inflight = Arc::clone(&link.inflight);
+                slot.bound(link);
                 set_bound(true);
                 shared.changed.notify_waiters();
                 tracing::info!(
@@ -86,7 +93,8 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
                 );
                 attempt = 0;
                 delay = min;
-                let end = serve(&shared, &client, events, stop).await;
+                let end = serve(&shared, index, &client, &inflight, events, stop).await;
+                inflight.close();
                 slot.unbound();
                 set_bound(false);
                 shared.changed.notify_waiters();
@@ -138,9 +146,10 @@ pub(super) async fn run(shared: Arc<Shared>, index: usize) {
 }
 
 async fn connect_and_bind(
-    shared: &Shared,
+    shared: &Arc<Shared>,
+    index: usize,
     receiver: bool,
-) -> Result<(Client, BoxStream<'static, Event>), String> {
+) -> Result<(Link, BoxStream<'static, Event>), String> {
     let s = &shared.settings.options;
     let smsc = &shared.settings.smsc;
     let builder = ConnectionBuilder::new()
@@ -150,14 +159,12 @@ async fn connect_and_bind(
             s.enquire_link_interval
                 .clamp(Duration::from_millis(100), Duration::from_secs(10)),
         )
-        .response_timeout(
-            s.submit_timeout
-                .max(s.response_timeout)
-                .max(Duration::from_millis(1)),
-        )
+        // Every wait is timed here (bind, submit_sm, cancel_sm): rusmppc 0.4 applies this
+        // connection-wide timeout to each request and ignores a per-request one.
+        .no_response_timeout()
         // rusmppc defaults to SMPP 5.0; this gateway speaks 3.4.
         .disable_interface_version_check();
-    let (client, events) = if smsc.tls {
+    let (client, events, injector) = if smsc.tls {
         let builder = match &s.ca_file {
             Some(ca) => builder.rustls_config(super::tls::client_config(ca)?),
             None => builder,
@@ -166,14 +173,16 @@ async fn connect_and_bind(
             .connect(format!("smpps://{}:{}", smsc.host, smsc.port))
             .await
             .map_err(|e| format!("TLS connect: {e}"))?;
-        (client, events.boxed())
+        // rusmppc owns the TLS stream: no splice, so no cancel_sm on smpps://.
+        (client, events.boxed(), None)
     } else {
         let stream = TcpStream::connect((smsc.host.as_str(), smsc.port))
             .await
             .map_err(|e| format!("connect: {e}"))?;
         stream.set_nodelay(true).ok();
+        let (stream, injector) = super::splice::Splice::new(stream);
         let (client, events) = builder.connected(stream);
-        (client, events.boxed())
+        (client, events.boxed(), Some(injector))
     };
 
     let (system_id, password, system_type) = (
@@ -194,11 +203,10 @@ async fn connect_and_bind(
                 .addr_npi(Npi::Unknown)
                 .address_range(COctetString::empty())
                 .build();
-            client
-                .response_timeout(CONNECT_TIMEOUT)
-                .$call(pdu)
-                .await
-                .map(|_| ())
+            match tokio::time::timeout(BIND_TIMEOUT, client.$call(pdu)).await {
+                Ok(r) => r.map(|_| ()).map_err(Some),
+                Err(_) => Err(None),
+            }
         }};
     }
     let bound = match mode {
@@ -207,15 +215,25 @@ async fn connect_and_bind(
         Some(BindMode::Transmitter) => bind!(BindTransmitter, bind_transmitter),
     };
     match bound {
-        Ok(()) => Ok((client, events)),
+        Ok(()) => Ok((
+            Link {
+                client,
+                inflight: Arc::new(Inflight::default()),
+                injector,
+                route: Arc::downgrade(shared),
+                slot: index,
+            },
+            events,
+        )),
         Err(e) => {
             client.close().await.ok();
             Err(match e {
-                rusmppc::error::Error::UnexpectedResponse { response } => format!(
+                Some(rusmppc::error::Error::UnexpectedResponse { response }) => format!(
                     "bind refused: command_status 0x{:08X}",
                     u32::from(response.status())
                 ),
-                other => format!("bind: {other}"),
+                Some(other) => format!("bind: {other}"),
+                None => format!("bind: no response within {BIND_TIMEOUT:?}"),
             })
         }
     }
@@ -235,8 +253,10 @@ fn field<const MIN: usize, const MAX: usize>(
 }
 
 async fn serve(
-    shared: &Shared,
+    shared: &Arc<Shared>,
+    index: usize,
     client: &Client,
+    inflight: &Inflight,
     mut events: impl Stream<Item = Event> + Unpin,
     stop: &tokio_util::sync::CancellationToken,
 ) -> SessionEnd {
@@ -250,6 +270,28 @@ async fn serve(
             None => return SessionEnd::Lost,
             Some(Event::Error(e)) => {
                 tracing::warn!(target: TARGET, error = %e, "SMPP session error");
+            }
+            Some(Event::Incoming(command))
+                if matches!(
+                    command.id(),
+                    CommandId::SubmitSmResp | CommandId::GenericNack | CommandId::CancelSmResp
+                ) =>
+            {
+                if let Routed::Late(late, command) = inflight.dispatch(command) {
+                    match super::pool::accepted(&command) {
+                        Some(message_id) => late.ledger.late_ack(LateAck {
+                            shared: Arc::clone(shared),
+                            slot: index,
+                            message_id,
+                            addresses: late.addresses,
+                        }),
+                        None => tracing::debug!(
+                            target: TARGET,
+                            status = ?command.status(),
+                            "late answer refusing an abandoned submit_sm"
+                        ),
+                    }
+                }
             }
             Some(Event::Incoming(command)) => {
                 let seq = command.sequence_number();
@@ -282,7 +324,7 @@ async fn serve(
                         if is_request && id != CommandId::EnquireLink {
                             tracing::debug!(target: TARGET, ?id, "unsupported request; generic_nack");
                             client
-                                .status(rusmpp::CommandStatus::EsmeRinvcmdid)
+                                .status(CommandStatus::EsmeRinvcmdid)
                                 .generic_nack(seq)
                                 .await
                                 .ok();

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusmppc::Client;
 use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
+use super::inflight::Link;
 use super::limiter::SegmentLimiter;
 use super::settings::SessionOptions;
 use crate::sync::lock;
@@ -43,7 +43,7 @@ struct Pause {
 /// What a submitter holds while it sends on a slot.
 pub(super) struct Reservation<'a> {
     /// The session.
-    pub(super) client: Client,
+    pub(super) link: Link,
     /// The window slot; released on drop.
     pub(super) permit: SemaphorePermit<'a>,
     /// When each segment may go (empty: unlimited rate).
@@ -53,8 +53,8 @@ pub(super) struct Reservation<'a> {
 /// One bind of the pool.
 pub(super) struct Slot {
     index: usize,
-    /// `Some` while bound; submitters clone the client out of it.
-    session: watch::Sender<Option<Client>>,
+    /// `Some` while bound; submitters clone the session out of it.
+    session: watch::Sender<Option<Link>>,
     /// True while the supervisor is connecting/binding, i.e. the session
     /// may appear shortly; during back-off sleeps it is false.
     connecting: AtomicBool,
@@ -116,9 +116,14 @@ impl Slot {
 
     /// The session is bound: published before "connecting" is cleared, so a submit never
     /// sees "not bound and not connecting" in between.
-    pub(super) fn bound(&self, client: Client) {
-        self.session.send_replace(Some(client));
+    pub(super) fn bound(&self, link: Link) {
+        self.session.send_replace(Some(link));
         self.connecting.store(false, Ordering::Release);
+    }
+
+    /// The bound session, if any.
+    pub(super) fn link(&self) -> Option<Link> {
+        self.session.borrow().clone()
     }
 
     /// Connecting failed; the supervisor backs off before the next try.
@@ -174,7 +179,7 @@ impl Slot {
 
     /// Takes a window slot and reserves the rate budget of `segments`.
     pub(super) fn reserve(&self, segments: usize, now: Instant) -> Option<Reservation<'_>> {
-        let client = self.session.borrow().clone()?;
+        let link = self.session.borrow().clone()?;
         let permit = self.window.try_acquire().ok()?;
         let plan = match &self.limiter {
             Some(l) => {
@@ -185,11 +190,7 @@ impl Slot {
             }
             None => Vec::new(),
         };
-        Some(Reservation {
-            client,
-            permit,
-            plan,
-        })
+        Some(Reservation { link, permit, plan })
     }
 }
 

@@ -1010,3 +1010,167 @@ async fn system_errors_and_throttling_fail_over_to_the_next_smsc_within_the_dead
         router.shutdown().await;
     }
 }
+
+async fn eventually_within(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f()
+}
+
+#[tokio::test]
+async fn a_segment_without_an_answer_in_response_timeout_is_retried_on_another_session() {
+    // The simulator answers the first submit_sm only after 500ms; response_timeout is 100ms,
+    // so that attempt is abandoned and the segment goes to the other session, well inside
+    // submit_timeout.
+    let faults = SimFaults {
+        late_submits: 1,
+        late_delay: Duration::from_millis(500),
+        ..SimFaults::default()
+    };
+    let (sim, client, metrics) = pool(faults, |s| {
+        s.options.binds = 2;
+        s.options.response_timeout = Duration::from_millis(100);
+        s.options.submit_timeout = Duration::from_millis(1000);
+    })
+    .await;
+    let started = Instant::now();
+    let receipt = client.submit(sms("123456")).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(receipt.segments, 1);
+    assert!(took < Duration::from_millis(400), "{took:?}");
+    let arrivals = sim.submit_arrivals();
+    assert_eq!(arrivals.len(), 2, "{arrivals:?}");
+    assert_ne!(
+        arrivals[0].0, arrivals[1].0,
+        "the retry took the other session"
+    );
+    assert_eq!(
+        metrics
+            .submit_results
+            .with_label_values(&["default", "timeout"])
+            .get(),
+        1
+    );
+    // The late answer of a message that was acknowledged elsewhere cancels nothing.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(sim.cancelled().is_empty());
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_bind_response_within_the_bind_timeout_still_binds() {
+    // Every answer (the bind responses included) takes 400ms, more than submit_timeout and
+    // response_timeout: neither applies to the bind.
+    let sim = smsc_sim::start(SimSettings {
+        faults: SimFaults {
+            response_delay: Duration::from_millis(400),
+            ..SimFaults::default()
+        },
+        ..sim_settings()
+    })
+    .await
+    .unwrap();
+    let mut settings = client_settings(&sim);
+    settings.options.submit_timeout = Duration::from_millis(150);
+    settings.options.response_timeout = Duration::from_millis(100);
+    let client = SmppClient::start(settings);
+    assert!(
+        client.wait_bound(Duration::from_secs(3)).await,
+        "never bound"
+    );
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_attempt_starts_whose_answer_cannot_come_before_the_deadline() {
+    // Every answer is ESME_RSYSERR after 80ms: the SMSC never holds anything. An attempt
+    // started in the last few milliseconds would end without an answer and turn the honest
+    // "not accepted" into "may hold" (504); the pool stops instead.
+    let faults = SimFaults {
+        error_rate: "1.0".parse().unwrap(),
+        response_delay: Duration::from_millis(80),
+        ..SimFaults::default()
+    };
+    let (sim, client, _) = pool(faults, |s| {
+        s.options.submit_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let err = client.submit(sms("123456")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SmppError::Rejected {
+                command_status: 0x08
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(sim.submit_arrivals().len() <= 2);
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_late_acceptance_after_may_hold_is_cancelled_and_reported() {
+    // The only session answers the first submit_sm after 600ms, past submit_timeout: the
+    // submit returns MayHold (504), then the ESME_ROK arrives and the message is cancelled
+    // before the simulator "delivers" it (its receipt is due after 5s).
+    let sim = smsc_sim::start(SimSettings {
+        receipt_delay: Duration::from_secs(5),
+        faults: SimFaults {
+            late_submits: 1,
+            late_delay: Duration::from_millis(600),
+            ..SimFaults::default()
+        },
+        ..sim_settings()
+    })
+    .await
+    .unwrap();
+    let mut settings = client_settings(&sim);
+    settings.options.submit_timeout = Duration::from_millis(300);
+    let metrics = crate::metrics::SmppMetrics::new().unwrap();
+    let client = SmppClient::start_with(
+        settings,
+        metrics.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    assert!(client.wait_bound(Duration::from_secs(1)).await);
+    let err = client
+        .submit_tagged(sms("123456"), Some("auth-late"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SmppError::MayHold { .. }), "{err:?}");
+    assert_eq!(sim.accepted().len(), 1, "the SMSC took it");
+    assert!(
+        eventually_within(Duration::from_secs(2), || sim.cancelled().len() == 1).await,
+        "never cancelled"
+    );
+    assert_eq!(sim.cancelled()[0].message_id, sim.accepted()[0].message_id);
+    assert!(
+        sim.messages_for(PHONE).is_empty(),
+        "the handset never shows it"
+    );
+    assert!(
+        eventually_within(Duration::from_secs(1), || {
+            client
+                .delivery_report("auth-late")
+                .is_some_and(|r| r.state == DeliveryState::Cancelled)
+        })
+        .await
+    );
+    let report = client.delivery_report("auth-late").unwrap();
+    assert_eq!(report.segments.len(), 1);
+    assert_eq!(report.segments[0].message_id, sim.accepted()[0].message_id);
+    assert_eq!(
+        metrics
+            .cancels
+            .with_label_values(&["default", "cancelled"])
+            .get(),
+        1
+    );
+    client.shutdown().await;
+}

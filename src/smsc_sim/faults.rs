@@ -59,6 +59,14 @@ pub struct SimFaults {
     /// Send an enquire_link in the same TCP write as every bind response.
     #[arg(long)]
     pub pdu_after_bind: bool,
+    /// Answer the first N submit_sm of the simulator only after `late_delay` (0 = none): a
+    /// response that arrives after the ESME gave up on it, on whichever session took it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub late_submits: u64,
+    /// Delay of the `late_submits` answers (e.g. 800ms).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub late_delay: Duration,
 }
 
 impl Default for SimFaults {
@@ -75,6 +83,8 @@ impl Default for SimFaults {
             receipt_before_response: false,
             receipt_tlvs: true,
             pdu_after_bind: false,
+            late_submits: 0,
+            late_delay: Duration::ZERO,
         }
     }
 }
@@ -461,6 +471,10 @@ mod tests {
             "--receipts-before-response",
             "--no-receipt-tlvs",
             "--pdu-after-bind",
+            "--late-submits",
+            "3",
+            "--late-delay",
+            "800ms",
         ])
         .unwrap();
         let from_toml = toml(
@@ -474,6 +488,8 @@ mod tests {
             receipt_before_response = true
             receipt_tlvs = false
             pdu_after_bind = true
+            late_submits = 3
+            late_delay = "800ms"
             [prefix_errors]
             "+3460" = "0x0B"
             "+44" = 69
@@ -491,6 +507,8 @@ mod tests {
         );
         assert_eq!(from_cli.response_delay, Duration::from_millis(50));
         assert!(!from_cli.receipt_tlvs);
+        assert_eq!(from_cli.late_submits, 3);
+        assert_eq!(from_cli.late_delay, Duration::from_millis(800));
     }
 
     #[test]

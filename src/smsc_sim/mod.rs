@@ -10,7 +10,8 @@
 //! [`SimFaults`] injects what production SMSCs do to an ESME: per-bind TPS
 //! throttling, random or per-prefix errors, dropped connections, slow
 //! responses, late or failed receipts, hex or decimal message ids and
-//! receipts that overtake their submit_sm_resp.
+//! receipts that overtake their submit_sm_resp, and submit_sm answered after the ESME gave up
+//! (`late_submits`). A `cancel_sm` deletes a message whose receipt is not yet sent.
 
 mod codec;
 pub mod faults;
@@ -75,7 +76,33 @@ pub struct ReceivedSms {
     pub text: String,
     /// RFC 3339 UTC timestamp of the (last) submit_sm.
     pub received_at: String,
+    /// Which inbox entry a cancel_sm removes.
+    #[serde(skip)]
+    inbox_id: u64,
 }
+
+/// A message the simulator accepted (ESME_ROK), whatever became of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptedSms {
+    /// The message id of the submit_sm_resp.
+    pub message_id: String,
+    /// `+` followed by the destination digits.
+    pub phone_number: String,
+}
+
+/// An accepted message not yet "delivered" (its receipt not yet sent): a cancel_sm may still
+/// delete it.
+struct Held {
+    source: String,
+    phone: String,
+    /// The concatenated message it is a part of, while incomplete.
+    parts: Option<PartsKey>,
+    /// The inbox entry showing the (complete) message.
+    inbox_id: Option<u64>,
+}
+
+/// Held messages kept at most; past it new ones are not cancellable.
+const MAX_HELD: usize = 100_000;
 
 /// How the simulator answers submit_sm.
 #[derive(Clone, Debug)]
@@ -117,6 +144,13 @@ struct SimShared {
     unbind_count: AtomicU64,
     receipts_acked: AtomicU64,
     throttled_count: AtomicU64,
+    /// submit_sm seen by the `late_submits` fault.
+    late_count: AtomicU64,
+    next_inbox_id: AtomicU64,
+    held: Mutex<HashMap<String, Held>>,
+    /// Every accepted message (capped at [`MAX_ARRIVALS`]), and the cancelled ones.
+    accepted: Mutex<Vec<AcceptedSms>>,
+    cancelled: Mutex<Vec<AcceptedSms>>,
     faults: Mutex<SimFaults>,
     /// xorshift state for error rates and state mixes (not security relevant).
     rng: Mutex<u64>,
@@ -172,6 +206,11 @@ pub async fn start_with_token(
     let shared = Arc::new(SimShared {
         settings,
         throttled_count: AtomicU64::new(0),
+        late_count: AtomicU64::new(0),
+        next_inbox_id: AtomicU64::new(1),
+        held: Mutex::new(HashMap::new()),
+        accepted: Mutex::new(Vec::new()),
+        cancelled: Mutex::new(Vec::new()),
         faults: Mutex::new(faults),
         rng: Mutex::new(seed),
         next_session: AtomicU64::new(1),
@@ -283,6 +322,16 @@ impl SmscHandle {
         lock(&self.shared.arrivals).clone()
     }
 
+    /// Every message accepted with ESME_ROK, in order (capped), cancelled ones included.
+    pub fn accepted(&self) -> Vec<AcceptedSms> {
+        lock(&self.shared.accepted).clone()
+    }
+
+    /// Messages deleted by a cancel_sm before they were delivered, in order.
+    pub fn cancelled(&self) -> Vec<AcceptedSms> {
+        lock(&self.shared.cancelled).clone()
+    }
+
     /// Replaces the injected faults for subsequent PDUs.
     pub fn set_faults(&self, faults: SimFaults) {
         *lock(&self.shared.faults) = faults;
@@ -358,19 +407,87 @@ impl SimShared {
         ReceiptState::Delivered
     }
 
-    /// Stores a complete message and plays it on the "handset".
-    fn deliver(&self, phone_number: String, text: String) {
+    /// Stores a complete message and plays it on the "handset"; returns its inbox id.
+    fn deliver(&self, phone_number: String, text: String) -> u64 {
         if self.settings.print_messages {
             tracing::info!(target: HANDSET_TARGET, "SMS to {phone_number}: {text}");
         }
+        let inbox_id = self.next_inbox_id.fetch_add(1, Ordering::Relaxed);
         let sms = ReceivedSms {
             phone_number,
             text,
             received_at: now_rfc3339(),
+            inbox_id,
         };
         let mut inbox = lock(&self.inbox);
         inbox.push_front(sms);
         inbox.truncate(self.settings.inbox_capacity);
+        inbox_id
+    }
+
+    fn record_accepted(&self, message_id: &str, phone: &str) {
+        let mut a = lock(&self.accepted);
+        if a.len() < MAX_ARRIVALS {
+            a.push(AcceptedSms {
+                message_id: message_id.to_owned(),
+                phone_number: phone.to_owned(),
+            });
+        }
+    }
+
+    /// Keeps an accepted message cancellable until its receipt is sent.
+    fn hold(&self, message_id: &str, held: Held) {
+        let mut h = lock(&self.held);
+        if let (Some(parts), Some(inbox_id)) = (&held.parts, held.inbox_id) {
+            // This part completed the message: its earlier parts now show as this entry.
+            for other in h.values_mut() {
+                if other.parts.as_ref() == Some(parts) {
+                    other.inbox_id = Some(inbox_id);
+                }
+            }
+        }
+        if h.len() < MAX_HELD {
+            h.insert(message_id.to_owned(), held);
+        }
+    }
+
+    /// The receipt of `message_id` is due: false when it was cancelled (no receipt then).
+    fn release(&self, message_id: &str) -> bool {
+        lock(&self.held).remove(message_id).is_some()
+            || !lock(&self.cancelled)
+                .iter()
+                .any(|c| c.message_id == message_id)
+    }
+
+    /// cancel_sm of a held message: true when it was deleted. Empty source or destination
+    /// addresses match any (SMPP 3.4 §4.9.1: NULL when not known).
+    fn cancel(&self, message_id: &str, source: &str, destination: &str) -> bool {
+        let mut held = lock(&self.held);
+        let Some(h) = held.get(message_id) else {
+            return false;
+        };
+        let dest_digits = h.phone.trim_start_matches('+');
+        if (!source.is_empty() && source != h.source)
+            || (!destination.is_empty() && destination.trim_start_matches('+') != dest_digits)
+        {
+            return false;
+        }
+        let Some(h) = held.remove(message_id) else {
+            return false;
+        };
+        drop(held);
+        match (h.inbox_id, &h.parts) {
+            (Some(id), _) => lock(&self.inbox).retain(|m| m.inbox_id != id),
+            (None, Some(parts)) => {
+                lock(&self.pending).remove(parts);
+            }
+            (None, None) => {}
+        }
+        lock(&self.cancelled).push(AcceptedSms {
+            message_id: message_id.to_owned(),
+            phone_number: h.phone,
+        });
+        true
     }
 
     /// Records one part; returns (data_coding, payload) once all are present.

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use rusmpp::pdus::{
-    BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSm, SubmitSmResp,
+    BindReceiverResp, BindTransceiverResp, BindTransmitterResp, CancelSm, DeliverSm, SubmitSm,
+    SubmitSmResp,
 };
 use rusmpp::tlvs::{MessageDeliveryRequestTlvValue, TlvValue};
 use rusmpp::types::{AnyOctetString, COctetString, OctetString};
@@ -84,6 +85,8 @@ struct Session {
     system_id: String,
     /// Listed as a receipt taker while this lives.
     _receiver: Option<ReceiverRegistration>,
+    /// Set by a submit_sm the `late_submits` fault picked: its answer waits this long.
+    late: Option<Duration>,
 }
 
 /// Removes a session from the simulator's receipt takers when it ends.
@@ -120,6 +123,7 @@ pub(super) async fn run(
         accepted: VecDeque::new(),
         system_id: String::new(),
         _receiver: None,
+        late: None,
     };
 
     loop {
@@ -168,7 +172,8 @@ pub(super) async fn run(
                         Pdu::EnquireLink,
                     ));
                 }
-                if faults.response_delay.is_zero() {
+                let delay = session.late.take().map_or(faults.response_delay, |d| d.max(faults.response_delay));
+                if delay.is_zero() {
                     // Queue every reply, then one flush: they leave in one write.
                     for reply in replies {
                         if let Err(e) = framed.feed(reply).await {
@@ -184,7 +189,6 @@ pub(super) async fn run(
                     // Delayed answers go through the outbound queue so the
                     // session keeps reading (and pipelining) meanwhile.
                     let outbound = session.outbound.clone();
-                    let delay = faults.response_delay;
                     let stop = stop.clone();
                     session.shared.tasks.spawn(async move {
                         // Cancellable, so a stop need not wait out the delay.
@@ -290,6 +294,7 @@ impl Session {
                 )
             }
             Some(Pdu::SubmitSm(submit)) => (self.submit(seq, submit, faults), Next::Continue),
+            Some(Pdu::CancelSm(cancel)) => (vec![self.cancel(seq, cancel)], Next::Continue),
             _ if id == CommandId::DeliverSmResp => {
                 self.shared.receipts_acked.fetch_add(1, Ordering::Relaxed);
                 (Vec::new(), Next::Continue)
@@ -360,6 +365,24 @@ impl Session {
         }
     }
 
+    /// cancel_sm: deletes a message that is not yet "delivered" (its receipt not yet sent), so
+    /// the handset never shows it.
+    fn cancel(&mut self, seq: u32, cancel: &CancelSm) -> Command {
+        let status = if !self.state.can_submit() {
+            CommandStatus::EsmeRinvbndsts
+        } else if self.shared.cancel(
+            cancel.message_id.as_str(),
+            cancel.source_addr.as_str(),
+            cancel.destination_addr.as_str(),
+        ) {
+            CommandStatus::EsmeRok
+        } else {
+            CommandStatus::EsmeRcancelfail
+        };
+        tracing::debug!(target: TARGET, peer = %self.peer, ?status, "cancel_sm");
+        header_only(CommandId::CancelSmResp, status, seq)
+    }
+
     fn submit(&mut self, seq: u32, submit: &SubmitSm, faults: &SimFaults) -> Vec<Command> {
         self.shared.record_arrival(self.id);
         if !self.state.can_submit() {
@@ -368,6 +391,11 @@ impl Session {
                 CommandStatus::EsmeRinvbndsts,
                 seq,
             )];
+        }
+        if faults.late_submits > 0
+            && self.shared.late_count.fetch_add(1, Ordering::Relaxed) < faults.late_submits
+        {
+            self.late = Some(faults.late_delay);
         }
         match self.shared.behaviour() {
             SimBehaviour::Ignore => return Vec::new(),
@@ -434,6 +462,12 @@ impl Session {
         let dest = submit.destination_addr.as_str();
         let phone = format!("+{}", dest.strip_prefix('+').unwrap_or(dest));
 
+        let parts_key = match concat {
+            Some(c) if c.total > 1 && c.sequence >= 1 && c.sequence <= c.total => {
+                Some((source.clone(), phone.clone(), c.reference))
+            }
+            _ => None,
+        };
         let complete = match concat {
             Some(c) if c.total > 1 && c.sequence >= 1 && c.sequence <= c.total => {
                 self.shared.add_part(
@@ -446,6 +480,7 @@ impl Session {
             }
             _ => Some((data_coding, payload.to_vec())),
         };
+        let mut inbox_id = None;
         if let Some((dc, bytes)) = &complete {
             let Some(text) = encoding::decode(*dc, bytes) else {
                 tracing::warn!(target: TARGET, peer = %self.peer, data_coding = dc, "undecodable short_message");
@@ -455,7 +490,7 @@ impl Session {
                     seq,
                 )];
             };
-            self.shared.deliver(phone.clone(), text);
+            inbox_id = Some(self.shared.deliver(phone.clone(), text));
         }
 
         let number = NEXT_MESSAGE_ID.fetch_add(1, Ordering::Relaxed) & 0xFF_FFFF_FFFF;
@@ -474,6 +509,7 @@ impl Session {
             )];
         };
         self.shared.submit_count.fetch_add(1, Ordering::Relaxed);
+        self.shared.record_accepted(&message_id, &phone);
         let response = Command::new(
             CommandStatus::EsmeRok,
             seq,
@@ -501,7 +537,20 @@ impl Session {
                 esme: submit.source_addr.clone(),
                 submitted: time::OffsetDateTime::now_utc(),
             };
-            if faults.receipt_before_response && self.state.can_receive() {
+            let immediate = faults.receipt_before_response && self.state.can_receive();
+            if !immediate {
+                // Held (cancellable) until its receipt says it was delivered.
+                self.shared.hold(
+                    &receipt.message_id,
+                    super::Held {
+                        source: source.clone(),
+                        phone: phone.clone(),
+                        parts: parts_key,
+                        inbox_id,
+                    },
+                );
+            }
+            if immediate {
                 // The receipt overtakes the submit_sm_resp on the wire.
                 let mut out = Vec::with_capacity(2);
                 if let Some(cmd) = receipt.command(next_seq(&self.next_seq)) {
@@ -549,10 +598,15 @@ impl Session {
         let delay = self.shared.settings.receipt_delay;
         let seq = next_seq(&self.next_seq);
         let stop = self.shared.stop.clone();
+        let shared = Arc::clone(&self.shared);
         self.shared.tasks.spawn(async move {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(delay) => {}
+            }
+            // A cancelled message is never delivered, so it gets no receipt.
+            if !shared.release(&receipt.message_id) {
+                return;
             }
             let Some(cmd) = receipt.command(seq) else {
                 return;

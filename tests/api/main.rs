@@ -8,6 +8,7 @@ mod chaos;
 mod error_log;
 mod framework;
 mod helpers;
+mod late_acceptance;
 mod operations;
 mod send_code;
 mod shutdown;

@@ -57,6 +57,9 @@ pub enum DeliveryState {
     Rejected,
     /// UNKNOWN or a state word nobody documents.
     Unknown,
+    /// Accepted after its submit answered "may hold" (504), then deleted with cancel_sm
+    /// before delivery; no receipt reports it.
+    Cancelled,
 }
 
 impl DeliveryState {
@@ -76,6 +79,7 @@ impl DeliveryState {
             DeliveryState::Undeliverable => "undeliverable",
             DeliveryState::Rejected => "rejected",
             DeliveryState::Unknown => "unknown",
+            DeliveryState::Cancelled => "cancelled",
         }
     }
 

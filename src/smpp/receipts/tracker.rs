@@ -282,6 +282,68 @@ impl Tracker {
         }
     }
 
+    /// Files one segment the SMSC accepted after its submit answered "may hold": the entry of
+    /// `tag` is created if the message had none, and receipts for the segment still apply.
+    pub(in crate::smpp) fn file_late(
+        &self,
+        tag: &str,
+        destination: &PhoneNumber,
+        route: &str,
+        id: &str,
+    ) {
+        let now = SystemTime::now();
+        let report = self.reports.get_with(tag.to_owned(), || {
+            Arc::new(Mutex::new(Entry {
+                tag: tag.to_owned(),
+                destination: destination.clone(),
+                route: route.to_owned(),
+                state: DeliveryState::Submitted,
+                segments: Vec::new(),
+                submitted_at: now,
+                updated_at: now,
+            }))
+        });
+        let segment = {
+            let mut r = lock(&report);
+            r.segments.push(SegmentEntry {
+                message_id: id.to_owned(),
+                state: DeliveryState::Submitted,
+                error: None,
+                receipt_at: None,
+            });
+            r.updated_at = now;
+            r.aggregate();
+            r.segments.len() - 1
+        };
+        let key = response_key(id, self.format);
+        let filed = Filed {
+            tag: tag.to_owned(),
+            segment,
+            submitted: Instant::now(),
+        };
+        let mut c = lock(&self.correlation);
+        match c.orphans.remove(&key) {
+            Some(receipt) => self.apply(&report, &filed, &receipt),
+            None => c.filed.insert(key, filed),
+        }
+    }
+
+    /// The segment `id` of `tag` was deleted with cancel_sm: no receipt will come for it.
+    pub(in crate::smpp) fn cancelled(&self, tag: &str, id: &str) {
+        lock(&self.correlation)
+            .filed
+            .remove(&response_key(id, self.format));
+        let Some(report) = self.reports.get(tag) else {
+            return;
+        };
+        let mut r = lock(&report);
+        if let Some(segment) = r.segments.iter_mut().find(|s| s.message_id == id) {
+            segment.state = DeliveryState::Cancelled;
+            r.updated_at = SystemTime::now();
+            r.aggregate();
+        }
+    }
+
     /// Applies a receipt read from a deliver_sm.
     pub(in crate::smpp) fn on_receipt(&self, receipt: Receipt) {
         let keys = receipt_keys(&receipt.message_id, self.format);
