@@ -18,14 +18,14 @@ use crate::api::{self, openapi::Issuer, ApiState};
 use crate::auth::{
     deadline, AttemptLimits, ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer,
 };
-use crate::config::{Config, EmbeddedSmsc};
+use crate::config::{Config, EmbeddedSmsc, StoreConfig};
 use crate::metrics::Metrics;
 use crate::otp::{Clock, OtpRules, OtpService, SmsSender, SystemClock};
 use crate::policy::{ClientRateLimiter, NumberPolicy};
 use crate::shutdown::{Services, Shutdown};
 use crate::smpp::{RouteSettings, SmppRouter};
 use crate::smsc_sim::{SimSettings, SmscHandle};
-use crate::store::{MemoryStore, SendQuota, SendQuotas, Store};
+use crate::store::{MemoryStore, RedisSettings, RedisStore, SendQuota, SendQuotas, Store};
 
 /// Things tests may replace.
 pub struct BuildOptions {
@@ -84,13 +84,29 @@ impl Application {
         }
 
         let otp_settings = &config.otp;
-        let store = Store::Memory(MemoryStore::new(
-            config.store.max_challenges,
-            otp_settings
-                .max_codes_window
-                .max(otp_settings.max_codes_window_all_clients)
-                .max(otp_settings.ttl),
-        ));
+        // Per-number state lives as long as the longest window or code lifetime needs it.
+        let state_ttl = otp_settings
+            .max_codes_window
+            .max(otp_settings.max_codes_window_all_clients)
+            .max(otp_settings.ttl);
+        let store = match &config.store {
+            StoreConfig::Memory { max_challenges } => {
+                Store::Memory(MemoryStore::new(*max_challenges, state_ttl))
+            }
+            StoreConfig::Redis {
+                target,
+                prefix,
+                timeout,
+            } => Store::Redis(RedisStore::new(
+                RedisSettings {
+                    target: target.clone(),
+                    prefix: prefix.clone(),
+                    timeout: *timeout,
+                    state_ttl,
+                },
+                config.hash_key.key.expose_value(),
+            )),
+        };
         let rules = OtpRules {
             code_length: otp_settings.code_length,
             ttl: otp_settings.ttl,

@@ -24,7 +24,7 @@ pub use self::log::{LogFormat, LogSettings};
 pub use self::otp::{HashKey, OtpSettings};
 pub use self::policy::PolicySettings;
 pub use self::smpp::{EmbeddedSmsc, RouteEntry, SmppConfig, SmppSettings, SmscUrl, DEFAULT_ROUTE};
-pub use self::store::{StoreBackend, StoreSettings};
+pub use self::store::{StoreBackend, StoreConfig, StoreSettings};
 
 /// Settings as read from defaults, file and environment.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -64,7 +64,7 @@ pub struct Config {
     /// The key for code hashes and id MACs.
     pub hash_key: HashKey,
     /// Challenge store.
-    pub store: StoreSettings,
+    pub store: StoreConfig,
     /// Number policy.
     pub policy: PolicySettings,
     /// Logging.
@@ -150,12 +150,12 @@ impl Settings {
     pub fn validate(self) -> Result<Config, ConfigError> {
         self.http.check()?;
         self.otp.check()?;
-        self.store.check()?;
         let hash_key = self.otp.hash_key()?;
         // Delivery state lives as long as the challenge it belongs to.
         let smpp = self
             .smpp
             .validate(self.otp.ttl, self.store.max_challenges)?;
+        let store = self.store.validate()?;
         let auth = self.auth.validate(self.http.listen.ip().is_loopback())?;
         Ok(Config {
             http: self.http,
@@ -164,7 +164,7 @@ impl Settings {
             smpp,
             otp: self.otp,
             hash_key,
-            store: self.store,
+            store,
             policy: self.policy,
             log: self.log,
         })

@@ -1,8 +1,12 @@
 //! `[store]`
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::{invalid, ConfigError};
+use crate::domain::Secret;
+use crate::store::RedisTarget;
 
 /// Where challenges live.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -11,6 +15,8 @@ pub enum StoreBackend {
     /// In-process moka caches (one replica).
     #[default]
     Memory,
+    /// A Redis server or Redis Cluster shared by every replica.
+    Redis,
 }
 
 /// `[store]`
@@ -22,6 +28,15 @@ pub struct StoreSettings {
     /// Upper bound of live challenges held in memory (at least 100). At the bound send-code
     /// answers 503 before sending anything, so every acknowledged code stays validatable.
     pub max_challenges: u64,
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` (or `rediss://`) of a single Redis server.
+    pub redis_url: Option<Secret>,
+    /// `redis://` URLs of Redis Cluster nodes (any subset; the rest is discovered).
+    pub redis_cluster_urls: Vec<Secret>,
+    /// Deadline of every Redis call, connecting included.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    pub redis_key_prefix: String,
 }
 
 impl Default for StoreSettings {
@@ -29,16 +44,74 @@ impl Default for StoreSettings {
         Self {
             backend: StoreBackend::Memory,
             max_challenges: 1_000_000,
+            redis_url: None,
+            redis_cluster_urls: Vec::new(),
+            redis_timeout: Duration::from_millis(500),
+            redis_key_prefix: "otp".into(),
         }
     }
 }
 
+/// `[store]` after validation: the backend and what it needs.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// In memory, at most `max_challenges` live codes.
+    Memory {
+        /// The bound of live challenges.
+        max_challenges: u64,
+    },
+    /// Redis.
+    Redis {
+        /// Where.
+        target: RedisTarget,
+        /// Key prefix.
+        prefix: String,
+        /// Deadline of every call.
+        timeout: Duration,
+    },
+}
+
 impl StoreSettings {
-    pub(super) fn check(&self) -> Result<(), ConfigError> {
+    pub(super) fn validate(self) -> Result<StoreConfig, ConfigError> {
         // A floor only against typos (`max_challenges = 1`); small stores serve tests.
         if self.max_challenges < 100 {
             return Err(invalid("store.max_challenges", "must be at least 100"));
         }
-        Ok(())
+        let redis_keys = self.redis_url.is_some() || !self.redis_cluster_urls.is_empty();
+        match self.backend {
+            StoreBackend::Memory if redis_keys => Err(invalid(
+                "store.backend",
+                "store.redis_url / store.redis_cluster_urls are set but the backend is `memory`",
+            )),
+            StoreBackend::Memory => Ok(StoreConfig::Memory {
+                max_challenges: self.max_challenges,
+            }),
+            StoreBackend::Redis => {
+                let target = match (self.redis_url, self.redis_cluster_urls.is_empty()) {
+                    (Some(url), true) => RedisTarget::Single(url),
+                    (None, false) => RedisTarget::Cluster(self.redis_cluster_urls),
+                    _ => {
+                        return Err(invalid(
+                            "store.redis_url",
+                            "backend `redis` needs exactly one of store.redis_url and store.redis_cluster_urls",
+                        ))
+                    }
+                };
+                if self.redis_timeout < Duration::from_millis(10) {
+                    return Err(invalid("store.redis_timeout", "must be at least 10ms"));
+                }
+                if self.redis_key_prefix.is_empty() || self.redis_key_prefix.contains(['{', '}']) {
+                    return Err(invalid(
+                        "store.redis_key_prefix",
+                        "must be non-empty and free of `{` and `}` (they mark hash tags)",
+                    ));
+                }
+                Ok(StoreConfig::Redis {
+                    target,
+                    prefix: self.redis_key_prefix,
+                    timeout: self.redis_timeout,
+                })
+            }
+        }
     }
 }

@@ -303,3 +303,32 @@ url = "smpps://otp:routepw2@smsc2.example:3550"
     }
     assert!(shown.contains("[redacted]"));
 }
+
+#[test]
+fn the_redis_backend_needs_one_target_and_keeps_its_password_secret() {
+    let err = load_and_validate("redis0", "[store]\nbackend = \"redis\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("store.redis_url"), "{err}");
+    let both = "[store]\nbackend = \"redis\"\nredis_url = \"redis://a:1\"\nredis_cluster_urls = [\"redis://b:1\"]\n";
+    assert!(load_and_validate("redis1", both).is_err());
+    let stray = "[store]\nredis_url = \"redis://a:1\"\n";
+    let err = load_and_validate("redis2", stray).unwrap_err().to_string();
+    assert!(err.contains("store.backend"), "{err}");
+    let v = load_and_validate(
+        "redis3",
+        "[store]\nbackend = \"redis\"\nredis_url = \"redis://:hunter22@redis.example:6379/0\"\n",
+    )
+    .unwrap();
+    assert!(matches!(v.store, StoreConfig::Redis { .. }));
+    assert!(!format!("{v:?}").contains("hunter22"));
+    let v = load_and_validate(
+        "redis4",
+        "[store]\nbackend = \"redis\"\nredis_cluster_urls = [\"redis://n1:7000\", \"redis://n2:7001\"]\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        v.store,
+        StoreConfig::Redis { target: crate::store::RedisTarget::Cluster(ref urls), .. } if urls.len() == 2
+    ));
+}

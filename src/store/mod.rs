@@ -131,6 +131,8 @@ pub trait ChallengeStore: Send + Sync {
 pub enum Store {
     /// In-process moka caches.
     Memory(MemoryStore),
+    /// Redis or Redis Cluster, shared by replicas.
+    Redis(RedisStore),
 }
 
 impl ChallengeStore for Store {
@@ -143,6 +145,7 @@ impl ChallengeStore for Store {
     ) -> Result<(), InsertError> {
         match self {
             Store::Memory(s) => s.insert_pending(challenge, client, quotas, now_ms).await,
+            Store::Redis(s) => s.insert_pending(challenge, client, quotas, now_ms).await,
         }
     }
 
@@ -154,6 +157,7 @@ impl ChallengeStore for Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Memory(s) => s.activate(id, client, phone).await,
+            Store::Redis(s) => s.activate(id, client, phone).await,
         }
     }
 
@@ -166,6 +170,7 @@ impl ChallengeStore for Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Memory(s) => s.discard(id, client, phone, how).await,
+            Store::Redis(s) => s.discard(id, client, phone, how).await,
         }
     }
 
@@ -178,12 +183,14 @@ impl ChallengeStore for Store {
     ) -> Result<AttemptOutcome, StoreError> {
         match self {
             Store::Memory(s) => s.attempt(id, presented, now_ms, max_attempts).await,
+            Store::Redis(s) => s.attempt(id, presented, now_ms, max_attempts).await,
         }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Memory(s) => s.ping().await,
+            Store::Redis(s) => s.ping().await,
         }
     }
 }

@@ -1,51 +1,16 @@
 //! A 5xx answer logs its whole cause chain once, in the request's span (so with its
 //! x-correlator), naming the SMPP route, and never with the number, the code or the token.
 
-use std::io::Write;
-use std::sync::{Arc, LazyLock, Mutex};
-
 use serde_json::json;
-use tracing_subscriber::fmt::MakeWriter;
 
 use crate::helpers::*;
+use crate::log_capture;
 
-/// Every line the `otp_gateway::api` target logs in this test binary (one global subscriber;
-/// tests tell their lines apart by their own x-correlator).
-static LOG: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("otp_gateway::api=info")
-        .with_ansi(false)
-        .with_writer(Capture(Arc::clone(&buffer)))
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
-    buffer
-});
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
+/// The cause-chain lines of the request with this correlator.
 fn lines_with(correlator: &str) -> Vec<String> {
-    String::from_utf8_lossy(&LOG.lock().unwrap())
+    log_capture::text()
         .lines()
-        .filter(|l| l.contains(correlator))
+        .filter(|l| l.contains(correlator) && l.contains("request failed"))
         .map(str::to_owned)
         .collect()
 }
@@ -66,7 +31,7 @@ async fn send_with(app: &TestApp, correlator: &str, phone: &str) -> Reply {
 
 #[actix_web::test]
 async fn a_5xx_logs_its_cause_chain_once_with_the_correlator_and_the_route() {
-    LazyLock::force(&LOG);
+    log_capture::start();
     let app =
         spawn_app_with(|s| s.smpp.session.submit_timeout = std::time::Duration::from_millis(300))
             .await;
@@ -103,7 +68,7 @@ async fn a_5xx_logs_its_cause_chain_once_with_the_correlator_and_the_route() {
     assert!(lines[0].contains("may hold the message"), "{}", lines[0]);
     assert!(lines[0].contains("SMPP route default"), "{}", lines[0]);
 
-    let all = String::from_utf8_lossy(&LOG.lock().unwrap()).to_string();
+    let all = log_capture::text();
     for secret in ["+34600000801", "+34600000802", app.token.as_str()] {
         assert!(!all.contains(secret), "{secret} in the log");
     }

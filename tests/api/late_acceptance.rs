@@ -3,8 +3,6 @@
 //! the authenticationId says so.
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
@@ -12,39 +10,9 @@ use otp_gateway::smsc_sim::SimFaults;
 
 use crate::helpers::spawn_app_with;
 
-/// Gateway warnings, to read the authenticationId of a 504 (its body carries none; an
-/// operator reads it from the same log line).
-static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOG.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                std::env::var("TEST_LOG").unwrap_or("otp_gateway::otp=warn".into()),
-            ))
-            .with_ansi(false)
-            .with_writer(|| Capture)
-            .try_init()
-            .ok();
-    });
-}
-
 /// The authenticationIds of every "SMS not accepted" line so far.
 fn failed_ids() -> Vec<String> {
-    let log = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
+    let log = crate::log_capture::text();
     log.match_indices("SMS not accepted id=")
         .filter_map(|(at, m)| log.get(at + m.len()..at + m.len() + 36))
         .map(str::to_owned)
@@ -64,7 +32,7 @@ async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[actix_web::test]
 async fn a_send_code_answered_504_whose_sms_is_accepted_late_ends_cancelled() {
-    capture_logs();
+    crate::log_capture::start();
     let app = spawn_app_with(|s| {
         s.smpp.session.submit_timeout = Duration::from_millis(400);
         // The simulator "delivers" (sends the receipt) only after 10s: time to cancel.
@@ -180,7 +148,7 @@ async fn a_throttled_burst_leaves_no_accepted_sms_without_a_200() {
         cancelled.len(),
     );
     if std::env::var("TEST_LOG").is_ok() {
-        let log = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
+        let log = crate::log_capture::text();
         for l in log.lines().take(100000) {
             println!("{l}");
         }

@@ -30,20 +30,22 @@ use ring::hmac;
 use tokio::sync::Mutex;
 
 use super::{ChallengeStore, Discard, InsertError, SendQuotas, StoreError};
-use crate::domain::{AttemptOutcome, Challenge, ChallengeId, ClientTag, CodeHash, PhoneNumber};
+use crate::domain::{
+    AttemptOutcome, Challenge, ChallengeId, ClientTag, CodeHash, PhoneNumber, Secret,
+};
 
 static INSERT: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::INSERT));
 static ACTIVATE: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::ACTIVATE));
 static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::DISCARD));
 static ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::ATTEMPT));
 
-/// Where the Redis backend connects.
+/// Where the Redis backend connects. URLs may hold a password, so they are [`Secret`]s.
 #[derive(Clone, Debug)]
 pub enum RedisTarget {
     /// One server (`redis://` or `rediss://` URL).
-    Single(String),
+    Single(Secret),
     /// A Cluster, by any of its nodes' URLs.
-    Cluster(Vec<String>),
+    Cluster(Vec<Secret>),
 }
 
 /// Settings of the Redis backend.
@@ -147,7 +149,7 @@ impl RedisStore {
         let t = self.settings.timeout;
         let conn = match &self.settings.target {
             RedisTarget::Single(url) => {
-                let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+                let client = redis::Client::open(url.expose()).map_err(unavailable)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(t))
                     .set_response_timeout(Some(t))
@@ -160,7 +162,7 @@ impl RedisStore {
             }
             RedisTarget::Cluster(urls) => {
                 let client =
-                    redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                    redis::cluster::ClusterClientBuilder::new(urls.iter().map(Secret::expose))
                         .connection_timeout(t)
                         .response_timeout(t)
                         .build()
@@ -346,7 +348,7 @@ mod tests {
         let n = std::sync::atomic::AtomicU32::new(0);
         crate::store::contract::run(|| {
             // A fresh prefix per check, as a fresh memory store is empty.
-            let mut s = settings(RedisTarget::Single(url.clone()));
+            let mut s = settings(RedisTarget::Single(Secret::new(url.clone())));
             s.prefix = format!(
                 "{}-{}",
                 s.prefix,
@@ -363,7 +365,9 @@ mod tests {
         let urls = cluster.urls();
         let n = std::sync::atomic::AtomicU32::new(0);
         crate::store::contract::run(|| {
-            let mut s = settings(RedisTarget::Cluster(urls.clone()));
+            let mut s = settings(RedisTarget::Cluster(
+                urls.iter().map(|u| Secret::new(u.as_str())).collect(),
+            ));
             s.prefix = format!(
                 "{}-{}",
                 s.prefix,
@@ -378,7 +382,7 @@ mod tests {
     async fn a_redis_that_is_down_is_unavailable_and_recovers_by_itself() {
         let mut server = RedisServer::start().unwrap();
         let addr = server.addr();
-        let mut s = settings(RedisTarget::Single(server.url()));
+        let mut s = settings(RedisTarget::Single(Secret::new(server.url())));
         s.timeout = Duration::from_millis(500);
         let store = RedisStore::new(s, b"redis-contract-key-redis-contract-key");
         store.ping().await.unwrap();
