@@ -361,7 +361,7 @@ impl SimShared {
     /// Stores a complete message and plays it on the "handset".
     fn deliver(&self, phone_number: String, text: String) {
         if self.settings.print_messages {
-            tracing::info!(target: HANDSET_TARGET, "SMS to {phone_number}: {text}");
+            tracing::info!(target: HANDSET_TARGET, "SMS to {phone_number}: {}", crate::telemetry::escape_control(&text));
         }
         let sms = ReceivedSms {
             phone_number,
