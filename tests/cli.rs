@@ -460,3 +460,36 @@ async fn a_template_with_a_newline_cannot_forge_a_log_line() {
         }
     }
 }
+
+/// Item 7: the embedded simulator's inbox shows every code, so it is never served on a
+/// non-loopback admin listener unless `sandbox.expose` says so.
+#[test]
+fn the_sandbox_on_a_public_admin_listener_needs_an_explicit_opt_in() {
+    let mut child = Command::new(BIN)
+        .env_remove("RUST_LOG")
+        .env("OTPGW_HTTP__LISTEN", "127.0.0.1:0")
+        .env("OTPGW_ADMIN__LISTEN", "0.0.0.0:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A gateway that starts anyway would serve forever: give it a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("the gateway started with the sandbox on 0.0.0.0");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["sandbox.expose", "admin.listen", "smpp.url"] {
+        assert!(err.contains(key), "{key} not named: {err}");
+    }
+}
