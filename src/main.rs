@@ -119,7 +119,21 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         );
     }
     runtime()?.block_on(async move {
+        // SIGTERM is listened for before the banner says "up": otherwise a signal sent right
+        // after the banner, before run_until_stopped installs its handler, kills the process
+        // with the default disposition instead of draining.
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let app = Application::build(settings.clone()).await?;
+        #[cfg(unix)]
+        {
+            let stop = app.stop_handle();
+            tokio::spawn(async move {
+                if term.recv().await.is_some() {
+                    stop.stop();
+                }
+            });
+        }
         print_banner(&settings, &app);
         app.run_until_stopped().await
     })
