@@ -1,15 +1,29 @@
 //! The admin listener: liveness, readiness, Prometheus metrics, the delivery state of an
 //! authenticationId's SMS (masked number, never the code) and, when the embedded simulator
 //! plays the SMSC, the sandbox inbox that lets testers read the code they were sent.
+//!
+//! `/admin/*` and `/sandbox/*` sit behind [`require_credential`] whenever
+//! [`AdminSettings::credential_required`](crate::config::AdminSettings::credential_required):
+//! `admin.token` as a bearer token (compared in constant time), or an access token of the
+//! embedded issuer carrying [`ADMIN_SCOPE`]. The guard wraps the routes' scopes, so it applies
+//! to whatever path the router matches (percent-encoded spellings included). `/metrics` and
+//! `/health/*` stay open for scrapers and probes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix_web::{web, HttpResponse};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, HttpResponse, ResponseError};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::error::ApiError;
+use crate::auth::TokenValidator;
+use crate::domain::Secret;
 use crate::metrics::Metrics;
 use crate::otp::OtpService;
 use crate::smpp::{DeliveryReport, SmppRouter};
@@ -30,16 +44,107 @@ pub struct AdminState {
     pub draining: CancellationToken,
 }
 
-/// Registers the admin routes.
+/// The scope an access token needs to open `/admin/*` and `/sandbox/*`.
+pub const ADMIN_SCOPE: &str = "otp-gateway:admin";
+
+/// Who may call `/admin/*` and `/sandbox/*`.
+pub struct AdminGuard {
+    required: bool,
+    token: Option<Secret>,
+    validator: TokenValidator,
+}
+
+impl AdminGuard {
+    /// `required` false lets every caller in (a loopback listener without `admin.token`).
+    pub fn new(required: bool, token: Option<Secret>, validator: TokenValidator) -> AdminGuard {
+        AdminGuard {
+            required,
+            token,
+            validator,
+        }
+    }
+
+    /// Ok for the admin token or an access token with [`ADMIN_SCOPE`]; 401 for no or a wrong
+    /// credential, 403 for a valid token without the scope.
+    fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if !self.required {
+            return Ok(());
+        }
+        let presented = bearer(headers).ok_or(ApiError::Unauthenticated)?;
+        if let Some(token) = &self.token {
+            // Digests first, so the comparison takes the same time whatever the lengths.
+            let a = ring::digest::digest(&ring::digest::SHA256, presented.as_bytes());
+            let b = ring::digest::digest(&ring::digest::SHA256, token.expose().as_bytes());
+            if bool::from(a.as_ref().ct_eq(b.as_ref())) {
+                return Ok(());
+            }
+        }
+        match self.validator.validate(presented) {
+            Ok(p) if p.has_scope(ADMIN_SCOPE) => Ok(()),
+            Ok(_) => Err(ApiError::PermissionDenied),
+            Err(_) => Err(ApiError::Unauthenticated),
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive, RFC 9110 §11.1).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Middleware on the `/admin` and `/sandbox` scopes: answers 401/403 (CAMARA JSON, with
+/// `WWW-Authenticate`) unless [`AdminGuard`] lets the caller in. Fails closed when the guard
+/// is not registered.
+pub async fn require_credential(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let verdict = match req.app_data::<web::Data<AdminGuard>>() {
+        Some(guard) => guard.check(req.headers()),
+        None => Err(ApiError::Internal),
+    };
+    match verdict {
+        Ok(()) => Ok(next.call(req).await?.map_into_boxed_body()),
+        Err(e) => {
+            tracing::info!(target: "otp_gateway::admin", status = e.status_code().as_u16(), "admin request refused");
+            let mut res = e.error_response();
+            if matches!(e, ApiError::PermissionDenied) {
+                // The API's 403 names the API scope; here the admin scope is missing.
+                res.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer error=\"insufficient_scope\", scope=\"otp-gateway:admin\"",
+                    ),
+                );
+            }
+            Ok(req.into_response(res))
+        }
+    }
+}
+
+/// Registers the admin routes; `/admin` and `/sandbox` behind [`require_credential`].
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health/live", web::get().to(live))
         .route("/health/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics))
-        .route(
-            "/admin/v1/authentications/{authentication_id}",
-            web::get().to(authentication),
+        .service(
+            web::scope("/admin")
+                .wrap(from_fn(require_credential))
+                .route(
+                    "/v1/authentications/{authentication_id}",
+                    web::get().to(authentication),
+                )
+                .default_service(web::to(crate::api::not_found)),
         )
-        .route("/sandbox/v1/messages", web::get().to(messages));
+        .service(
+            web::scope("/sandbox")
+                .wrap(from_fn(require_credential))
+                .route("/v1/messages", web::get().to(messages))
+                .default_service(web::to(crate::api::not_found)),
+        );
 }
 
 async fn live() -> HttpResponse {
@@ -87,7 +192,9 @@ async fn authentication(
     state: web::Data<AdminState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let authentication_id = path.into_inner();
+    // The forms validate-code accepts (a 36-character hyphenated UUID, any case), under the
+    // name the SMPP layer tagged the message with: the lower-case hyphenated form.
+    let authentication_id = canonical_id(&path.into_inner()).ok_or(ApiError::NotFound)?;
     let report = state
         .smpp
         .delivery_report(&authentication_id)
@@ -96,6 +203,17 @@ async fn authentication(
         authentication_id,
         report,
     }))
+}
+
+/// The lower-case hyphenated form of a 36-character UUID, the only length
+/// [`AuthenticationId::verify`](crate::domain::AuthenticationId::verify) accepts.
+fn canonical_id(s: &str) -> Option<String> {
+    if s.len() != 36 {
+        return None;
+    }
+    uuid::Uuid::try_parse(s)
+        .ok()
+        .map(|u| u.hyphenated().to_string())
 }
 
 async fn messages(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use otp_gateway::config::{Config, LogFormat, Settings, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 use otp_gateway::startup::Application;
-use otp_gateway::{api, auth, smsc_sim, telemetry};
+use otp_gateway::{admin, api, auth, smsc_sim, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -110,13 +110,17 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
             "otp.hash_key is not set: a random key is used, so codes and ids issued before a restart (or by another replica) will not validate"
         );
     }
+    // Config validation refused this unless sandbox.expose = true; say it loudly anyway.
     if settings.smpp.embedded.is_some() && !settings.admin.listen.ip().is_loopback() {
         tracing::warn!(
-            "the embedded SMSC simulator's sandbox inbox (which shows every code) is served on the non-loopback admin listener {}",
-            settings.admin.listen
+            "sandbox.expose = true: the embedded SMSC simulator's sandbox inbox (which shows every code) is served on the non-loopback admin listener {}, behind admin.token or scope {}",
+            settings.admin.listen,
+            admin::ADMIN_SCOPE
         );
     }
     runtime()?.block_on(async move {
+        // The signal handlers are registered inside build (see `shutdown`), so a SIGTERM sent
+        // right after the banner drains instead of killing the process.
         let app = Application::build(settings.clone()).await?;
         print_banner(&settings, &app);
         app.run_until_stopped().await
@@ -131,11 +135,26 @@ fn print_banner(settings: &Config, app: &Application) {
     println!("  docs     {api}/docs  (OpenAPI: {api}/openapi.json)");
     println!("  tokens   {api}/oauth2/token  (discovery: {api}/.well-known/openid-configuration)");
     println!("  admin    {admin}/metrics  {admin}/health/ready");
+    // The inbox call as the guard wants it; the token itself is never printed.
+    let inbox_auth = if settings.admin.credential_required() {
+        println!(
+            "  admin    /admin/* and /sandbox/* need Authorization: Bearer <admin.token> (or a token with scope {})",
+            admin::ADMIN_SCOPE
+        );
+        " -H \"Authorization: Bearer $ADMIN_TOKEN\""
+    } else {
+        ""
+    };
     match app.simulator() {
-        Some(sim) => println!(
-            "  SMSC     embedded simulator on {} (every SMS it receives is printed below)",
-            sim.local_addr()
-        ),
+        Some(sim) => {
+            println!(
+                "  SMSC     embedded simulator on {} (every SMS it receives is printed below)",
+                sim.local_addr()
+            );
+            println!(
+                "  sandbox  curl -s{inbox_auth} '{admin}/sandbox/v1/messages?phoneNumber=%2B34600000001'"
+            );
+        }
         None => {
             for r in &settings.smpp.routes {
                 println!(
@@ -160,7 +179,7 @@ fn print_banner(settings: &Config, app: &Application) {
             "  curl -s {api}{}/send-code -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"phoneNumber\":\"+34600000001\",\"message\":\"{{{{code}}}} is your code\"}}'",
             api::BASE_PATH
         );
-        println!("  curl -s '{admin}/sandbox/v1/messages?phoneNumber=%2B34600000001'");
+        println!("  curl -s{inbox_auth} '{admin}/sandbox/v1/messages?phoneNumber=%2B34600000001'");
         println!(
             "  curl -i {api}{}/validate-code -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"authenticationId\":\"<authenticationId>\",\"code\":\"<code>\"}}'",
             api::BASE_PATH

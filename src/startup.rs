@@ -186,6 +186,11 @@ impl Application {
             simulator: simulator.clone(),
             draining: shutdown.draining(),
         });
+        let admin_guard = web::Data::new(admin::AdminGuard::new(
+            config.admin.credential_required(),
+            config.admin.token.clone(),
+            issuer.validator(),
+        ));
         let admin_listener = TcpListener::bind(config.admin.listen)
             .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
         let admin_addr = admin_listener.local_addr()?;
@@ -195,6 +200,7 @@ impl Application {
                     deadline::bound_body(request_timeout, req, next)
                 }))
                 .app_data(admin_state.clone())
+                .app_data(admin_guard.clone())
                 .configure(admin::configure)
                 .default_service(web::to(api::not_found))
         })

@@ -268,3 +268,228 @@ fn sigterm_drains_for_the_grace_then_exits_0() {
         "the drain is logged: {lines:?}"
     );
 }
+
+/// A gateway binary started for one test, its output collected from both streams.
+struct Gateway {
+    child: std::process::Child,
+    rx: mpsc::Receiver<String>,
+    lines: Vec<String>,
+    api: String,
+    admin: String,
+}
+
+impl Gateway {
+    /// Starts the binary with loopback listeners plus `env`, and waits for the whole banner.
+    fn start(env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = Command::new(BIN);
+        cmd.env_remove("RUST_LOG")
+            .env("OTPGW_HTTP__LISTEN", "127.0.0.1:0")
+            .env("OTPGW_ADMIN__LISTEN", "127.0.0.1:0")
+            .env("OTPGW_HTTP__SHUTDOWN_GRACE", "0s");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        let tx2 = tx.clone();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .for_each(|l| drop(tx.send(l)))
+        });
+        std::thread::spawn(move || {
+            BufReader::new(err)
+                .lines()
+                .map_while(Result::ok)
+                .for_each(|l| drop(tx2.send(l)))
+        });
+        let mut lines: Vec<String> = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // The banner ends with an empty line.
+        loop {
+            let up = lines.iter().position(|l| l.contains("is up"));
+            if up.is_some_and(|i| lines[i..].iter().any(|l| l.is_empty())) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no banner: {lines:?}");
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+                lines.push(l);
+            }
+        }
+        let api = find(&lines, "API").expect("banner names the API");
+        let admin = find(&lines, "admin").expect("banner names the admin listener");
+        Gateway {
+            child,
+            rx,
+            api: api
+                .trim_end_matches("/one-time-password-sms/v1")
+                .to_string(),
+            admin: admin.trim_end_matches("/metrics").to_string(),
+            lines,
+        }
+    }
+
+    /// Token, send-code with `message`, and the code read back from the sandbox inbox.
+    async fn send(&self, message: &str) -> (String, String) {
+        let client = awc::Client::default();
+        let mut r = client
+            .post(format!("{}/oauth2/token", self.api))
+            .basic_auth("demo", "demo-secret")
+            .content_type("application/x-www-form-urlencoded")
+            .send_body("grant_type=client_credentials")
+            .await
+            .unwrap();
+        let token: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
+        let token = token["access_token"].as_str().unwrap().to_string();
+        let r = client
+            .post(format!("{}/one-time-password-sms/v1/send-code", self.api))
+            .bearer_auth(&token)
+            .send_json(&json!({"phoneNumber": "+34600000002", "message": message}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let mut r = client
+            .get(format!(
+                "{}/sandbox/v1/messages?phoneNumber=%2B34600000002",
+                self.admin
+            ))
+            .send()
+            .await
+            .unwrap();
+        let inbox: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
+        let code = inbox[0]["text"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        (code, token)
+    }
+
+    /// SIGTERM, wait for the exit, and every line written.
+    fn stop(mut self) -> Vec<String> {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        while let Ok(l) = self.rx.recv_timeout(Duration::from_millis(300)) {
+            self.lines.push(l);
+        }
+        assert!(exit.success(), "exit status {exit:?}");
+        self.lines
+    }
+}
+
+/// Item 6: the SMPP library's PDU dumps (debug and trace, whose `short_message` holds the
+/// code) never reach the output, whatever filter names a `rusmpp` sub-target.
+#[actix_web::test]
+async fn no_log_filter_lets_the_smpp_library_print_a_code() {
+    let cases: &[&[(&str, &str)]] = &[
+        &[("RUST_LOG", "rusmpp::codec=debug")],
+        &[(
+            "RUST_LOG",
+            "info,rusmpp::codec::decode=trace,rusmpp::codec::encode=trace",
+        )],
+        &[("RUST_LOG", "rusmppc::connection=trace,rusmpp=trace")],
+        &[("RUST_LOG", "trace")],
+        &[
+            (
+                "OTPGW_LOG__LEVEL",
+                "info,rusmpp::codec::decode=debug,rusmpp::codec::encode=debug",
+            ),
+            ("OTPGW_LOG__FORMAT", "json"),
+        ],
+        &[("OTPGW_LOG__LEVEL", "info,rusmpp::codec=debug")],
+        &[
+            ("RUST_LOG", "[{command}]=debug,rusmpp::codec=trace"),
+            ("OTPGW_LOG__FORMAT", "json"),
+        ],
+    ];
+    for env in cases {
+        let gw = Gateway::start(env);
+        let (code, token) = gw.send("{{code}} is your code").await;
+        let lines = gw.stop();
+        for l in lines.iter().filter(|l| !l.contains("smsc_sim::handset")) {
+            assert!(!l.contains(&code), "{env:?}: code leaked into: {l}");
+            assert!(!l.contains(&token), "{env:?}: token leaked into: {l}");
+            assert!(!l.contains("rusmpp::codec"), "{env:?}: PDU dump: {l}");
+        }
+    }
+}
+
+/// Item 8: client text with a newline (or other control characters) cannot forge a log line;
+/// the handset line shows it escaped, in text and in JSON.
+#[actix_web::test]
+async fn a_template_with_a_newline_cannot_forge_a_log_line() {
+    let forged = "2030-01-01T00:00:00.000000Z ERROR otp_gateway::otp: FORGED LINE";
+    let message = format!("{{{{code}}}} is your code\n{forged}\r\u{1b}[2J\u{7}");
+    for format in ["text", "json"] {
+        let gw = Gateway::start(&[("OTPGW_LOG__FORMAT", format)]);
+        let (code, _) = gw.send(&message).await;
+        let lines = gw.stop();
+        let handset: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("smsc_sim::handset"))
+            .collect();
+        assert!(
+            handset
+                .iter()
+                .any(|l| l.contains(&code) && l.contains("FORGED LINE")),
+            "{format}: the handset line shows the whole text: {lines:?}"
+        );
+        for l in &lines {
+            assert!(
+                !l.contains("FORGED LINE") || l.contains("smsc_sim::handset"),
+                "{format}: forged line: {l}"
+            );
+            assert!(
+                !l.chars().any(|c| c.is_control()),
+                "{format}: raw control character in: {l:?}"
+            );
+        }
+    }
+}
+
+/// Item 7: the embedded simulator's inbox shows every code, so it is never served on a
+/// non-loopback admin listener unless `sandbox.expose` says so.
+#[test]
+fn the_sandbox_on_a_public_admin_listener_needs_an_explicit_opt_in() {
+    let mut child = Command::new(BIN)
+        .env_remove("RUST_LOG")
+        .env("OTPGW_HTTP__LISTEN", "127.0.0.1:0")
+        .env("OTPGW_ADMIN__LISTEN", "0.0.0.0:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A gateway that starts anyway would serve forever: give it a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("the gateway started with the sandbox on 0.0.0.0");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["sandbox.expose", "admin.listen", "smpp.url"] {
+        assert!(err.contains(key), "{key} not named: {err}");
+    }
+}

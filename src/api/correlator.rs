@@ -5,10 +5,11 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, ResponseError};
+use actix_web::{web, HttpMessage, ResponseError};
 use tracing::Instrument;
 
 use super::error::ApiError;
+use crate::metrics::Metrics;
 
 /// The header name (lower case: header names are case-insensitive).
 pub const X_CORRELATOR: HeaderName = HeaderName::from_static("x-correlator");
@@ -27,6 +28,7 @@ pub async fn correlate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
     let presented = match req.headers().get(&X_CORRELATOR).map(|v| v.to_str()) {
         None => Ok(None),
         Some(Ok(v)) if is_valid(v) => Ok(Some(v.to_string()).filter(|v| !v.is_empty())),
@@ -41,6 +43,16 @@ pub async fn correlate(
         // Not echoed: an invalid value is not ours to repeat. A fresh one is sent instead.
         let err = ApiError::InvalidArgument("x-correlator must match ^[a-zA-Z0-9-]{0,55}$".into());
         let mut res = req.into_response(err.error_response());
+        // This answer never reaches the metrics middleware inside us: count it here.
+        if let Some(m) = res.request().app_data::<web::Data<Metrics>>() {
+            super::record(
+                m,
+                res.request(),
+                res.request().method(),
+                res.status(),
+                started,
+            );
+        }
         if let Some(v) = value {
             res.headers_mut().insert(X_CORRELATOR, v);
         }

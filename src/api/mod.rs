@@ -78,20 +78,30 @@ pub async fn observe(
     let method = req.method().clone();
     let res = next.call(req).await?;
     if let Some(m) = metrics {
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".into());
-        let method = match method.as_str() {
-            "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" => method.as_str(),
-            _ => "other",
-        };
-        m.http_requests
-            .with_label_values(&[route.as_str(), method, res.status().as_str()])
-            .inc();
-        m.http_duration
-            .with_label_values(&[route.as_str()])
-            .observe(started.elapsed().as_secs_f64());
+        record(&m, res.request(), &method, res.status(), started);
     }
     Ok(res)
+}
+
+/// Counts one answered request: by route pattern (unmatched paths share one label so a
+/// scanner cannot blow up the series count), method and status, and its latency. Also called
+/// by middleware that answers before [`observe`] sees the request (the `x-correlator` check).
+pub(crate) fn record(
+    m: &Metrics,
+    req: &actix_web::HttpRequest,
+    method: &actix_web::http::Method,
+    status: actix_web::http::StatusCode,
+    started: Instant,
+) {
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let method = match method.as_str() {
+        "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" => method.as_str(),
+        _ => "other",
+    };
+    m.http_requests
+        .with_label_values(&[route.as_str(), method, status.as_str()])
+        .inc();
+    m.http_duration
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
 }

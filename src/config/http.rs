@@ -1,4 +1,5 @@
-//! `[http]` and `[admin]`: the two listeners.
+//! `[http]` and `[admin]`: the two listeners; `[sandbox]`: whether the embedded simulator's
+//! inbox may be served beyond loopback.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -6,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{invalid, ConfigError};
+use crate::domain::Secret;
 
 /// `[http]`
 #[derive(Debug, Clone, Deserialize)]
@@ -61,12 +63,48 @@ impl HttpSettings {
 pub struct AdminSettings {
     /// Address of the admin listener (metrics, health, sandbox inbox).
     pub listen: SocketAddr,
+    /// Bearer token that opens `/admin/*` and `/sandbox/*` (at least 16 bytes). Those paths
+    /// need a credential whenever the listener is not loopback, or when this is set.
+    pub token: Option<Secret>,
 }
 
 impl Default for AdminSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
+            token: None,
         }
     }
+}
+
+/// Shortest accepted `admin.token`: a guessable token would open the inbox of every code.
+const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+
+impl AdminSettings {
+    /// Whether `/admin/*` and `/sandbox/*` need a credential: beyond loopback anyone on the
+    /// network could read every code, and a configured token is always honoured.
+    pub fn credential_required(&self) -> bool {
+        !self.listen.ip().is_loopback() || self.token.is_some()
+    }
+
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if let Some(t) = &self.token {
+            if t.expose().trim().len() < MIN_ADMIN_TOKEN_BYTES {
+                return Err(invalid(
+                    "admin.token",
+                    format!("must be at least {MIN_ADMIN_TOKEN_BYTES} bytes"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[sandbox]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSettings {
+    /// Serve the embedded simulator's inbox (every code it received) on a non-loopback
+    /// `admin.listen`; without it such a configuration does not start.
+    pub expose: bool,
 }

@@ -19,7 +19,7 @@ use figment::Figment;
 use serde::Deserialize;
 
 pub use self::auth::{AuthConfig, AuthSettings, ClientEntry, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
-pub use self::http::{AdminSettings, HttpSettings};
+pub use self::http::{AdminSettings, HttpSettings, SandboxSettings};
 pub use self::log::{LogFormat, LogSettings};
 pub use self::otp::{HashKey, OtpSettings};
 pub use self::policy::PolicySettings;
@@ -34,6 +34,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Admin listener (metrics, health, sandbox inbox).
     pub admin: AdminSettings,
+    /// Whether the sandbox inbox may be served beyond loopback.
+    pub sandbox: SandboxSettings,
     /// Token issuing and validation.
     pub auth: AuthSettings,
     /// SMSC connections.
@@ -55,6 +57,8 @@ pub struct Config {
     pub http: HttpSettings,
     /// Admin listener.
     pub admin: AdminSettings,
+    /// Sandbox exposure (checked against the admin listener and the SMSC at validation).
+    pub sandbox: SandboxSettings,
     /// Token issuer and clients.
     pub auth: AuthConfig,
     /// Every SMSC route, and the embedded simulator when it plays the SMSC.
@@ -149,6 +153,7 @@ impl Settings {
     /// Applies the rules that span fields and derives the typed forms start-up uses.
     pub fn validate(self) -> Result<Config, ConfigError> {
         self.http.check()?;
+        self.admin.check()?;
         self.otp.check()?;
         let hash_key = self.otp.hash_key()?;
         // Delivery state lives as long as the challenge it belongs to.
@@ -156,10 +161,24 @@ impl Settings {
             .smpp
             .validate(self.otp.ttl, self.store.max_challenges)?;
         let store = self.store.validate()?;
+        // The embedded simulator's inbox holds every code sent: beyond loopback it is served
+        // only when asked for (and then only with a credential, see `admin`).
+        if smpp.embedded.is_some() && !self.admin.listen.ip().is_loopback() && !self.sandbox.expose
+        {
+            return Err(invalid(
+                "sandbox.expose",
+                format!(
+                    "admin.listen {} is not loopback and smpp.url is \"embedded\": the simulator's sandbox inbox would show every code to the network; bind admin.listen to loopback, configure a real SMSC, or set sandbox.expose = true (the inbox then needs admin.token or a token with scope {})",
+                    self.admin.listen,
+                    crate::admin::ADMIN_SCOPE
+                ),
+            ));
+        }
         let auth = self.auth.validate(self.http.listen.ip().is_loopback())?;
         Ok(Config {
             http: self.http,
             admin: self.admin,
+            sandbox: self.sandbox,
             auth,
             smpp,
             otp: self.otp,

@@ -410,7 +410,7 @@ impl SimShared {
     /// Stores a complete message and plays it on the "handset"; returns its inbox id.
     fn deliver(&self, phone_number: String, text: String) -> u64 {
         if self.settings.print_messages {
-            tracing::info!(target: HANDSET_TARGET, "SMS to {phone_number}: {text}");
+            tracing::info!(target: HANDSET_TARGET, "SMS to {phone_number}: {}", crate::telemetry::escape_control(&text));
         }
         let inbox_id = self.next_inbox_id.fetch_add(1, Ordering::Relaxed);
         let sms = ReceivedSms {

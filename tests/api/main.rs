@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod chaos;
 mod error_log;
 mod framework;
