@@ -375,6 +375,9 @@ async fn work(
 }
 
 /// A route's delivery state: in process (the memory backend) or shared between replicas.
+// One per route, inside the route's shared state: its size does not matter, and boxing the
+// in-process tracker would add an indirection to the memory backend's send path.
+#[allow(clippy::large_enum_variant)]
 pub(in crate::smpp) enum Receipts {
     /// The in-process tracker.
     Local(Tracker),
