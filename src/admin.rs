@@ -195,10 +195,16 @@ async fn authentication(
     // The forms validate-code accepts (a 36-character hyphenated UUID, any case), under the
     // name the SMPP layer tagged the message with: the lower-case hyphenated form.
     let authentication_id = canonical_id(&path.into_inner()).ok_or(ApiError::NotFound)?;
-    let report = state
-        .smpp
-        .delivery_report(&authentication_id)
-        .ok_or(ApiError::NotFound)?;
+    // With a shared backend the report may live in Redis; a Redis that cannot answer is a
+    // 503, not a 404 that would claim the message unknown.
+    let report = match state.smpp.lookup_report(&authentication_id).await {
+        Ok(Some(report)) => report,
+        Ok(None) => return Err(ApiError::NotFound),
+        Err(e) => {
+            tracing::warn!(target: "otp_gateway::admin", error = %e, "the delivery state could not be read");
+            return Err(ApiError::Unavailable);
+        }
+    };
     Ok(HttpResponse::Ok().json(AuthenticationDelivery {
         authentication_id,
         report,

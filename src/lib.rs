@@ -20,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod de;
 pub mod delivery;
+pub mod delivery_state;
 pub mod domain;
 pub mod metrics;
 pub mod otp;

@@ -19,11 +19,12 @@ use crate::auth::{
     deadline, AttemptLimits, ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer,
 };
 use crate::config::{Config, EmbeddedSmsc, StoreConfig};
+use crate::delivery_state::RedisDeliveryState;
 use crate::metrics::Metrics;
 use crate::otp::{Clock, OtpRules, OtpService, SmsSender, SystemClock};
 use crate::policy::{ClientRateLimiter, NumberPolicy};
 use crate::shutdown::{Services, Shutdown};
-use crate::smpp::{RouteSettings, SmppRouter};
+use crate::smpp::{RouteSettings, SharedDeliveryState, SmppRouter};
 use crate::smsc_sim::{SimSettings, SmscHandle};
 use crate::store::{MemoryStore, RedisSettings, RedisStore, SendQuota, SendQuotas, Store};
 
@@ -78,11 +79,6 @@ impl Application {
                 Some(sim)
             }
         };
-        let smpp = SmppRouter::start(routes, &metrics.smpp, shutdown.root());
-        if simulator.is_some() && !smpp.wait_bound(Duration::from_secs(5)).await {
-            anyhow::bail!("could not bind to the embedded SMSC simulator");
-        }
-
         let otp_settings = &config.otp;
         // Per-number state lives as long as the longest window or code lifetime needs it.
         let state_ttl = otp_settings
@@ -107,6 +103,16 @@ impl Application {
                 config.hash_key.key.expose_value(),
             )),
         };
+        // With Redis, the delivery state of each SMS lives there too, so a receipt that reaches
+        // another replica's SMPP session updates the report this one created.
+        let delivery_state: Option<Arc<dyn SharedDeliveryState>> = match &store {
+            Store::Redis(redis) => Some(Arc::new(RedisDeliveryState::new(redis.handle()))),
+            Store::Memory(_) => None,
+        };
+        let smpp = SmppRouter::start_shared(routes, &metrics.smpp, shutdown.root(), delivery_state);
+        if simulator.is_some() && !smpp.wait_bound(Duration::from_secs(5)).await {
+            anyhow::bail!("could not bind to the embedded SMSC simulator");
+        }
         let rules = OtpRules {
             code_length: otp_settings.code_length,
             ttl: otp_settings.ttl,

@@ -11,11 +11,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cancel::Ledger;
-use super::error::{SmppError, Uncertainty};
+use super::error::{BoxError, SmppError, Uncertainty};
 use super::pdu::{build_submits, OutboundSms};
 use super::pool::{self, HotMetrics, Latency};
+use super::receipts::shared::{Receipts, SharedTracker};
 use super::receipts::tracker::Tracker;
 use super::receipts::DeliveryReport;
+use super::receipts::SharedDeliveryState;
 use super::settings::{BindMode, RouteSettings};
 use super::slot::Slot;
 use super::{session, TARGET};
@@ -46,7 +48,7 @@ pub(super) struct Shared {
     pub(super) stop: CancellationToken,
     pub(super) metrics: SmppMetrics,
     pub(super) hot: HotMetrics,
-    pub(super) tracker: Tracker,
+    pub(super) tracker: Receipts,
     /// How slowly the SMSC answers, for the "time left for an attempt" rule.
     pub(super) latency: Latency,
 }
@@ -101,6 +103,18 @@ impl SmppClient {
         metrics: SmppMetrics,
         stop: CancellationToken,
     ) -> SmppClient {
+        Self::start_shared(settings, metrics, stop, None)
+    }
+
+    /// Like [`SmppClient::start_with`]; with a `shared` backend, the delivery state of tagged
+    /// messages lives there (so a receipt another gateway receives updates it) instead of in
+    /// this process.
+    pub fn start_shared(
+        settings: RouteSettings,
+        metrics: SmppMetrics,
+        stop: CancellationToken,
+        shared: Option<Arc<dyn SharedDeliveryState>>,
+    ) -> SmppClient {
         let options = &settings.options;
         let submitters = options.binds.max(1);
         // The receipts-only session comes last, so "first free wins" never meets it.
@@ -115,12 +129,21 @@ impl SmppClient {
             .with_label_values(&[route, "down"])
             .set(i64::try_from(binds).unwrap_or(i64::MAX));
         metrics.binds.with_label_values(&[route, "up"]).set(0);
-        let tracker = Tracker::new(
-            options.message_id_format,
-            settings.receipt_retention,
-            settings.receipt_capacity,
-            metrics.clone(),
-        );
+        let tracker = match shared {
+            None => Receipts::Local(Tracker::new(
+                options.message_id_format,
+                settings.receipt_retention,
+                settings.receipt_capacity,
+                metrics.clone(),
+            )),
+            Some(backend) => Receipts::Shared(SharedTracker::new(
+                route,
+                options.message_id_format,
+                settings.receipt_retention,
+                backend,
+                metrics.clone(),
+            )),
+        };
         let hot = HotMetrics::new(&metrics, route);
         let shared = Arc::new(Shared {
             settings,
@@ -297,9 +320,16 @@ impl SmppClient {
         })
     }
 
-    /// Delivery state of the message submitted with `tag`, while kept.
+    /// Delivery state of the message submitted with `tag`, while kept in this process (always
+    /// `None` with a shared backend: use [`SmppClient::lookup_report`]).
     pub fn delivery_report(&self, tag: &str) -> Option<DeliveryReport> {
         self.inner.shared.tracker.report(tag)
+    }
+
+    /// Delivery state of the message submitted with `tag`, wherever it is kept; an error when
+    /// the shared backend cannot answer.
+    pub async fn lookup_report(&self, tag: &str) -> Result<Option<DeliveryReport>, BoxError> {
+        self.inner.shared.tracker.lookup(tag).await
     }
 
     #[cfg(test)]

@@ -37,7 +37,9 @@ pub mod tls;
 pub use client::{SmppClient, SubmitReceipt};
 pub use error::{status, BoxError, SmppError, Uncertainty};
 pub use pdu::{relative_validity, OutboundSms};
-pub use receipts::{DeliveryReport, DeliveryState, MessageIdFormat, SegmentReport};
+pub use receipts::{
+    DeliveryReport, DeliveryState, MessageIdFormat, SegmentReport, SharedDeliveryState,
+};
 pub use router::{RoutedError, RoutedReceipt, SmppRouter};
 pub use settings::{
     BindMode, RouteSettings, SessionOptions, SessionOverrides, SmscAddress, SourceAddr,

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::cancel::Ledger;
 use super::client::{SmppClient, SubmitReceipt};
-use super::error::{status, SmppError};
+use super::error::{status, BoxError, SmppError};
 use super::pdu::OutboundSms;
-use super::receipts::DeliveryReport;
+use super::receipts::{DeliveryReport, SharedDeliveryState};
 use super::settings::RouteSettings;
 use super::TARGET;
 use crate::metrics::SmppMetrics;
@@ -93,9 +93,22 @@ impl SmppRouter {
         metrics: &SmppMetrics,
         stop: &CancellationToken,
     ) -> SmppRouter {
+        Self::start_shared(routes, metrics, stop, None)
+    }
+
+    /// Like [`SmppRouter::start`]; with a `shared` backend, every route keeps the delivery
+    /// state of tagged messages there (see [`SmppClient::start_shared`]).
+    pub fn start_shared(
+        routes: Vec<RouteSettings>,
+        metrics: &SmppMetrics,
+        stop: &CancellationToken,
+        shared: Option<Arc<dyn SharedDeliveryState>>,
+    ) -> SmppRouter {
         let clients = routes
             .into_iter()
-            .map(|r| SmppClient::start_with(r, metrics.clone(), stop.child_token()))
+            .map(|r| {
+                SmppClient::start_shared(r, metrics.clone(), stop.child_token(), shared.clone())
+            })
             .collect();
         SmppRouter {
             routes: Arc::new(clients),
@@ -238,9 +251,20 @@ impl SmppRouter {
         true
     }
 
-    /// The delivery report of `tag` from whichever route carried it.
+    /// The delivery report of `tag` from whichever route carried it (in-process state only).
     pub fn delivery_report(&self, tag: &str) -> Option<DeliveryReport> {
         self.routes.iter().find_map(|r| r.delivery_report(tag))
+    }
+
+    /// The delivery report of `tag` from whichever route carried it, wherever it is kept (one
+    /// backend call per route with a shared backend, in configuration order).
+    pub async fn lookup_report(&self, tag: &str) -> Result<Option<DeliveryReport>, BoxError> {
+        for route in self.routes.iter() {
+            if let Some(report) = route.lookup_report(tag).await? {
+                return Ok(Some(report));
+            }
+        }
+        Ok(None)
     }
 
     /// Unbinds every route.

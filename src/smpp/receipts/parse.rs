@@ -83,6 +83,42 @@ impl DeliveryState {
         }
     }
 
+    /// The state a [`DeliveryState::label`] names (how a shared backend stores it); `None`
+    /// for any other word.
+    pub fn from_label(label: &str) -> Option<DeliveryState> {
+        Some(match label {
+            "submitted" => DeliveryState::Submitted,
+            "enroute" => DeliveryState::Enroute,
+            "delivered" => DeliveryState::Delivered,
+            "expired" => DeliveryState::Expired,
+            "deleted" => DeliveryState::Deleted,
+            "undeliverable" => DeliveryState::Undeliverable,
+            "rejected" => DeliveryState::Rejected,
+            "unknown" => DeliveryState::Unknown,
+            "cancelled" => DeliveryState::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// The state of a whole message from its segments' states: `submitted` (or `enroute`)
+    /// until every segment has a final receipt, then `delivered` if all were delivered, else
+    /// the first failure's state.
+    pub fn aggregate(states: impl IntoIterator<Item = DeliveryState>) -> DeliveryState {
+        let all: Vec<DeliveryState> = states.into_iter().collect();
+        if all.iter().any(|s| !s.is_final()) {
+            if all.contains(&DeliveryState::Enroute) {
+                DeliveryState::Enroute
+            } else {
+                DeliveryState::Submitted
+            }
+        } else {
+            all.iter()
+                .copied()
+                .find(|s| *s != DeliveryState::Delivered)
+                .unwrap_or(DeliveryState::Delivered)
+        }
+    }
+
     fn from_message_state(s: MessageState) -> DeliveryState {
         match s {
             MessageState::Scheduled | MessageState::Enroute | MessageState::Accepted => {

@@ -24,7 +24,7 @@ const ORPHAN_TTL: Duration = Duration::from_secs(60);
 /// Orphan receipts kept at most.
 const MAX_ORPHANS: u64 = 10_000;
 
-fn rfc3339(t: SystemTime) -> String {
+pub(super) fn rfc3339(t: SystemTime) -> String {
     time::OffsetDateTime::from(t)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -110,20 +110,7 @@ impl Entry {
     }
 
     fn aggregate(&mut self) {
-        let states: Vec<DeliveryState> = self.segments.iter().map(|s| s.state).collect();
-        self.state = if states.iter().any(|s| !s.is_final()) {
-            if states.contains(&DeliveryState::Enroute) {
-                DeliveryState::Enroute
-            } else {
-                DeliveryState::Submitted
-            }
-        } else {
-            states
-                .iter()
-                .copied()
-                .find(|s| *s != DeliveryState::Delivered)
-                .unwrap_or(DeliveryState::Delivered)
-        };
+        self.state = DeliveryState::aggregate(self.segments.iter().map(|s| s.state));
     }
 }
 

@@ -218,6 +218,33 @@ impl RedisStore {
     }
 }
 
+/// The store's connection, deadline and key prefix, for other state kept in the same Redis
+/// (the shared delivery state): one connection and one set of timeouts per gateway.
+#[derive(Clone, Debug)]
+pub(crate) struct RedisHandle(RedisStore);
+
+impl RedisHandle {
+    /// Prefix of every key this deployment owns.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.0.settings.prefix
+    }
+
+    /// Runs one script within the store's deadline.
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.0.run(invocation).await
+    }
+}
+
+impl RedisStore {
+    /// A handle on this store's connection for other Redis users.
+    pub(crate) fn handle(&self) -> RedisHandle {
+        RedisHandle(self.clone())
+    }
+}
+
 impl ChallengeStore for RedisStore {
     async fn insert_pending(
         &self,
