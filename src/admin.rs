@@ -44,8 +44,7 @@ pub struct AdminState {
     pub draining: CancellationToken,
 }
 
-/// The scope an access token needs to open `/admin/*` and `/sandbox/*`.
-pub const ADMIN_SCOPE: &str = "otp-gateway:admin";
+pub use crate::auth::ADMIN_SCOPE;
 
 /// Who may call `/admin/*` and `/sandbox/*`.
 pub struct AdminGuard {

@@ -14,10 +14,9 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::admin::{self, AdminState};
+use crate::api::deadline;
 use crate::api::{self, openapi::Issuer, ApiState};
-use crate::auth::{
-    deadline, AttemptLimits, ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer,
-};
+use crate::auth::{AttemptLimits, ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer};
 use crate::config::{Config, EmbeddedSmsc, StoreConfig};
 use crate::delivery_state::RedisDeliveryState;
 use crate::metrics::Metrics;

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod body;
 pub mod correlator;
+pub mod deadline;
 pub mod error;
 pub mod openapi;
 pub mod otp;

@@ -17,7 +17,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod deadline;
 pub mod issuer;
 pub mod jwt;
 pub mod routes;
@@ -34,6 +33,8 @@ pub use validator::TokenValidator;
 /// Scope granting access to `POST /send-code` and `POST /validate-code` of the
 /// CAMARA One Time Password SMS API.
 pub const SEND_VALIDATE_SCOPE: &str = "one-time-password-sms:send-validate";
+/// The scope that opens the admin listener's `/admin/*` and `/sandbox/*` to an access token.
+pub const ADMIN_SCOPE: &str = "otp-gateway:admin";
 
 /// Tolerated clock difference, in seconds, when checking `exp`, `nbf` and `iat`.
 pub const CLOCK_SKEW_LEEWAY_SECS: u64 = 5;

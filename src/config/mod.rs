@@ -170,7 +170,7 @@ impl Settings {
                 format!(
                     "admin.listen {} is not loopback and smpp.url is \"embedded\": the simulator's sandbox inbox would show every code to the network; bind admin.listen to loopback, configure a real SMSC, or set sandbox.expose = true (the inbox then needs admin.token or a token with scope {})",
                     self.admin.listen,
-                    crate::admin::ADMIN_SCOPE
+                    crate::auth::ADMIN_SCOPE
                 ),
             ));
         }

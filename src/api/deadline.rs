@@ -29,7 +29,7 @@ use actix_web::{HttpMessage as _, HttpResponse};
 use futures::Stream;
 use serde_json::json;
 
-use crate::api::error::ErrorInfo;
+use super::error::ErrorInfo;
 
 /// A payload that fails with `TimedOut` once its deadline passes.
 struct DeadlinePayload {
