@@ -13,6 +13,7 @@ mod late_acceptance;
 mod log_capture;
 mod operations;
 mod replicas;
+mod replicas_ops;
 mod send_code;
 mod shutdown;
 mod tenants;

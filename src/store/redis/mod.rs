@@ -164,6 +164,8 @@ pub struct RedisStore {
     /// Connected on first use (a Redis that is down at start makes the gateway not ready
     /// rather than stopping it) and kept; both kinds reconnect on their own afterwards.
     conn: Arc<Mutex<Option<Conn>>>,
+    /// When a failed call last dropped the Cluster connection (see [`RedisStore::forget`]).
+    forgot_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     number_key: hmac::Key,
     /// Recorded by the [`super::Store`] dispatch, the one place every backend call passes.
     pub(in crate::store) metrics: StoreMetrics,
@@ -198,6 +200,7 @@ impl RedisStore {
         RedisStore {
             settings: Arc::new(settings),
             conn: Arc::new(Mutex::new(None)),
+            forgot_at: Arc::new(std::sync::Mutex::new(None)),
             number_key: hmac::Key::new(hmac::HMAC_SHA256, sub.as_ref()),
             metrics: StoreMetrics::detached(),
         }
@@ -252,6 +255,26 @@ impl RedisStore {
         Ok(conn)
     }
 
+    /// After a failed call on a Cluster: drops the connection, so the next call builds a new
+    /// one from the Cluster's current slot map. The redis crate re-reads the map on MOVED
+    /// and on a missing node, but a master that died keeps its slots in the map and is only
+    /// reconnected to, forever; after a fail-over only a fresh map reaches the promoted
+    /// replica. At most every 250 ms, so an outage does not become a reconnect storm.
+    async fn forget(&self, conn: &Conn) {
+        if !matches!(conn, Conn::Cluster(_)) {
+            return;
+        }
+        {
+            let mut at = self.forgot_at.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            if at.is_some_and(|t| now.duration_since(t) < Duration::from_millis(250)) {
+                return;
+            }
+            *at = Some(now);
+        }
+        *self.conn.lock().await = None;
+    }
+
     /// Runs one script within the deadline, in one round trip (two the first time a node
     /// meets the script), followed by `WAIT` in the same pipeline for a durable call.
     async fn run<T: redis::FromRedisValue>(&self, call: &Call) -> Result<T, StoreError> {
@@ -271,10 +294,14 @@ impl RedisStore {
                 other => other,
             }
         };
-        let (value, acked) = tokio::time::timeout(self.settings.timeout, attempt)
+        let answer = tokio::time::timeout(self.settings.timeout, attempt)
             .await
-            .map_err(|_| unavailable("redis did not answer in time"))?
-            .map_err(unavailable)?;
+            .map_err(|_| unavailable("redis did not answer in time"))
+            .and_then(|r| r.map_err(unavailable));
+        if answer.is_err() {
+            self.forget(&conn).await;
+        }
+        let (value, acked) = answer?;
         if acked < i64::from(wait) {
             return Err(unavailable(format!(
                 "{acked} of {wait} replicas acknowledged the write in time"
@@ -454,13 +481,17 @@ impl ChallengeStore for RedisStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.connection().await?;
-        let pong: String = tokio::time::timeout(
+        let answer = tokio::time::timeout(
             self.settings.timeout,
-            redis::cmd("PING").query_async(&mut conn),
+            redis::cmd("PING").query_async::<String>(&mut conn),
         )
         .await
-        .map_err(|_| unavailable("redis did not answer in time"))?
-        .map_err(unavailable)?;
+        .map_err(|_| unavailable("redis did not answer in time"))
+        .and_then(|r| r.map_err(unavailable));
+        if answer.is_err() {
+            self.forget(&conn).await;
+        }
+        let pong = answer?;
         if pong == "PONG" {
             Ok(())
         } else {
