@@ -281,6 +281,7 @@ mod tests {
                 prefix: format!("dr{}", std::process::id()),
                 timeout: Duration::from_secs(2),
                 state_ttl: Duration::from_secs(600),
+                wait_replicas: 0,
             },
             b"delivery-state-key-delivery-state-key",
         );

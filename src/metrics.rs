@@ -33,6 +33,87 @@ pub struct Metrics {
     pub smpp_bound: IntGauge,
     /// Per-session SMPP metrics (binds, window, throttling, command statuses).
     pub smpp: SmppMetrics,
+    /// Challenge-store (and shared rate limiter) call latency and failures.
+    pub store: StoreMetrics,
+}
+
+/// What the store records around every backend call, for either backend. Labels: `op`, one of
+/// [`StoreMetrics::OPS`], and `kind`, one of [`StoreMetrics::KINDS`]: both fixed sets.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    /// Duration of each store call by operation, whatever its outcome.
+    pub operation_seconds: HistogramVec,
+    /// Store calls that failed (a backend failure, never a business outcome such as a spent
+    /// quota), by operation and kind.
+    pub errors: IntCounterVec,
+}
+
+impl StoreMetrics {
+    /// Every `op` label value.
+    pub const OPS: [&'static str; 6] = [
+        "insert",
+        "activate",
+        "discard",
+        "attempt",
+        "ping",
+        "rate_limit",
+    ];
+    /// Every `kind` label value: `unavailable` (unreachable, timed out or an error answer),
+    /// `full` (the memory store at `store.max_challenges`).
+    pub const KINDS: [&'static str; 2] = ["unavailable", "full"];
+
+    /// Creates the metrics without registering them (see [`Metrics::new`]).
+    pub fn new() -> Result<StoreMetrics, prometheus::Error> {
+        Ok(StoreMetrics {
+            operation_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "otp_sms_store_operation_seconds",
+                    "challenge store calls by operation",
+                )
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5,
+                ]),
+                &["op"],
+            )?,
+            errors: IntCounterVec::new(
+                Opts::new(
+                    "otp_sms_store_errors_total",
+                    "challenge store calls that failed, by operation and kind",
+                ),
+                &["op", "kind"],
+            )?,
+        })
+    }
+
+    /// Metrics no registry exports, for a store built on its own (tests, benchmarks).
+    pub fn detached() -> StoreMetrics {
+        // The definitions are constants that `new` accepts; a failure here is a bug in this file.
+        #[allow(clippy::expect_used)]
+        StoreMetrics::new().expect("static store metric definitions are valid")
+    }
+
+    /// Records one call of `op` that took `elapsed`, failed with `error` (a `KINDS` value)
+    /// when it failed.
+    pub fn record(
+        &self,
+        op: &'static str,
+        elapsed: std::time::Duration,
+        error: Option<&'static str>,
+    ) {
+        self.operation_seconds
+            .with_label_values(&[op])
+            .observe(elapsed.as_secs_f64());
+        if let Some(kind) = error {
+            self.errors.with_label_values(&[op, kind]).inc();
+        }
+    }
+
+    fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.operation_seconds.clone()))?;
+        registry.register(Box::new(self.errors.clone()))?;
+        Ok(())
+    }
 }
 
 /// Metrics the SMPP session pool records. Labels: `route` (from configuration) and
@@ -226,6 +307,8 @@ impl Metrics {
         registry.register(Box::new(smpp_bound.clone()))?;
         let smpp = SmppMetrics::new()?;
         smpp.register(&registry)?;
+        let store = StoreMetrics::new()?;
+        store.register(&registry)?;
         Ok(Metrics {
             registry,
             http_requests,
@@ -236,6 +319,7 @@ impl Metrics {
             segments_sent,
             smpp_bound,
             smpp,
+            store,
         })
     }
 

@@ -85,22 +85,27 @@ impl Application {
             .max(otp_settings.max_codes_window_all_clients)
             .max(otp_settings.ttl);
         let store = match &config.store {
-            StoreConfig::Memory { max_challenges } => {
-                Store::Memory(MemoryStore::new(*max_challenges, state_ttl))
-            }
+            StoreConfig::Memory { max_challenges } => Store::Memory(
+                MemoryStore::new(*max_challenges, state_ttl).with_metrics(metrics.store.clone()),
+            ),
             StoreConfig::Redis {
                 target,
                 prefix,
                 timeout,
-            } => Store::Redis(RedisStore::new(
-                RedisSettings {
-                    target: target.clone(),
-                    prefix: prefix.clone(),
-                    timeout: *timeout,
-                    state_ttl,
-                },
-                config.hash_key.key.expose_value(),
-            )),
+                wait_replicas,
+            } => Store::Redis(
+                RedisStore::new(
+                    RedisSettings {
+                        target: target.clone(),
+                        prefix: prefix.clone(),
+                        timeout: *timeout,
+                        state_ttl,
+                        wait_replicas: *wait_replicas,
+                    },
+                    config.hash_key.key.expose_value(),
+                )
+                .with_metrics(metrics.store.clone()),
+            ),
         };
         // With Redis, the delivery state of each SMS lives there too, so a receipt that reaches
         // another replica's SMPP session updates the report this one created.
@@ -111,6 +116,18 @@ impl Application {
         let smpp = SmppRouter::start_shared(routes, &metrics.smpp, shutdown.root(), delivery_state);
         if simulator.is_some() && !smpp.wait_bound(Duration::from_secs(5)).await {
             anyhow::bail!("could not bind to the embedded SMSC simulator");
+        }
+        // With Redis the request rate limit is shared by every replica, over the store's
+        // connection; with memory each process keeps its own buckets.
+        let mut limiter = ClientRateLimiter::new(
+            config
+                .auth
+                .clients
+                .iter()
+                .filter_map(|c| c.rate_limit.map(|r| (c.id.clone(), r))),
+        );
+        if let Store::Redis(redis) = &store {
+            limiter = limiter.shared(redis.clone());
         }
         let rules = OtpRules {
             code_length: otp_settings.code_length,
@@ -144,13 +161,7 @@ impl Application {
             max_body_bytes: config.http.max_body_bytes,
         });
         let validator = web::Data::new(issuer.validator());
-        let limiter = web::Data::new(ClientRateLimiter::new(
-            config
-                .auth
-                .clients
-                .iter()
-                .filter_map(|c| c.rate_limit.map(|r| (c.id.clone(), r))),
-        ));
+        let limiter = web::Data::new(limiter);
         let issuer_data = web::Data::from(Arc::clone(&issuer));
         let issuer_url = web::Data::new(Issuer(config.auth.issuer.clone()));
         let metrics_data = web::Data::new(metrics.clone());

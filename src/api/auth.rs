@@ -2,8 +2,9 @@
 //! (`Authenticated<SendValidate>`), so it cannot compile without one. Checks run in the order
 //! CAMARA implies: token (401), scope (403), the client's rate (429).
 
-use std::future::{ready, Ready};
+use std::future::{ready, Future};
 use std::marker::PhantomData;
+use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
@@ -45,6 +46,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     Some(token.trim())
 }
 
+/// Token and scope: everything but the rate, which may need a round trip (a shared bucket).
 fn authenticate<S: RequiredScope>(req: &HttpRequest) -> Result<Authenticated<S>, ApiError> {
     let validator = req
         .app_data::<web::Data<TokenValidator>>()
@@ -59,23 +61,31 @@ fn authenticate<S: RequiredScope>(req: &HttpRequest) -> Result<Authenticated<S>,
     if !validator.permits(&principal, S::SCOPE) {
         return Err(ApiError::PermissionDenied);
     }
-    if let Some(limiter) = req.app_data::<web::Data<ClientRateLimiter>>() {
-        if !limiter.allow(&principal.client_id) {
-            return Err(ApiError::TooManyRequests);
-        }
-    }
     Ok(Authenticated {
         principal,
         _scope: PhantomData,
     })
 }
 
-impl<S: RequiredScope> FromRequest for Authenticated<S> {
+impl<S: RequiredScope + 'static> FromRequest for Authenticated<S> {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let authenticated = match authenticate::<S>(req) {
+            Ok(a) => a,
+            Err(e) => return Box::pin(ready(Err(e))),
+        };
+        let Some(limiter) = req.app_data::<web::Data<ClientRateLimiter>>().cloned() else {
+            return Box::pin(ready(Ok(authenticated)));
+        };
+        Box::pin(async move {
+            if limiter.allow(&authenticated.principal.client_id).await {
+                Ok(authenticated)
+            } else {
+                Err(ApiError::TooManyRequests)
+            }
+        })
     }
 }
 

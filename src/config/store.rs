@@ -37,6 +37,9 @@ pub struct StoreSettings {
     pub redis_timeout: Duration,
     /// Prefix of every Redis key, so several deployments can share one Redis.
     pub redis_key_prefix: String,
+    /// Replicas that must hold a new code or a spent attempt before the API answers (Redis
+    /// `WAIT`); 0 answers once the master has it, which a master crash can then undo.
+    pub redis_wait_replicas: u32,
 }
 
 impl Default for StoreSettings {
@@ -48,6 +51,7 @@ impl Default for StoreSettings {
             redis_cluster_urls: Vec::new(),
             redis_timeout: Duration::from_millis(500),
             redis_key_prefix: "otp".into(),
+            redis_wait_replicas: 0,
         }
     }
 }
@@ -68,6 +72,8 @@ pub enum StoreConfig {
         prefix: String,
         /// Deadline of every call.
         timeout: Duration,
+        /// Replicas that must acknowledge inserts and attempts.
+        wait_replicas: u32,
     },
 }
 
@@ -110,6 +116,7 @@ impl StoreSettings {
                     target,
                     prefix: self.redis_key_prefix,
                     timeout: self.redis_timeout,
+                    wait_replicas: self.redis_wait_replicas,
                 })
             }
         }

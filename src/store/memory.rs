@@ -25,6 +25,7 @@ use moka::Expiry;
 
 use super::{ChallengeStore, Discard, InsertError, SendQuotas, StoreError};
 use crate::domain::{AttemptOutcome, Challenge, ChallengeId, ClientTag, CodeHash, PhoneNumber};
+use crate::metrics::StoreMetrics;
 use crate::sync::lock;
 
 struct Entry {
@@ -79,6 +80,8 @@ pub struct MemoryStore {
     /// Challenges held by `challenges`, expired ones included until moka removes them.
     held: Arc<AtomicU64>,
     capacity: u64,
+    /// Recorded by the [`super::Store`] dispatch, the one place every backend call passes.
+    pub(super) metrics: StoreMetrics,
 }
 
 impl MemoryStore {
@@ -107,7 +110,14 @@ impl MemoryStore {
                 .build(),
             held,
             capacity,
+            metrics: StoreMetrics::detached(),
         }
+    }
+
+    /// The same store, recording into `metrics` (the gateway's registry).
+    pub fn with_metrics(mut self, metrics: StoreMetrics) -> MemoryStore {
+        self.metrics = metrics;
+        self
     }
 
     /// By reference, so the number is cloned into the cache only when its state is created.

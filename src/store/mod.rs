@@ -13,12 +13,13 @@ mod memory;
 pub mod redis;
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use self::redis::{RedisSettings, RedisStore, RedisTarget};
 pub use memory::MemoryStore;
 
 use crate::domain::{AttemptOutcome, Challenge, ChallengeId, ClientTag, CodeHash, PhoneNumber};
+use crate::metrics::StoreMetrics;
 
 /// A backend failure (never a business outcome).
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +136,52 @@ pub enum Store {
     Redis(RedisStore),
 }
 
+impl Store {
+    fn metrics(&self) -> &StoreMetrics {
+        match self {
+            Store::Memory(s) => &s.metrics,
+            Store::Redis(s) => &s.metrics,
+        }
+    }
+
+    /// Runs one backend call of `op` and records its duration and, when it failed, its kind:
+    /// the one place store metrics are recorded, so both backends report alike.
+    async fn metered<T, E: ErrorKind>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let started = Instant::now();
+        let result = call.await;
+        let kind = result.as_ref().err().and_then(ErrorKind::kind);
+        self.metrics().record(op, started.elapsed(), kind);
+        result
+    }
+}
+
+/// The `kind` label of a failed call; `None` for business outcomes (quotas).
+trait ErrorKind {
+    fn kind(&self) -> Option<&'static str>;
+}
+
+impl ErrorKind for StoreError {
+    fn kind(&self) -> Option<&'static str> {
+        Some(match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Full => "full",
+        })
+    }
+}
+
+impl ErrorKind for InsertError {
+    fn kind(&self) -> Option<&'static str> {
+        match self {
+            InsertError::Store(e) => e.kind(),
+            InsertError::QuotaExceeded | InsertError::NumberCapExceeded => None,
+        }
+    }
+}
+
 impl ChallengeStore for Store {
     async fn insert_pending(
         &self,
@@ -143,10 +190,13 @@ impl ChallengeStore for Store {
         quotas: SendQuotas,
         now_ms: u64,
     ) -> Result<(), InsertError> {
-        match self {
-            Store::Memory(s) => s.insert_pending(challenge, client, quotas, now_ms).await,
-            Store::Redis(s) => s.insert_pending(challenge, client, quotas, now_ms).await,
-        }
+        self.metered("insert", async {
+            match self {
+                Store::Memory(s) => s.insert_pending(challenge, client, quotas, now_ms).await,
+                Store::Redis(s) => s.insert_pending(challenge, client, quotas, now_ms).await,
+            }
+        })
+        .await
     }
 
     async fn activate(
@@ -155,10 +205,13 @@ impl ChallengeStore for Store {
         client: ClientTag,
         phone: &PhoneNumber,
     ) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(s) => s.activate(id, client, phone).await,
-            Store::Redis(s) => s.activate(id, client, phone).await,
-        }
+        self.metered("activate", async {
+            match self {
+                Store::Memory(s) => s.activate(id, client, phone).await,
+                Store::Redis(s) => s.activate(id, client, phone).await,
+            }
+        })
+        .await
     }
 
     async fn discard(
@@ -168,10 +221,13 @@ impl ChallengeStore for Store {
         phone: &PhoneNumber,
         how: Discard,
     ) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(s) => s.discard(id, client, phone, how).await,
-            Store::Redis(s) => s.discard(id, client, phone, how).await,
-        }
+        self.metered("discard", async {
+            match self {
+                Store::Memory(s) => s.discard(id, client, phone, how).await,
+                Store::Redis(s) => s.discard(id, client, phone, how).await,
+            }
+        })
+        .await
     }
 
     async fn attempt(
@@ -181,17 +237,23 @@ impl ChallengeStore for Store {
         now_ms: u64,
         max_attempts: u32,
     ) -> Result<AttemptOutcome, StoreError> {
-        match self {
-            Store::Memory(s) => s.attempt(id, presented, now_ms, max_attempts).await,
-            Store::Redis(s) => s.attempt(id, presented, now_ms, max_attempts).await,
-        }
+        self.metered("attempt", async {
+            match self {
+                Store::Memory(s) => s.attempt(id, presented, now_ms, max_attempts).await,
+                Store::Redis(s) => s.attempt(id, presented, now_ms, max_attempts).await,
+            }
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(s) => s.ping().await,
-            Store::Redis(s) => s.ping().await,
-        }
+        self.metered("ping", async {
+            match self {
+                Store::Memory(s) => s.ping().await,
+                Store::Redis(s) => s.ping().await,
+            }
+        })
+        .await
     }
 }
 

@@ -14,6 +14,7 @@ mod log_capture;
 mod operations;
 mod receipts_across;
 mod replicas;
+mod replicas_ops;
 mod send_code;
 mod shutdown;
 mod tenants;

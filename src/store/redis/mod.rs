@@ -33,11 +33,65 @@ use super::{ChallengeStore, Discard, InsertError, SendQuotas, StoreError};
 use crate::domain::{
     AttemptOutcome, Challenge, ChallengeId, ClientTag, CodeHash, PhoneNumber, Secret,
 };
+use crate::metrics::StoreMetrics;
 
-static INSERT: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::INSERT));
-static ACTIVATE: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::ACTIVATE));
-static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::DISCARD));
-static ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::ATTEMPT));
+static INSERT: LazyLock<Lua> = LazyLock::new(|| Lua::new(scripts::INSERT));
+static ACTIVATE: LazyLock<Lua> = LazyLock::new(|| Lua::new(scripts::ACTIVATE));
+static DISCARD: LazyLock<Lua> = LazyLock::new(|| Lua::new(scripts::DISCARD));
+static ATTEMPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(scripts::ATTEMPT));
+static RATE: LazyLock<Lua> = LazyLock::new(|| Lua::new(scripts::RATE));
+
+/// A script's source and SHA1: sent as `EVALSHA`, and as `EVAL` once per node that does not
+/// know it yet (after a restart or a fail-over to a replica that never loaded it).
+struct Lua {
+    src: &'static str,
+    sha: String,
+}
+
+impl Lua {
+    fn new(src: &'static str) -> Lua {
+        Lua {
+            src,
+            sha: Script::new(src).get_hash().to_owned(),
+        }
+    }
+}
+
+/// One script call being built: its keys and arguments, and whether it must reach a replica
+/// before it counts (see [`RedisSettings::wait_replicas`]).
+struct Call {
+    script: &'static Lua,
+    keys: Vec<String>,
+    args: Vec<Vec<u8>>,
+    durable: bool,
+}
+
+impl Call {
+    fn new(script: &'static Lua) -> Call {
+        Call {
+            script,
+            keys: Vec::with_capacity(3),
+            args: Vec::with_capacity(9),
+            durable: false,
+        }
+    }
+
+    fn key(&mut self, key: String) -> &mut Call {
+        self.keys.push(key);
+        self
+    }
+
+    fn arg(&mut self, arg: impl redis::ToRedisArgs) -> &mut Call {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+
+    /// The answer is withheld until `wait_replicas` replicas hold the write.
+    fn durable(&mut self) -> &mut Call {
+        self.durable = true;
+        self
+    }
+}
 
 /// Where the Redis backend connects. URLs may hold a password, so they are [`Secret`]s.
 #[derive(Clone, Debug)]
@@ -60,6 +114,11 @@ pub struct RedisSettings {
     /// How long per-client "current challenge" pointers live (the longest of the code lifetime
     /// and the send windows).
     pub state_ttl: Duration,
+    /// Replicas that must acknowledge an insert or an attempt (`WAIT`, in the same round trip
+    /// as the script) before the gateway answers; fewer within `timeout` is a 503. Redis
+    /// replicates asynchronously, so with 0 a master killed right after answering may lose an
+    /// acknowledged code, or forget that a code was used, once its replica takes over.
+    pub wait_replicas: u32,
 }
 
 /// A live connection: a reconnecting single-node manager or a Cluster connection (which
@@ -105,7 +164,11 @@ pub struct RedisStore {
     /// Connected on first use (a Redis that is down at start makes the gateway not ready
     /// rather than stopping it) and kept; both kinds reconnect on their own afterwards.
     conn: Arc<Mutex<Option<Conn>>>,
+    /// When a failed call last dropped the Cluster connection (see [`RedisStore::forget`]).
+    forgot_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     number_key: hmac::Key,
+    /// Recorded by the [`super::Store`] dispatch, the one place every backend call passes.
+    pub(in crate::store) metrics: StoreMetrics,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -137,8 +200,16 @@ impl RedisStore {
         RedisStore {
             settings: Arc::new(settings),
             conn: Arc::new(Mutex::new(None)),
+            forgot_at: Arc::new(std::sync::Mutex::new(None)),
             number_key: hmac::Key::new(hmac::HMAC_SHA256, sub.as_ref()),
+            metrics: StoreMetrics::detached(),
         }
+    }
+
+    /// The same store, recording into `metrics` (the gateway's registry).
+    pub fn with_metrics(mut self, metrics: StoreMetrics) -> RedisStore {
+        self.metrics = metrics;
+        self
     }
 
     async fn connection(&self) -> Result<Conn, StoreError> {
@@ -165,6 +236,12 @@ impl RedisStore {
                     redis::cluster::ClusterClientBuilder::new(urls.iter().map(Secret::expose))
                         .connection_timeout(t)
                         .response_timeout(t)
+                        // No retry of a request: one whose connection broke may have run, and
+                        // running a script twice would spend an attempt twice (or report a
+                        // used code as expired). A failed call is a 503 the caller may repeat;
+                        // the error still makes the connection re-read the slot map, so
+                        // requests reach a promoted replica as soon as the Cluster has one.
+                        .retries(0)
                         .build()
                         .map_err(unavailable)?;
                 let c = tokio::time::timeout(t, client.get_async_connection())
@@ -178,16 +255,107 @@ impl RedisStore {
         Ok(conn)
     }
 
-    /// Runs one script within the deadline.
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        invocation: redis::ScriptInvocation<'_>,
-    ) -> Result<T, StoreError> {
+    /// After a failed call on a Cluster: drops the connection, so the next call builds a new
+    /// one from the Cluster's current slot map. The redis crate re-reads the map on MOVED
+    /// and on a missing node, but a master that died keeps its slots in the map and is only
+    /// reconnected to, forever; after a fail-over only a fresh map reaches the promoted
+    /// replica. At most every 250 ms, so an outage does not become a reconnect storm.
+    async fn forget(&self, conn: &Conn) {
+        if !matches!(conn, Conn::Cluster(_)) {
+            return;
+        }
+        {
+            let mut at = self.forgot_at.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            if at.is_some_and(|t| now.duration_since(t) < Duration::from_millis(250)) {
+                return;
+            }
+            *at = Some(now);
+        }
+        *self.conn.lock().await = None;
+    }
+
+    /// Runs one script within the deadline, in one round trip (two the first time a node
+    /// meets the script), followed by `WAIT` in the same pipeline for a durable call.
+    async fn run<T: redis::FromRedisValue>(&self, call: &Call) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;
-        tokio::time::timeout(self.settings.timeout, invocation.invoke_async(&mut conn))
+        let wait = if call.durable {
+            self.settings.wait_replicas
+        } else {
+            0
+        };
+        let attempt = async {
+            match self.exec(&mut conn, call, false, wait).await {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    self.exec(&mut conn, call, true, wait).await
+                }
+                other => other,
+            }
+        };
+        let answer = tokio::time::timeout(self.settings.timeout, attempt)
             .await
-            .map_err(|_| unavailable("redis did not answer in time"))?
-            .map_err(unavailable)
+            .map_err(|_| unavailable("redis did not answer in time"))
+            .and_then(|r| r.map_err(unavailable));
+        if answer.is_err() {
+            self.forget(&conn).await;
+        }
+        let (value, acked) = answer?;
+        if acked < i64::from(wait) {
+            return Err(unavailable(format!(
+                "{acked} of {wait} replicas acknowledged the write in time"
+            )));
+        }
+        redis::from_redis_value(value).map_err(unavailable)
+    }
+
+    async fn exec(
+        &self,
+        conn: &mut Conn,
+        call: &Call,
+        with_source: bool,
+        wait: u32,
+    ) -> redis::RedisResult<(Value, i64)> {
+        let mut pipe = redis::pipe();
+        if with_source {
+            pipe.cmd("EVAL").arg(call.script.src);
+        } else {
+            pipe.cmd("EVALSHA").arg(&call.script.sha);
+        }
+        pipe.arg(call.keys.len()).arg(&call.keys).arg(&call.args);
+        if wait == 0 {
+            let (value,): (Value,) = pipe.query_async(conn).await?;
+            return Ok((value, 0));
+        }
+        // Without a key, WAIT follows the script to its node (the pipeline's route); its own
+        // deadline leaves room for the answer within ours.
+        pipe.cmd("WAIT")
+            .arg(wait)
+            .arg(millis(self.settings.timeout / 2));
+        pipe.query_async(conn).await
+    }
+
+    /// Takes one request from `client_id`'s token bucket (`rate` per second, burst `rate`),
+    /// shared by every replica: true when the request may proceed. One script on the key
+    /// `<prefix>:{rl:<client id hex>}:rl`, timed by the Redis server's clock so replicas with
+    /// skewed clocks still share one bucket.
+    pub async fn take_token(&self, client_id: &str, rate: u32) -> Result<bool, StoreError> {
+        let started = std::time::Instant::now();
+        let mut call = Call::new(&RATE);
+        call.key(format!(
+            "{}:{{rl:{}}}:rl",
+            self.settings.prefix,
+            hex(client_id.as_bytes())
+        ))
+        .arg(rate);
+        let result = self.run::<i64>(&call).await.map(|allowed| allowed == 1);
+        self.metrics.record(
+            "rate_limit",
+            started.elapsed(),
+            result.as_ref().err().map(|_| "unavailable"),
+        );
+        result
     }
 
     fn tag(&self, id: ChallengeId) -> String {
@@ -229,12 +397,24 @@ impl RedisHandle {
         &self.0.settings.prefix
     }
 
-    /// Runs one script within the store's deadline.
+    /// Runs one script within the store's deadline (EVALSHA, loading the script when the node
+    /// does not know it yet); a failure makes a Cluster connection re-read the slot map, as the
+    /// store's own calls do.
     pub(crate) async fn invoke<T: redis::FromRedisValue>(
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        self.0.run(invocation).await
+        let store = &self.0;
+        let mut conn = store.connection().await?;
+        let answer =
+            tokio::time::timeout(store.settings.timeout, invocation.invoke_async(&mut conn))
+                .await
+                .map_err(|_| unavailable("redis did not answer in time"))
+                .and_then(|r| r.map_err(unavailable));
+        if answer.is_err() {
+            store.forget(&conn).await;
+        }
+        answer
     }
 }
 
@@ -256,8 +436,9 @@ impl ChallengeStore for RedisStore {
         let id = challenge.id;
         let (mine, all) = self.send_keys(id, client, &challenge.phone);
         let ttl = challenge.expires_at_ms.saturating_sub(now_ms).max(1);
-        let mut inv = INSERT.prepare_invoke();
-        inv.key(self.challenge_key(id))
+        let mut inv = Call::new(&INSERT);
+        inv.durable()
+            .key(self.challenge_key(id))
             .key(mine)
             .key(all)
             .arg(now_ms)
@@ -269,7 +450,7 @@ impl ChallengeStore for RedisStore {
             .arg(challenge.expires_at_ms)
             .arg(ttl)
             .arg(hex(id.as_bytes()));
-        match self.run::<i64>(inv).await? {
+        match self.run::<i64>(&inv).await? {
             0 => Ok(()),
             1 => Err(InsertError::QuotaExceeded),
             2 => Err(InsertError::NumberCapExceeded),
@@ -290,12 +471,12 @@ impl ChallengeStore for RedisStore {
             self.number(phone),
             hex(client.as_bytes())
         );
-        let mut inv = ACTIVATE.prepare_invoke();
+        let mut inv = Call::new(&ACTIVATE);
         inv.key(pointer)
             .arg(hex(id.as_bytes()))
             .arg(format!("{}:c:", self.tag(id)))
             .arg(millis(self.settings.state_ttl));
-        self.run::<i64>(inv).await.map(|_| ())
+        self.run::<i64>(&inv).await.map(|_| ())
     }
 
     async fn discard(
@@ -306,13 +487,13 @@ impl ChallengeStore for RedisStore {
         how: Discard,
     ) -> Result<(), StoreError> {
         let (mine, all) = self.send_keys(id, client, phone);
-        let mut inv = DISCARD.prepare_invoke();
+        let mut inv = Call::new(&DISCARD);
         inv.key(self.challenge_key(id))
             .key(mine)
             .key(all)
             .arg(hex(id.as_bytes()))
             .arg(if how == Discard::Refund { "1" } else { "0" });
-        self.run::<i64>(inv).await.map(|_| ())
+        self.run::<i64>(&inv).await.map(|_| ())
     }
 
     async fn attempt(
@@ -322,12 +503,13 @@ impl ChallengeStore for RedisStore {
         now_ms: u64,
         max_attempts: u32,
     ) -> Result<AttemptOutcome, StoreError> {
-        let mut inv = ATTEMPT.prepare_invoke();
-        inv.key(self.challenge_key(id))
+        let mut inv = Call::new(&ATTEMPT);
+        inv.durable()
+            .key(self.challenge_key(id))
             .arg(&presented[..])
             .arg(now_ms)
             .arg(max_attempts);
-        let answer: String = self.run(inv).await?;
+        let answer: String = self.run(&inv).await?;
         Ok(match answer.as_str() {
             "V" => AttemptOutcome::Valid,
             "I" => AttemptOutcome::Invalid,
@@ -338,13 +520,17 @@ impl ChallengeStore for RedisStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.connection().await?;
-        let pong: String = tokio::time::timeout(
+        let answer = tokio::time::timeout(
             self.settings.timeout,
-            redis::cmd("PING").query_async(&mut conn),
+            redis::cmd("PING").query_async::<String>(&mut conn),
         )
         .await
-        .map_err(|_| unavailable("redis did not answer in time"))?
-        .map_err(unavailable)?;
+        .map_err(|_| unavailable("redis did not answer in time"))
+        .and_then(|r| r.map_err(unavailable));
+        if answer.is_err() {
+            self.forget(&conn).await;
+        }
+        let pong = answer?;
         if pong == "PONG" {
             Ok(())
         } else {
@@ -365,6 +551,7 @@ mod tests {
             prefix: format!("t{}", std::process::id()),
             timeout: Duration::from_secs(2),
             state_ttl: Duration::from_secs(600),
+            wait_replicas: 0,
         }
     }
 

@@ -79,3 +79,32 @@ end
 if redis.call('HINCRBY', KEYS[1], 'f', 1) >= max then return 'L' end
 return 'I'
 "#;
+
+/// Takes one request from a client's token bucket (the per-client `rate_limit`, shared by
+/// every replica). Times are the Redis server's clock (`TIME`), the one clock all replicas
+/// share; the bucket's key expires once it would be full again, so idle clients cost nothing.
+///
+/// KEYS: 1 the bucket (hash: tokens `t`, last refill `at` in ms).
+/// ARGV: 1 requests per second, also the burst.
+/// Returns 1 allowed, 0 throttled.
+pub(super) const RATE: &str = r#"
+local rate = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local b = redis.call('HMGET', KEYS[1], 't', 'at')
+local tokens = tonumber(b[1]) or rate
+local at = tonumber(b[2]) or now
+if now > at then
+  tokens = math.min(rate, tokens + (now - at) * rate / 1000)
+  at = now
+end
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 't', tokens, 'at', at)
+-- An empty bucket is full again after one second (burst = rate); a missing key reads full.
+redis.call('PEXPIRE', KEYS[1], 1000)
+return allowed
+"#;

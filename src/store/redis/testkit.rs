@@ -18,6 +18,7 @@ pub struct RedisServer {
     child: Child,
     port: u16,
     dir: PathBuf,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -64,7 +65,12 @@ impl RedisServer {
                     format!("redis-server (apt install redis-server): {e}"),
                 )
             })?;
-        let server = RedisServer { child, port, dir };
+        let server = RedisServer {
+            child,
+            port,
+            dir,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+        };
         server.wait_for(|| ping(port), "PING")?;
         Ok(server)
     }
@@ -85,6 +91,18 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// Starts a killed server again on its port, directory and options, as an orchestrator
+    /// restarts a crashed pod: a Cluster node rejoins with its `nodes.conf` (a failed-over
+    /// master comes back as its successor's replica). Returns once it answers PING.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut again = RedisServer::spawn_on(self.port, &extra)?;
+        std::mem::swap(self, &mut again);
+        // `again` now holds the dead process; its directory is ours again, so keep it.
+        again.dir = PathBuf::new();
+        Ok(())
+    }
+
     fn wait_for(&self, ready: impl Fn() -> bool, what: &str) -> std::io::Result<()> {
         let until = Instant::now() + READY_WITHIN;
         while Instant::now() < until {
@@ -103,7 +121,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -146,6 +166,12 @@ impl RedisCluster {
         for node in &cluster.nodes {
             let port = node.port;
             node.wait_for(|| cluster_ok(port), "cluster_state:ok")?;
+        }
+        // `cluster_state:ok` comes before the replicas' first sync; until it ends a `WAIT`
+        // counts no replica. Masters are listed first.
+        for node in &cluster.nodes[masters..] {
+            let port = node.port;
+            node.wait_for(|| replica_synced(port), "master_link_status:up")?;
         }
         Ok(cluster)
     }
@@ -198,6 +224,14 @@ fn command(port: u16, cmd: &str) -> Option<String> {
 
 fn ping(port: u16) -> bool {
     command(port, "PING\r\n").is_some_and(|r| r.starts_with("+PONG"))
+}
+
+fn replica_synced(port: u16) -> bool {
+    command(port, "INFO replication\r\n").is_some_and(|r| {
+        r.contains("role:slave")
+            && r.contains("master_link_status:up")
+            && !r.contains("master_sync_in_progress:1")
+    })
 }
 
 fn cluster_ok(port: u16) -> bool {
