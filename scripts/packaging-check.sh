@@ -85,12 +85,26 @@ for base, _, files in os.walk(ctx):
                 assert os.path.exists(os.path.join(base, m.group(1))), f"{f} includes {m.group(1)}, outside the context"
 PY
 test -f "$ctx/docker/gateway.toml"
+# metadata resolves the lock file; a build asking for a bin that does not exist makes cargo
+# parse every manifest and find every declared target (benches included) without compiling,
+# and name the bins it has: otp-gateway must be one.
 (cd "$ctx" && cargo metadata --locked --offline --format-version 1 >/dev/null)
+probe=$(cd "$ctx" && CARGO_TARGET_DIR="$work/ctx-target" \
+  cargo build --release --locked --offline --bin otp-gateway-context-probe 2>&1 || true)
+if ! grep -q "no bin target named .otp-gateway-context-probe." <<<"$probe" \
+  || ! grep -qx "    otp-gateway" <<<"$probe"; then
+  echo "the Docker build context is not a buildable workspace:"; echo "$probe"; exit 1
+fi
 
 echo "== helm lint, template, Kubernetes schemas, chart invariants"
-# The binary of this checkout: scripts/test passes the one `cargo test` just built; alone,
-# build it (a no-op when fresh).
-if [ -n "${OTPGW_BIN:-}" ]; then bin=$OTPGW_BIN; else cargo build --bin otp-gateway; bin="$target/debug/otp-gateway"; fi
+# The binary of this checkout: scripts/test passes the one `cargo test --workspace` just built.
+# Alone, build it the same way (workspace feature set, so the test run below is no rebuild).
+if [ -n "${OTPGW_BIN:-}" ]; then
+  bin=$OTPGW_BIN
+else
+  cargo test --quiet --workspace --test packaging --no-run
+  bin="$target/debug/otp-gateway"
+fi
 # NOTES.txt is rendered only by `helm install`, which wants a cluster: a copy of the chart
 # renders it as an ordinary template so its errors fail here too.
 notes_chart="$work/notes-chart"
@@ -167,6 +181,6 @@ if ! command -v strace >/dev/null; then
     echo "strace is missing: apt install strace"; exit 1
   fi
 fi
-OTPGW_PACKAGING_TRACE=required cargo test --quiet --test packaging
+OTPGW_PACKAGING_TRACE=required cargo test --quiet --workspace --test packaging
 
 echo "packaging checks passed"
