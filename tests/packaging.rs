@@ -43,6 +43,18 @@ const IMAGE_LIBRARIES: &[&str] = &[
 // A client as the chart's Secret holds it (cheap hash: 1000 iterations of "packaging-secret-1").
 const CLIENTS: &str = r#"[{id="pack-app",secret="pbkdf2-sha256$1000$cGFja2FnaW5nLXNhbHQtMDE$RV9uEGbIkFwuAcnCgCgbO4V9mI6OJgdXI8JRbRwJnnI",scopes=["one-time-password-sms:send-validate"]}]"#;
 
+/// Kills the process when a failed assertion unwinds past it, so no gateway outlives the test.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            self.0.kill().ok();
+            self.0.wait().ok();
+        }
+    }
+}
+
 #[test]
 fn the_binary_links_only_what_the_distroless_cc_image_provides() {
     let out = Command::new("ldd")
@@ -191,6 +203,7 @@ fn serves_with_only_its_config_an_empty_home_and_no_writes() {
         .spawn()
         .unwrap();
     let smsc_rx = lines_of(&mut smsc);
+    let _smsc = KillOnDrop(smsc);
     let mut smsc_lines = Vec::new();
     wait_for(&smsc_rx, &mut smsc_lines, "listening on smpp://");
     let smsc_addr = addr_after(&smsc_lines, "listening on smpp://");
@@ -232,6 +245,7 @@ fn serves_with_only_its_config_an_empty_home_and_no_writes() {
         .spawn()
         .unwrap();
     let rx = lines_of(&mut gw);
+    let mut gw = KillOnDrop(gw);
     let mut lines = Vec::new();
     // The banner: "is up", then "  API      http://…", …, "  admin    http://…/health/ready".
     wait_for(&rx, &mut lines, "/health/ready");
@@ -271,23 +285,21 @@ fn serves_with_only_its_config_an_empty_home_and_no_writes() {
     let pid = match trace {
         Some(_) => {
             let children =
-                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", gw.id())).unwrap();
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", gw.0.id())).unwrap();
             children.split_whitespace().next().unwrap().to_owned()
         }
-        None => gw.id().to_string(),
+        None => gw.0.id().to_string(),
     };
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
-    let status = gw.wait().unwrap();
+    let status = gw.0.wait().unwrap();
     while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
         lines.push(l);
     }
     assert!(status.success(), "exit {status:?}: {lines:#?}");
-    smsc.kill().ok();
-    smsc.wait().ok();
 
     if trace.is_some() {
         check_trace(&std::fs::read_to_string(&trace_file).unwrap(), &root);
