@@ -28,7 +28,7 @@ pub struct StoreSettings {
     /// Upper bound of live challenges held in memory (at least 100). At the bound send-code
     /// answers 503 before sending anything, so every acknowledged code stays validatable.
     pub max_challenges: u64,
-    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` (or `rediss://`) of a single Redis server.
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` of a single Redis server (no TLS yet).
     pub redis_url: Option<Secret>,
     /// `redis://` URLs of Redis Cluster nodes (any subset; the rest is discovered).
     pub redis_cluster_urls: Vec<Secret>,

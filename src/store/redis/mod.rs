@@ -96,7 +96,7 @@ impl Call {
 /// Where the Redis backend connects. URLs may hold a password, so they are [`Secret`]s.
 #[derive(Clone, Debug)]
 pub enum RedisTarget {
-    /// One server (`redis://` or `rediss://` URL).
+    /// One server (`redis://` URL).
     Single(Secret),
     /// A Cluster, by any of its nodes' URLs.
     Cluster(Vec<Secret>),
