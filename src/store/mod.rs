@@ -1,13 +1,12 @@
 //! Where live challenges and per-number send history live, behind a narrow trait of atomic
 //! domain operations (no generic get/set, so no caller can build a check-then-act race).
-//! Backends form an enum chosen at start-up; `memory` (moka) is the default.
+//! Backends form an enum chosen at start-up: `memory` (moka, the default) and `redis` (one
+//! server or a Cluster, shared by replicas).
 //!
 //! Superseding and the CAMARA max-codes rule are scoped to one (client, number); an operator
 //! cap counts every client's sends to the number. Each operation below is one atomic step over
-//! that state, so a Redis backend mirrors it with one Lua script: the (client, number) state
-//! under `otp:{<number>}:c:<client tag hex>` (its live challenge id and a sorted set of its
-//! sends) and the all-clients sends under `otp:{<number>}:all`, keys sharing the number's hash
-//! tag so the script runs in one Cluster slot.
+//! that state, so the Redis backend mirrors it with one Lua script over keys that share the
+//! hash tag of the number's `domain::StoreBucket` (the key layout is in `redis`).
 
 mod memory;
 pub mod redis;
