@@ -1,16 +1,18 @@
-//! Baseline figures for docs/PERFORMANCE.md: send-code and validate-code latency over 1,000
+//! Figures for docs/PERFORMANCE.md: send-code and validate-code latency over 1,000
 //! sequential requests, send-code throughput at 64 concurrent connections, and the memory a
-//! pending code costs in the moka store. The gateway, its SMSC simulator and the load client
-//! share this machine (and its two cores), so the figures are conservative.
+//! pending code costs in the moka store; the HTTP figures once on the memory store and once on
+//! a real redis-server (started on a free loopback port). The gateway, its SMSC simulator, Redis
+//! and the load client share this machine (and its two cores), so the figures are conservative.
 //!
 //! Run: `cargo bench --bench gateway`.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
-use otp_gateway::config::Settings;
-use otp_gateway::domain::{Challenge, ChallengeId, ClientTag, PhoneNumber};
+use otp_gateway::config::{Settings, StoreBackend};
+use otp_gateway::domain::{Challenge, ChallengeId, ClientTag, PhoneNumber, Secret};
 use otp_gateway::startup::Application;
+use otp_gateway::store::redis::testkit::RedisServer;
 use otp_gateway::store::{ChallengeStore, MemoryStore, SendQuota, SendQuotas};
 use serde_json::{json, Value};
 
@@ -58,8 +60,10 @@ async fn send(client: &awc::Client, api: &str, auth: &str, phone: &str) -> (Dura
     (took, v["authenticationId"].as_str().unwrap().to_string())
 }
 
-async fn http_benchmarks() {
+/// The HTTP figures with the store `s` is configured for; `label` prefixes every line.
+async fn http_benchmarks(label: &str, store: impl FnOnce(&mut Settings)) {
     let mut s = Settings::default();
+    store(&mut s);
     s.http.listen = "127.0.0.1:0".parse().unwrap();
     s.admin.listen = "127.0.0.1:0".parse().unwrap();
     s.otp.hash_key = Some("benchmark-key-benchmark-key-benchmark-key".into());
@@ -90,7 +94,11 @@ async fn http_benchmarks() {
         samples.push(took);
         ids.push((phone, id));
     }
-    report("send-code, sequential", samples, started.elapsed());
+    report(
+        &format!("{label}send-code, sequential"),
+        samples,
+        started.elapsed(),
+    );
 
     let mut samples = Vec::with_capacity(n);
     let started = Instant::now();
@@ -107,7 +115,11 @@ async fn http_benchmarks() {
         samples.push(t.elapsed());
         assert_eq!(r.status(), 204);
     }
-    report("validate-code, sequential", samples, started.elapsed());
+    report(
+        &format!("{label}validate-code, sequential"),
+        samples,
+        started.elapsed(),
+    );
 
     let connections = 64;
     let per_connection = 100;
@@ -133,7 +145,11 @@ async fn http_benchmarks() {
         .into_iter()
         .flatten()
         .collect();
-    report("send-code, 64 connections", samples, started.elapsed());
+    report(
+        &format!("{label}send-code, 64 connections"),
+        samples,
+        started.elapsed(),
+    );
     stop.stop();
 }
 
@@ -192,6 +208,15 @@ fn main() {
     let system = actix_web::rt::System::new();
     system.block_on(async {
         memory_per_pending_code().await;
-        http_benchmarks().await;
+        http_benchmarks("", |_| {}).await;
+        // The same requests with the challenges in a real redis-server on loopback (Debian's
+        // package; the testkit starts it on a free port and stops it afterwards).
+        let redis = RedisServer::start().unwrap();
+        let url = redis.url();
+        http_benchmarks("redis: ", move |s| {
+            s.store.backend = StoreBackend::Redis;
+            s.store.redis_url = Some(Secret::new(url));
+        })
+        .await;
     });
 }
