@@ -12,6 +12,25 @@ use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_otp-gateway");
 
+/// Every line the child writes to stdout or stderr, as it comes (both are piped).
+fn output_lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel::<String>();
+    let streams: [Box<dyn std::io::Read + Send>; 2] = [
+        Box::new(child.stdout.take().unwrap()),
+        Box::new(child.stderr.take().unwrap()),
+    ];
+    for stream in streams {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+                .for_each(|l| drop(tx.send(l)))
+        });
+    }
+    rx
+}
+
 fn find(lines: &[String], prefix: &str) -> Option<String> {
     lines.iter().find_map(|l| {
         l.trim_start()
@@ -31,22 +50,7 @@ async fn serve_with_embedded_defaults_runs_the_quickstart_and_never_logs_the_cod
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let out = child.stdout.take().unwrap();
-    let err = child.stderr.take().unwrap();
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| drop(tx.send(l)))
-    });
-    std::thread::spawn(move || {
-        BufReader::new(err)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| drop(tx2.send(l)))
-    });
+    let rx = output_lines(&mut child);
 
     let mut lines: Vec<String> = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -214,22 +218,7 @@ fn sigterm_drains_for_the_grace_then_exits_0() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = child.stdout.take().unwrap();
-    let err = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| drop(tx.send(l)))
-    });
-    std::thread::spawn(move || {
-        BufReader::new(err)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| drop(tx2.send(l)))
-    });
+    let rx = output_lines(&mut child);
     let mut lines = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !lines.iter().any(|l: &String| l.contains("is up")) {
@@ -294,22 +283,7 @@ impl Gateway {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        let tx2 = tx.clone();
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            BufReader::new(out)
-                .lines()
-                .map_while(Result::ok)
-                .for_each(|l| drop(tx.send(l)))
-        });
-        std::thread::spawn(move || {
-            BufReader::new(err)
-                .lines()
-                .map_while(Result::ok)
-                .for_each(|l| drop(tx2.send(l)))
-        });
+        let rx = output_lines(&mut child);
         let mut lines: Vec<String> = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         // The banner ends with an empty line.
