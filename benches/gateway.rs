@@ -189,7 +189,7 @@ async fn memory_per_pending_code() {
             .insert_pending(challenge, client, quota, 0)
             .await
             .unwrap();
-        store.activate(id, client, &phone).await.unwrap();
+        store.activate(id, client, &phone, 0).await.unwrap();
     }
     let held = store.len();
     let after = rss_bytes();

@@ -135,6 +135,12 @@ pub(super) fn bucket_bits(bytes: &[u8; 16]) -> u16 {
     ((payload >> MAC_BITS) & ((1 << BUCKET_BITS) - 1)) as u16
 }
 
+/// The issue time (Unix seconds) that an id's 16 bytes carry.
+pub(super) fn issued_at_bits(bytes: &[u8; 16]) -> u64 {
+    let payload = gather(u128::from_be_bytes(*bytes));
+    (payload >> (RANDOM_BITS + MAC_BITS)) as u64
+}
+
 /// `bytes` with their bucket bits replaced (for tests that make ids without minting them).
 #[cfg(test)]
 pub(crate) fn with_bucket_bits(bytes: [u8; 16], bucket: u16) -> [u8; 16] {
@@ -182,6 +188,11 @@ mod tests {
         let back = AuthenticationId::verify(&key(), "app-a", &s).unwrap();
         assert_eq!(back, id);
         assert_eq!(back.issued_at(), 1_800_000_000);
+        // The store key alone still tells the issue time (the Redis store files by it).
+        assert_eq!(
+            crate::domain::ChallengeId::from(&id).issued_at_secs(),
+            1_800_000_000
+        );
         assert!(AuthenticationId::verify(&key(), "app-b", &s).is_none());
         assert!(AuthenticationId::verify(&IdKey::derive(&[8u8; 32]), "app-a", &s).is_none());
         assert!(AuthenticationId::verify(&key(), "app-a", &s.to_uppercase()).is_some());

@@ -39,6 +39,12 @@ impl ChallengeId {
     pub fn bucket(&self) -> StoreBucket {
         StoreBucket(super::authentication_id::bucket_bits(&self.0))
     }
+
+    /// Unix seconds at which its id was issued, which a store may use to place the challenge
+    /// by age (the id is all that validate-code knows).
+    pub fn issued_at_secs(&self) -> u64 {
+        super::authentication_id::issued_at_bits(&self.0)
+    }
 }
 
 /// Which of 16,384 shards a number's state lives in: a sharded store (Redis Cluster) keeps a

@@ -172,7 +172,9 @@ impl OtpService {
         let sent = self.sender.send(phone, text, self.rules.ttl, &tag).await;
         match sent {
             Ok(segments) => {
-                self.store.activate(key, client, phone).await?;
+                self.store
+                    .activate(key, client, phone, self.clock.now_ms())
+                    .await?;
                 self.metrics.codes_sent.inc();
                 self.metrics.segments_sent.inc_by(segments as u64);
                 tracing::info!(target: TARGET, %id, segments, "code sent");
@@ -188,7 +190,11 @@ impl OtpService {
                     | DeliveryError::DestinationRejected(_)
                     | DeliveryError::DestinationBlocked(_) => Discard::Refund,
                 };
-                if let Err(store) = self.store.discard(key, client, phone, how).await {
+                if let Err(store) = self
+                    .store
+                    .discard(key, client, phone, how, self.clock.now_ms())
+                    .await
+                {
                     tracing::error!(target: TARGET, %id, error = %store, "could not discard challenge");
                 }
                 let reason = match &e {

@@ -213,6 +213,7 @@ impl ChallengeStore for MemoryStore {
         id: ChallengeId,
         client: ClientTag,
         phone: &PhoneNumber,
+        _now_ms: u64,
     ) -> Result<(), StoreError> {
         let state = self.phone(phone);
         let mut p = lock(&state);
@@ -246,6 +247,7 @@ impl ChallengeStore for MemoryStore {
         client: ClientTag,
         phone: &PhoneNumber,
         how: Discard,
+        _now_ms: u64,
     ) -> Result<(), StoreError> {
         self.challenges.invalidate(&id);
         let state = self.phone(phone);

@@ -100,6 +100,7 @@ pub trait ChallengeStore: Send + Sync {
         id: ChallengeId,
         client: ClientTag,
         phone: &PhoneNumber,
+        now_ms: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Called when the SMS was not confirmed: removes the challenge (the client never got its
@@ -110,6 +111,7 @@ pub trait ChallengeStore: Send + Sync {
         client: ClientTag,
         phone: &PhoneNumber,
         how: Discard,
+        now_ms: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Applies [`Challenge::attempt`] atomically; a valid or expired challenge is removed.
@@ -203,11 +205,12 @@ impl ChallengeStore for Store {
         id: ChallengeId,
         client: ClientTag,
         phone: &PhoneNumber,
+        now_ms: u64,
     ) -> Result<(), StoreError> {
         self.metered("activate", async {
             match self {
-                Store::Memory(s) => s.activate(id, client, phone).await,
-                Store::Redis(s) => s.activate(id, client, phone).await,
+                Store::Memory(s) => s.activate(id, client, phone, now_ms).await,
+                Store::Redis(s) => s.activate(id, client, phone, now_ms).await,
             }
         })
         .await
@@ -219,11 +222,12 @@ impl ChallengeStore for Store {
         client: ClientTag,
         phone: &PhoneNumber,
         how: Discard,
+        now_ms: u64,
     ) -> Result<(), StoreError> {
         self.metered("discard", async {
             match self {
-                Store::Memory(s) => s.discard(id, client, phone, how).await,
-                Store::Redis(s) => s.discard(id, client, phone, how).await,
+                Store::Memory(s) => s.discard(id, client, phone, how, now_ms).await,
+                Store::Redis(s) => s.discard(id, client, phone, how, now_ms).await,
             }
         })
         .await
@@ -336,12 +340,12 @@ pub(crate) mod contract {
         s.insert_pending(challenge(40, phone, 5 * MIN), A, quota(5), 0)
             .await
             .unwrap();
-        s.activate(id(40), A, &n).await.unwrap();
+        s.activate(id(40), A, &n, 0).await.unwrap();
         for (i, at) in [(41u8, 1), (42, 2)] {
             s.insert_pending(challenge(i, phone, 5 * MIN), B, quota(5), at)
                 .await
                 .unwrap();
-            s.activate(id(i), B, &n).await.unwrap();
+            s.activate(id(i), B, &n, at).await.unwrap();
         }
         // B's newer code superseded B's older one, and left A's alone.
         assert_eq!(outcome(&s, 41, 3).await, AttemptOutcome::Expired);
@@ -396,10 +400,10 @@ pub(crate) mod contract {
         let insert =
             |i: u8, client, at| s.insert_pending(challenge(i, phone, 5 * MIN), client, q, at);
         insert(60, A, 0).await.unwrap();
-        s.activate(id(60), A, &n).await.unwrap();
+        s.activate(id(60), A, &n, 0).await.unwrap();
         // The SMS of 61 may have arrived: its challenge goes, its send keeps counting.
         insert(61, A, 1).await.unwrap();
-        s.discard(id(61), A, &n, Discard::KeepCounted)
+        s.discard(id(61), A, &n, Discard::KeepCounted, 1)
             .await
             .unwrap();
         assert_eq!(outcome(&s, 61, 2).await, AttemptOutcome::Expired);
@@ -415,7 +419,7 @@ pub(crate) mod contract {
             Err(InsertError::NumberCapExceeded)
         ));
         // A refund frees the send's place in both limits.
-        s.discard(id(62), A, &n, Discard::Refund).await.unwrap();
+        s.discard(id(62), A, &n, Discard::Refund, 5).await.unwrap();
         assert_eq!(outcome(&s, 62, 6).await, AttemptOutcome::Expired);
         insert(66, A, 6).await.unwrap();
         assert!(matches!(
@@ -437,7 +441,9 @@ pub(crate) mod contract {
         };
         for i in 80..83 {
             insert(i, 5, u64::from(i)).await.unwrap();
-            s.activate(id(i), A, &number(&phone(i))).await.unwrap();
+            s.activate(id(i), A, &number(&phone(i)), u64::from(i))
+                .await
+                .unwrap();
         }
         assert!(matches!(
             insert(83, 1, 90).await,
@@ -450,19 +456,23 @@ pub(crate) mod contract {
         }
         // Used challenges free their places, and the refused send counted nothing (max 1).
         insert(83, 1, 93).await.unwrap();
-        s.activate(id(83), A, &number(&phone(83))).await.unwrap();
+        s.activate(id(83), A, &number(&phone(83)), 93)
+            .await
+            .unwrap();
         // A superseded challenge frees its place, and so does a discarded one.
         s.insert_pending(challenge(84, &phone(83), 5 * MIN), A, quota(5), 94)
             .await
             .unwrap();
-        s.activate(id(84), A, &number(&phone(83))).await.unwrap();
+        s.activate(id(84), A, &number(&phone(83)), 94)
+            .await
+            .unwrap();
         insert(85, 5, 95).await.unwrap();
         insert(86, 5, 96).await.unwrap();
         assert!(matches!(
             insert(87, 5, 97).await,
             Err(InsertError::Store(StoreError::Full))
         ));
-        s.discard(id(86), A, &number(&phone(86)), Discard::KeepCounted)
+        s.discard(id(86), A, &number(&phone(86)), Discard::KeepCounted, 96)
             .await
             .unwrap();
         insert(87, 5, 98).await.unwrap();
@@ -475,7 +485,7 @@ pub(crate) mod contract {
         s.insert_pending(challenge(1, "+3460001", 5 * MIN), A, quota(5), 0)
             .await
             .unwrap();
-        s.activate(id(1), A, &number("+3460001")).await.unwrap();
+        s.activate(id(1), A, &number("+3460001"), 0).await.unwrap();
         assert_eq!(
             s.attempt(id(1), [1; 32], 1, 3).await.unwrap(),
             AttemptOutcome::Valid
@@ -526,11 +536,11 @@ pub(crate) mod contract {
         s.insert_pending(challenge(4, "+3460004", 5 * MIN), A, quota(5), 0)
             .await
             .unwrap();
-        s.activate(id(4), A, &number("+3460004")).await.unwrap();
+        s.activate(id(4), A, &number("+3460004"), 0).await.unwrap();
         s.insert_pending(challenge(5, "+3460004", 5 * MIN), A, quota(5), 1)
             .await
             .unwrap();
-        s.activate(id(5), A, &number("+3460004")).await.unwrap();
+        s.activate(id(5), A, &number("+3460004"), 1).await.unwrap();
         assert_eq!(
             s.attempt(id(4), [4; 32], 2, 3).await.unwrap(),
             AttemptOutcome::Expired
@@ -553,7 +563,7 @@ pub(crate) mod contract {
             .insert_pending(challenge(20, phone, 5 * MIN), A, quota(3), 3)
             .await;
         assert!(matches!(over, Err(InsertError::QuotaExceeded)));
-        s.discard(id(12), A, &phone_number, Discard::Refund)
+        s.discard(id(12), A, &phone_number, Discard::Refund, 3)
             .await
             .unwrap();
         assert_eq!(

@@ -1,16 +1,17 @@
 //! The Redis backend (single node or Redis Cluster), for several replicas sharing one state.
 //!
 //! Every operation is one Lua script (see `scripts`) over keys that share the hash tag of the
-//! number's bucket (`domain::StoreBucket`), so it is atomic and runs in one Cluster slot. The id
-//! carries that bucket, so validate-code, which only knows the id, reaches the same slot:
+//! number's group (the top 10 bits of its `domain::StoreBucket`), so it is atomic and runs in
+//! one Cluster slot. The id carries that bucket, so validate-code, which only knows the id,
+//! reaches the same slot. State is packed into a few hashes per group rather than keys per
+//! code, because a Redis key costs about 100 bytes before it holds anything:
 //!
-//! - `<prefix>:{<bucket>}:c:<id hex>`: the challenge (hash: code HMAC `h`, expiry `x`, wrong
-//!   attempts `f`), expiring with the code;
-//! - `<prefix>:{<bucket>}:q:<number key>:<client tag>`: that client's sends to the number
-//!   (sorted set by time), expiring with the per-client window;
-//! - `<prefix>:{<bucket>}:a:<number key>`: every client's sends to the number, expiring with
-//!   the all-clients window;
-//! - `<prefix>:{<bucket>}:p:<number key>:<client tag>`: the client's current challenge id.
+//! - `<prefix>:{<group>}c<n>`: the challenges whose ids were issued in minute `n` (hash: id →
+//!   code HMAC, wrong attempts, expiry), expiring with the last of its codes;
+//! - `<prefix>:{<group>}s<n>`: the sends made in slice `n` of the state lifetime (an eighth of
+//!   the longest send window or code lifetime), as fixed-size records per number key (hash:
+//!   number key → records of time, client tag, challenge id and stage), expiring once no
+//!   window can count them. The sliding windows read the slices they overlap.
 //!
 //! The number key is a keyed hash of the number, so Redis never holds a phone number, and no
 //! code is stored, only its HMAC. Every call has a deadline; a Redis that does not answer is a
@@ -35,25 +36,36 @@ use crate::domain::{
 };
 use crate::metrics::StoreMetrics;
 
-static INSERT: LazyLock<Lua> = LazyLock::new(|| Lua::new(scripts::INSERT));
-static ACTIVATE: LazyLock<Lua> = LazyLock::new(|| Lua::new(scripts::ACTIVATE));
-static DISCARD: LazyLock<Lua> = LazyLock::new(|| Lua::new(scripts::DISCARD));
-static ATTEMPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(scripts::ATTEMPT));
-static RATE: LazyLock<Lua> = LazyLock::new(|| Lua::new(scripts::RATE));
+static INSERT: LazyLock<Lua> = LazyLock::new(|| Lua::with_records(scripts::INSERT));
+static ACTIVATE: LazyLock<Lua> = LazyLock::new(|| Lua::with_records(scripts::ACTIVATE));
+static DISCARD: LazyLock<Lua> = LazyLock::new(|| Lua::with_records(scripts::DISCARD));
+static ATTEMPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(scripts::ATTEMPT.to_owned()));
+static RATE: LazyLock<Lua> = LazyLock::new(|| Lua::new(scripts::RATE.to_owned()));
+
+/// Challenge slices span one minute of issue times.
+const CHALLENGE_SLICE_SECS: u64 = 60;
+/// The state lifetime is cut into this many send slices (so a window reads at most one more).
+const SEND_SLICES: u64 = 8;
+/// Bucket bits dropped to form a group: 1,024 hash tags, enough to spread over any Cluster,
+/// few enough that a group's slices hold many codes each.
+const GROUP_SHIFT: u32 = 4;
 
 /// A script's source and SHA1: sent as `EVALSHA`, and as `EVAL` once per node that does not
 /// know it yet (after a restart or a fail-over to a replica that never loaded it).
 struct Lua {
-    src: &'static str,
+    src: String,
     sha: String,
 }
 
 impl Lua {
-    fn new(src: &'static str) -> Lua {
-        Lua {
-            src,
-            sha: Script::new(src).get_hash().to_owned(),
-        }
+    fn new(src: String) -> Lua {
+        let sha = Script::new(&src).get_hash().to_owned();
+        Lua { src, sha }
+    }
+
+    /// A script that reads send records: the record helpers come first.
+    fn with_records(body: &str) -> Lua {
+        Lua::new(format!("{}{body}", scripts::RECORDS))
     }
 }
 
@@ -70,8 +82,8 @@ impl Call {
     fn new(script: &'static Lua) -> Call {
         Call {
             script,
-            keys: Vec::with_capacity(3),
-            args: Vec::with_capacity(9),
+            keys: Vec::with_capacity(12),
+            args: Vec::with_capacity(12),
             durable: false,
         }
     }
@@ -319,7 +331,7 @@ impl RedisStore {
     ) -> redis::RedisResult<(Value, i64)> {
         let mut pipe = redis::pipe();
         if with_source {
-            pipe.cmd("EVAL").arg(call.script.src);
+            pipe.cmd("EVAL").arg(&call.script.src);
         } else {
             pipe.cmd("EVALSHA").arg(&call.script.sha);
         }
@@ -358,31 +370,58 @@ impl RedisStore {
         result
     }
 
+    /// The hash tag of the challenge's group, with the prefix: every key of one number.
     fn tag(&self, id: ChallengeId) -> String {
-        format!("{}:{{{:04x}}}", self.settings.prefix, id.bucket().get())
-    }
-
-    fn challenge_key(&self, id: ChallengeId) -> String {
-        format!("{}:c:{}", self.tag(id), hex(id.as_bytes()))
-    }
-
-    fn number(&self, phone: &PhoneNumber) -> String {
-        let tag = hmac::sign(&self.number_key, phone.as_e164().as_bytes());
-        hex(&tag.as_ref()[..12])
-    }
-
-    /// The keys of a send: this client's sends and every client's sends to the number.
-    fn send_keys(
-        &self,
-        id: ChallengeId,
-        client: ClientTag,
-        phone: &PhoneNumber,
-    ) -> (String, String) {
-        let (tag, number) = (self.tag(id), self.number(phone));
-        (
-            format!("{tag}:q:{number}:{}", hex(client.as_bytes())),
-            format!("{tag}:a:{number}"),
+        format!(
+            "{}:{{{:03x}}}",
+            self.settings.prefix,
+            id.bucket().get() >> GROUP_SHIFT
         )
+    }
+
+    fn challenge_slice(id: ChallengeId) -> u64 {
+        id.issued_at_secs() / CHALLENGE_SLICE_SECS
+    }
+
+    /// The challenge slice holding `id`.
+    fn challenge_key(&self, id: ChallengeId) -> String {
+        format!("{}c{}", self.tag(id), Self::challenge_slice(id))
+    }
+
+    /// The number's key within its group's slices: 12 bytes of a keyed hash.
+    fn number(&self, phone: &PhoneNumber) -> [u8; 12] {
+        let tag = hmac::sign(&self.number_key, phone.as_e164().as_bytes());
+        let mut key = [0u8; 12];
+        key.copy_from_slice(&tag.as_ref()[..12]);
+        key
+    }
+
+    /// Length of a send slice: an eighth of the state lifetime, in whole seconds, so a send's
+    /// slice follows from its time alone.
+    fn send_slice_ms(&self) -> u64 {
+        (millis(self.settings.state_ttl) / SEND_SLICES / 1000).max(1) * 1000
+    }
+
+    /// The send slices a look `span` back from `now_ms` reads, oldest first (the last one is
+    /// the current slice).
+    fn send_keys(&self, id: ChallengeId, now_ms: u64, span: u64) -> Vec<String> {
+        let slice = self.send_slice_ms();
+        let tag = self.tag(id);
+        (now_ms.saturating_sub(span) / slice..=now_ms / slice)
+            .map(|n| format!("{tag}s{n}"))
+            .collect()
+    }
+
+    /// One send record (layout in `scripts`).
+    fn record(at_ms: u64, client: ClientTag, id: ChallengeId, stage: u8) -> Vec<u8> {
+        let mut r = Vec::with_capacity(scripts::RECORD);
+        r.extend_from_slice(&at_ms.to_be_bytes()[2..]);
+        r.extend_from_slice(client.as_bytes());
+        r.extend_from_slice(id.as_bytes());
+        let slice = u32::try_from(Self::challenge_slice(id)).unwrap_or(u32::MAX);
+        r.extend_from_slice(&slice.to_be_bytes());
+        r.push(stage);
+        r
     }
 }
 
@@ -434,22 +473,34 @@ impl ChallengeStore for RedisStore {
         now_ms: u64,
     ) -> Result<(), InsertError> {
         let id = challenge.id;
-        let (mine, all) = self.send_keys(id, client, &challenge.phone);
+        let per_client_ms = millis(quotas.per_client.window);
+        let all_clients_ms = millis(quotas.all_clients.window);
         let ttl = challenge.expires_at_ms.saturating_sub(now_ms).max(1);
+        // Records stay while a window may count them or their challenge may still be live.
+        let span = per_client_ms
+            .max(all_clients_ms)
+            .max(millis(self.settings.state_ttl));
+        let mut value = Vec::with_capacity(48);
+        value.extend_from_slice(&challenge.code_hash);
+        value.push(0);
+        value.extend_from_slice(challenge.expires_at_ms.to_string().as_bytes());
         let mut inv = Call::new(&INSERT);
-        inv.durable()
-            .key(self.challenge_key(id))
-            .key(mine)
-            .key(all)
-            .arg(now_ms)
+        inv.durable().key(self.challenge_key(id));
+        for key in self.send_keys(id, now_ms, per_client_ms.max(all_clients_ms)) {
+            inv.key(key);
+        }
+        inv.arg(now_ms)
             .arg(quotas.per_client.max)
-            .arg(millis(quotas.per_client.window))
+            .arg(per_client_ms)
             .arg(quotas.all_clients.max)
-            .arg(millis(quotas.all_clients.window))
-            .arg(&challenge.code_hash[..])
-            .arg(challenge.expires_at_ms)
+            .arg(all_clients_ms)
+            .arg(&id.as_bytes()[..])
+            .arg(value)
             .arg(ttl)
-            .arg(hex(id.as_bytes()));
+            .arg(&self.number(&challenge.phone)[..])
+            .arg(Self::record(now_ms, client, id, b'p'))
+            .arg(&client.as_bytes()[..])
+            .arg(self.send_slice_ms().saturating_add(span));
         match self.run::<i64>(&inv).await? {
             0 => Ok(()),
             1 => Err(InsertError::QuotaExceeded),
@@ -464,18 +515,18 @@ impl ChallengeStore for RedisStore {
         id: ChallengeId,
         client: ClientTag,
         phone: &PhoneNumber,
+        now_ms: u64,
     ) -> Result<(), StoreError> {
-        let pointer = format!(
-            "{}:p:{}:{}",
-            self.tag(id),
-            self.number(phone),
-            hex(client.as_bytes())
-        );
         let mut inv = Call::new(&ACTIVATE);
-        inv.key(pointer)
-            .arg(hex(id.as_bytes()))
-            .arg(format!("{}:c:", self.tag(id)))
-            .arg(millis(self.settings.state_ttl));
+        for key in self.send_keys(id, now_ms, millis(self.settings.state_ttl)) {
+            inv.key(key);
+        }
+        inv.arg(&self.number(phone)[..])
+            .arg(&client.as_bytes()[..])
+            .arg(&id.as_bytes()[..])
+            .arg(format!("{}c", self.tag(id)))
+            // At time 0 no window counts it: it only keeps the challenge findable.
+            .arg(Self::record(0, client, id, b'c'));
         self.run::<i64>(&inv).await.map(|_| ())
     }
 
@@ -485,13 +536,16 @@ impl ChallengeStore for RedisStore {
         client: ClientTag,
         phone: &PhoneNumber,
         how: Discard,
+        now_ms: u64,
     ) -> Result<(), StoreError> {
-        let (mine, all) = self.send_keys(id, client, phone);
         let mut inv = Call::new(&DISCARD);
-        inv.key(self.challenge_key(id))
-            .key(mine)
-            .key(all)
-            .arg(hex(id.as_bytes()))
+        inv.key(self.challenge_key(id));
+        for key in self.send_keys(id, now_ms, millis(self.settings.state_ttl)) {
+            inv.key(key);
+        }
+        inv.arg(&id.as_bytes()[..])
+            .arg(&self.number(phone)[..])
+            .arg(&client.as_bytes()[..])
             .arg(if how == Discard::Refund { "1" } else { "0" });
         self.run::<i64>(&inv).await.map(|_| ())
     }
@@ -506,9 +560,11 @@ impl ChallengeStore for RedisStore {
         let mut inv = Call::new(&ATTEMPT);
         inv.durable()
             .key(self.challenge_key(id))
+            .arg(&id.as_bytes()[..])
             .arg(&presented[..])
             .arg(now_ms)
-            .arg(max_attempts);
+            // The count is one byte on the server.
+            .arg(max_attempts.min(255));
         let answer: String = self.run(&inv).await?;
         Ok(match answer.as_str() {
             "V" => AttemptOutcome::Valid,
@@ -590,6 +646,91 @@ mod tests {
             RedisStore::new(s, b"redis-contract-key-redis-contract-key")
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn every_key_expires_and_none_holds_a_phone_number() {
+        let server = RedisServer::start().unwrap();
+        let store = RedisStore::new(
+            settings(RedisTarget::Single(Secret::new(server.url()))),
+            b"redis-contract-key-redis-contract-key",
+        );
+        let quotas = SendQuotas {
+            per_client: super::super::SendQuota {
+                max: 5,
+                window: Duration::from_secs(3600),
+            },
+            all_clients: super::super::SendQuota {
+                max: 10,
+                window: Duration::from_secs(86_400),
+            },
+        };
+        let now = 1_800_000_000_000;
+        let client = ClientTag::of("app");
+        let key = crate::domain::IdKey::derive(b"id-key");
+        let bucket = crate::domain::StoreBucket::of(&PhoneNumber::parse("+34612340000").unwrap());
+        for i in 0..20u8 {
+            let phone = PhoneNumber::parse(&format!("+3461234{i:04}")).unwrap();
+            let minted = crate::domain::AuthenticationId::mint_in_bucket(
+                &key,
+                "app",
+                now / 1000,
+                u64::from(i) << 20,
+                bucket,
+            );
+            let id = ChallengeId::from(&minted);
+            let challenge = Challenge {
+                id,
+                phone: phone.clone(),
+                code_hash: [0xc0; 32],
+                expires_at_ms: now + 300_000,
+                failed_attempts: 0,
+            };
+            store
+                .insert_pending(challenge, client, quotas, now)
+                .await
+                .unwrap();
+            if i % 2 == 0 {
+                store.activate(id, client, &phone, now + 1).await.unwrap();
+            } else {
+                store
+                    .discard(id, client, &phone, Discard::KeepCounted, now + 1)
+                    .await
+                    .unwrap();
+            }
+        }
+        let mut conn = redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg(format!("{}*", store.settings.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        // Twenty codes in one group, issued in one minute: one challenge slice, one send slice.
+        let names: Vec<_> = keys.iter().map(|k| String::from_utf8_lossy(k)).collect();
+        assert_eq!(keys.len(), 2, "keys: {names:?}");
+        for key in &keys {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(ttl > 0, "{} has no expiry", String::from_utf8_lossy(key));
+            let fields: Vec<Vec<u8>> = redis::cmd("HGETALL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let dump: Vec<u8> = key.iter().chain(fields.iter().flatten()).copied().collect();
+            // The store is handed code HMACs only; numbers it hashes itself.
+            assert!(
+                !dump.windows(5).any(|w| w == b"61234"),
+                "a phone number in the clear"
+            );
+        }
     }
 
     #[tokio::test]
