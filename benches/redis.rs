@@ -118,6 +118,7 @@ fn redis(target: RedisTarget, prefix: &str) -> Store {
             timeout: Duration::from_secs(2),
             state_ttl: Duration::from_secs(3600),
             wait_replicas: 0,
+            tls: Default::default(),
         },
         KEY,
     ))

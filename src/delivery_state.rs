@@ -282,6 +282,7 @@ mod tests {
                 timeout: Duration::from_secs(2),
                 state_ttl: Duration::from_secs(600),
                 wait_replicas: 0,
+                tls: Default::default(),
             },
             b"delivery-state-key-delivery-state-key",
         );

@@ -93,6 +93,7 @@ impl Application {
                 prefix,
                 timeout,
                 wait_replicas,
+                tls,
             } => Store::Redis(
                 RedisStore::new(
                     RedisSettings {
@@ -101,6 +102,7 @@ impl Application {
                         timeout: *timeout,
                         state_ttl,
                         wait_replicas: *wait_replicas,
+                        tls: tls.clone(),
                     },
                     config.hash_key.key.expose_value(),
                 )

@@ -1,12 +1,13 @@
 //! `[store]`
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::{invalid, ConfigError};
 use crate::domain::Secret;
-use crate::store::RedisTarget;
+use crate::store::{RedisTarget, RedisTls};
 
 /// Where challenges live.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -28,9 +29,10 @@ pub struct StoreSettings {
     /// Upper bound of live challenges held in memory (at least 100). At the bound send-code
     /// answers 503 before sending anything, so every acknowledged code stays validatable.
     pub max_challenges: u64,
-    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` of a single Redis server (no TLS yet).
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` of a single Redis server, `rediss://…` for TLS.
     pub redis_url: Option<Secret>,
-    /// `redis://` URLs of Redis Cluster nodes (any subset; the rest is discovered).
+    /// `redis://` (or `rediss://`) URLs of Redis Cluster nodes (any subset; the rest is
+    /// discovered).
     pub redis_cluster_urls: Vec<Secret>,
     /// Deadline of every Redis call, connecting included.
     #[serde(with = "humantime_serde")]
@@ -40,6 +42,13 @@ pub struct StoreSettings {
     /// Replicas that must hold a new code or a spent attempt before the API answers (Redis
     /// `WAIT`); 0 answers once the master has it, which a master crash can then undo.
     pub redis_wait_replicas: u32,
+    /// PEM CA bundle for `rediss://` servers whose certificates a private CA signs (default:
+    /// the system's roots).
+    pub redis_ca_file: Option<PathBuf>,
+    /// PEM client certificate for `rediss://` servers that authenticate clients.
+    pub redis_client_cert_file: Option<PathBuf>,
+    /// PEM private key of `redis_client_cert_file`.
+    pub redis_client_key_file: Option<PathBuf>,
 }
 
 impl Default for StoreSettings {
@@ -52,6 +61,9 @@ impl Default for StoreSettings {
             redis_timeout: Duration::from_millis(500),
             redis_key_prefix: "otp".into(),
             redis_wait_replicas: 0,
+            redis_ca_file: None,
+            redis_client_cert_file: None,
+            redis_client_key_file: None,
         }
     }
 }
@@ -74,6 +86,8 @@ pub enum StoreConfig {
         timeout: Duration,
         /// Replicas that must acknowledge inserts and attempts.
         wait_replicas: u32,
+        /// TLS material for `rediss://`.
+        tls: RedisTls,
     },
 }
 
@@ -112,13 +126,60 @@ impl StoreSettings {
                         "must be non-empty and free of `{` and `}` (they mark hash tags)",
                     ));
                 }
+                let tls = tls_files(
+                    &target,
+                    self.redis_ca_file.as_deref(),
+                    self.redis_client_cert_file.as_deref(),
+                    self.redis_client_key_file.as_deref(),
+                )?;
                 Ok(StoreConfig::Redis {
                     target,
                     prefix: self.redis_key_prefix,
                     timeout: self.redis_timeout,
                     wait_replicas: self.redis_wait_replicas,
+                    tls,
                 })
             }
         }
     }
+}
+
+/// Reads the `rediss://` certificate files; they make sense only with `rediss://` URLs.
+fn tls_files(
+    target: &RedisTarget,
+    ca: Option<&Path>,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<RedisTls, ConfigError> {
+    if ca.is_none() && cert.is_none() && key.is_none() {
+        return Ok(RedisTls::default());
+    }
+    let urls: Vec<&Secret> = match target {
+        RedisTarget::Single(url) => vec![url],
+        RedisTarget::Cluster(urls) => urls.iter().collect(),
+    };
+    if !urls.iter().all(|u| u.expose().starts_with("rediss://")) {
+        return Err(invalid(
+            "store.redis_ca_file",
+            "certificate files are set but the Redis URLs are not all `rediss://`",
+        ));
+    }
+    let read = |key: &str, path: &Path| {
+        std::fs::read(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+    };
+    let ca = ca.map(|p| read("store.redis_ca_file", p)).transpose()?;
+    let client = match (cert, key) {
+        (Some(c), Some(k)) => Some((
+            read("store.redis_client_cert_file", c)?,
+            Secret::wrap(read("store.redis_client_key_file", k)?),
+        )),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                "store.redis_client_cert_file",
+                "store.redis_client_cert_file and store.redis_client_key_file go together",
+            ))
+        }
+    };
+    Ok(RedisTls { ca, client })
 }

@@ -332,3 +332,59 @@ fn the_redis_backend_needs_one_target_and_keeps_its_password_secret() {
         StoreConfig::Redis { target: crate::store::RedisTarget::Cluster(ref urls), .. } if urls.len() == 2
     ));
 }
+
+#[test]
+fn rediss_certificate_files_are_read_at_load_and_need_rediss_urls() {
+    let dir = std::env::temp_dir().join(format!("otpgw-cfg-{}-rediss", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("c.pem"), dir.join("k.pem"));
+    std::fs::write(&ca, "CA PEM").unwrap();
+    std::fs::write(&cert, "CERT PEM").unwrap();
+    std::fs::write(&key, "KEY PEM sekrit-key-material").unwrap();
+    let files = format!(
+        "redis_ca_file = {:?}\nredis_client_cert_file = {:?}\nredis_client_key_file = {:?}\n",
+        ca.display(),
+        cert.display(),
+        key.display()
+    );
+    let v = load_and_validate(
+        "rediss1",
+        &format!("[store]\nbackend = \"redis\"\nredis_url = \"rediss://r.example:6380\"\n{files}"),
+    )
+    .unwrap();
+    let StoreConfig::Redis { ref tls, .. } = v.store else {
+        panic!("redis expected")
+    };
+    assert_eq!(tls.ca.as_deref(), Some(&b"CA PEM"[..]));
+    assert!(tls.client.is_some());
+    assert!(
+        !format!("{v:?}").contains("sekrit"),
+        "the client key is a secret"
+    );
+
+    let plain =
+        format!("[store]\nbackend = \"redis\"\nredis_url = \"redis://r.example:6379\"\n{files}");
+    let err = load_and_validate("rediss2", &plain)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("store.redis_ca_file") && err.contains("rediss://"),
+        "{err}"
+    );
+
+    let half = format!(
+        "[store]\nbackend = \"redis\"\nredis_cluster_urls = [\"rediss://n1:7000\"]\nredis_client_cert_file = {:?}\n",
+        cert.display()
+    );
+    let err = load_and_validate("rediss3", &half).unwrap_err().to_string();
+    assert!(err.contains("store.redis_client_cert_file"), "{err}");
+
+    let missing = "[store]\nbackend = \"redis\"\nredis_url = \"rediss://r:1\"\nredis_ca_file = \"/nonexistent/ca.pem\"\n";
+    let err = load_and_validate("rediss4", missing)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("store.redis_ca_file") && err.contains("/nonexistent/ca.pem"),
+        "{err}"
+    );
+}

@@ -119,6 +119,7 @@ mod tests {
                 timeout,
                 state_ttl: Duration::from_secs(60),
                 wait_replicas: 0,
+                tls: Default::default(),
             },
             b"rate-limit-test-key-rate-limit-test-key",
         )

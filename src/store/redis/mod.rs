@@ -131,6 +131,38 @@ pub struct RedisSettings {
     /// replicates asynchronously, so with 0 a master killed right after answering may lose an
     /// acknowledged code, or forget that a code was used, once its replica takes over.
     pub wait_replicas: u32,
+    /// Certificates for `rediss://` beyond the system's roots.
+    pub tls: RedisTls,
+}
+
+/// TLS material for `rediss://` URLs (the URL scheme turns TLS on; this only says whom to
+/// trust and who we are).
+#[derive(Clone, Debug, Default)]
+pub struct RedisTls {
+    /// PEM CA bundle that signs the servers' certificates; none trusts the system's roots.
+    pub ca: Option<Vec<u8>>,
+    /// PEM client certificate and key, for servers that authenticate clients (Redis's
+    /// `tls-auth-clients yes`, its default).
+    pub client: Option<(Vec<u8>, Secret<Vec<u8>>)>,
+}
+
+impl RedisTls {
+    fn is_set(&self) -> bool {
+        self.ca.is_some() || self.client.is_some()
+    }
+
+    fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self
+                .client
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.expose_value().clone(),
+                }),
+            root_cert: self.ca.clone(),
+        }
+    }
 }
 
 /// A live connection: a reconnecting single-node manager or a Cluster connection (which
@@ -232,7 +264,13 @@ impl RedisStore {
         let t = self.settings.timeout;
         let conn = match &self.settings.target {
             RedisTarget::Single(url) => {
-                let client = redis::Client::open(url.expose()).map_err(unavailable)?;
+                let tls = &self.settings.tls;
+                let client = if tls.is_set() {
+                    redis::Client::build_with_tls(url.expose(), tls.certificates())
+                } else {
+                    redis::Client::open(url.expose())
+                }
+                .map_err(unavailable)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(t))
                     .set_response_timeout(Some(t))
@@ -244,18 +282,22 @@ impl RedisStore {
                 Conn::Single(m)
             }
             RedisTarget::Cluster(urls) => {
-                let client =
-                    redis::cluster::ClusterClientBuilder::new(urls.iter().map(Secret::expose))
-                        .connection_timeout(t)
-                        .response_timeout(t)
-                        // No retry of a request: one whose connection broke may have run, and
-                        // running a script twice would spend an attempt twice (or report a
-                        // used code as expired). A failed call is a 503 the caller may repeat;
-                        // the error still makes the connection re-read the slot map, so
-                        // requests reach a promoted replica as soon as the Cluster has one.
-                        .retries(0)
-                        .build()
-                        .map_err(unavailable)?;
+                let mut builder =
+                    redis::cluster::ClusterClientBuilder::new(urls.iter().map(Secret::expose));
+                if self.settings.tls.is_set() {
+                    builder = builder.certs(self.settings.tls.certificates());
+                }
+                let client = builder
+                    .connection_timeout(t)
+                    .response_timeout(t)
+                    // No retry of a request: one whose connection broke may have run, and
+                    // running a script twice would spend an attempt twice (or report a
+                    // used code as expired). A failed call is a 503 the caller may repeat;
+                    // the error still makes the connection re-read the slot map, so
+                    // requests reach a promoted replica as soon as the Cluster has one.
+                    .retries(0)
+                    .build()
+                    .map_err(unavailable)?;
                 let c = tokio::time::timeout(t, client.get_async_connection())
                     .await
                     .map_err(|_| unavailable("connect timed out"))?
@@ -608,6 +650,7 @@ mod tests {
             timeout: Duration::from_secs(2),
             state_ttl: Duration::from_secs(600),
             wait_replicas: 0,
+            tls: RedisTls::default(),
         }
     }
 
@@ -731,6 +774,114 @@ mod tests {
                 "a phone number in the clear"
             );
         }
+    }
+
+    /// A throw-away CA, a server certificate for 127.0.0.1 and a client certificate, as PEM
+    /// files in `dir`: (ca, server cert, server key, client cert, client key).
+    fn certificates(dir: &std::path::Path) -> [std::path::PathBuf; 5] {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        // OpenSSL (redis-server) wants a named issuer that may sign certificates.
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "otp-gateway test CA");
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+                .unwrap()
+                .signed_by(&key, &ca, &ca_key)
+                .unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf("127.0.0.1");
+        let (client_cert, client_key) = leaf("otp-gateway");
+        std::fs::create_dir_all(dir).unwrap();
+        [
+            ("ca.pem", ca.pem()),
+            ("server.pem", server_cert),
+            ("server-key.pem", server_key),
+            ("client.pem", client_cert),
+            ("client-key.pem", client_key),
+        ]
+        .map(|(name, pem)| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        })
+    }
+
+    #[tokio::test]
+    async fn rediss_connects_with_the_configured_ca_and_client_certificate_only() {
+        let dir = std::env::temp_dir().join(format!("otpgw-rediss-{}", std::process::id()));
+        let [ca, cert, key, client_cert, client_key] = certificates(&dir);
+        let (_server, tls_port) = RedisServer::start_tls(&cert, &key, &ca).unwrap();
+        let url = Secret::new(format!("rediss://127.0.0.1:{tls_port}/"));
+        let store = |tls: RedisTls| {
+            let mut s = settings(RedisTarget::Single(url.clone()));
+            s.timeout = Duration::from_millis(1500);
+            s.tls = tls;
+            RedisStore::new(s, b"redis-contract-key-redis-contract-key")
+        };
+        let ca_pem = std::fs::read(&ca).unwrap();
+        let client = (
+            std::fs::read(&client_cert).unwrap(),
+            Secret::wrap(std::fs::read(&client_key).unwrap()),
+        );
+
+        let trusted = store(RedisTls {
+            ca: Some(ca_pem.clone()),
+            client: Some(client.clone()),
+        });
+        trusted.ping().await.unwrap();
+        let id = ChallengeId::from_bytes(crate::domain::with_bucket_bits([5; 16], 9));
+        let phone = PhoneNumber::parse("+34612345678").unwrap();
+        let challenge = Challenge {
+            id,
+            phone,
+            code_hash: [5; 32],
+            expires_at_ms: 60_000,
+            failed_attempts: 0,
+        };
+        let quota = super::super::SendQuota {
+            max: 1,
+            window: Duration::from_secs(60),
+        };
+        let quotas = SendQuotas {
+            per_client: quota,
+            all_clients: quota,
+        };
+        trusted
+            .insert_pending(challenge, ClientTag::of("app"), quotas, 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            trusted.attempt(id, [5; 32], 1, 3).await.unwrap(),
+            AttemptOutcome::Valid
+        );
+
+        // The system's roots do not know the test CA; the server demands a client certificate.
+        let unknown_ca = store(RedisTls {
+            ca: None,
+            client: Some(client),
+        });
+        assert!(matches!(
+            unknown_ca.ping().await,
+            Err(StoreError::Unavailable(_))
+        ));
+        let anonymous = store(RedisTls {
+            ca: Some(ca_pem),
+            client: None,
+        });
+        assert!(matches!(
+            anonymous.ping().await,
+            Err(StoreError::Unavailable(_))
+        ));
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,31 @@ impl RedisServer {
     /// Starts a standalone server on `port` (to bring one back where a killed one was).
     pub fn start_on(port: u16) -> std::io::Result<RedisServer> {
         RedisServer::spawn_on(port, &[])
+    }
+
+    /// Starts a server that also listens with TLS (certificate, key and the CA that signs
+    /// client certificates, all PEM files) and requires client certificates; returns it and
+    /// its TLS port.
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> std::io::Result<(RedisServer, u16)> {
+        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let tls_port = probe.local_addr()?.port();
+        drop(probe);
+        let tls_port_arg = tls_port.to_string();
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let (cert, key, ca) = (path(cert), path(key), path(ca));
+        let server = RedisServer::spawn(&[
+            "--tls-port",
+            &tls_port_arg,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "yes",
+        ])?;
+        Ok((server, tls_port))
     }
 
     fn spawn(extra: &[&str]) -> std::io::Result<RedisServer> {
