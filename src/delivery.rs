@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::domain::{PhoneNumber, Secret};
-use crate::otp::{DeliveryError, SmsSender};
+use crate::otp::{DeliveryError, Sent, SmsSender};
 use crate::smpp::{OutboundSms, SmppError, SmppRouter};
 
 impl SmsSender for SmppRouter {
@@ -17,7 +17,7 @@ impl SmsSender for SmppRouter {
         text: String,
         validity: Duration,
         authentication_id: &str,
-    ) -> BoxFuture<'_, Result<usize, DeliveryError>> {
+    ) -> BoxFuture<'_, Result<Sent, DeliveryError>> {
         let sms = OutboundSms {
             destination: to.clone(),
             text: Secret::new(text),
@@ -26,7 +26,10 @@ impl SmsSender for SmppRouter {
         let tag = authentication_id.to_owned();
         Box::pin(async move {
             match self.submit_tagged(sms, Some(&tag)).await {
-                Ok(sent) => Ok(sent.receipt.segments),
+                Ok(sent) => Ok(Sent {
+                    segments: sent.receipt.segments,
+                    route: sent.route,
+                }),
                 Err(failed) => Err(match failed.error {
                     // The SMPP layer already applied `status_map` and the built-in
                     // destination statuses (ESME_RINVDSTADR, bad TON/NPI).

@@ -13,7 +13,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::{generate, CodeHasher};
-pub use port::{DeliveryError, SmsSender};
+pub use port::{DeliveryError, Sent, SmsSender};
 
 use crate::domain::{
     AttemptOutcome, AuthenticationId, Challenge, ChallengeId, ClientTag, CodeAttempt, IdKey,
@@ -171,13 +171,13 @@ impl OtpService {
         let tag = id.to_string();
         let sent = self.sender.send(phone, text, self.rules.ttl, &tag).await;
         match sent {
-            Ok(segments) => {
+            Ok(Sent { segments, route }) => {
                 self.store
                     .activate(key, client, phone, self.clock.now_ms())
                     .await?;
                 self.metrics.codes_sent.inc();
                 self.metrics.segments_sent.inc_by(segments as u64);
-                tracing::info!(target: TARGET, %id, segments, "code sent");
+                tracing::info!(target: TARGET, %id, segments, %route, "code sent");
                 Ok(id)
             }
             Err(e) => {
@@ -232,6 +232,8 @@ impl OtpService {
             Err(_) => "error",
         };
         self.metrics.validations.with_label_values(&[outcome]).inc();
+        // The audit trail of a verification (who, which id, what came of it); never the code.
+        tracing::info!(target: TARGET, authentication_id, outcome, "code checked");
         result
     }
 

@@ -31,8 +31,17 @@ pub enum DeliveryError {
 }
 
 /// The SMS channel.
+/// What the channel did with an accepted SMS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// Segments the SMSC acknowledged (all of the message's).
+    pub segments: usize,
+    /// Name of the route (SMSC) that took it, for logs.
+    pub route: String,
+}
+
 pub trait SmsSender: Send + Sync + 'static {
-    /// Resolves when the SMSC acknowledged every segment; returns the segment count.
+    /// Resolves when the SMSC acknowledged every segment; says how many and on which route.
     /// `authentication_id` tags the message so its delivery receipts can be looked up.
     fn send(
         &self,
@@ -40,5 +49,5 @@ pub trait SmsSender: Send + Sync + 'static {
         text: String,
         validity: Duration,
         authentication_id: &str,
-    ) -> BoxFuture<'_, Result<usize, DeliveryError>>;
+    ) -> BoxFuture<'_, Result<Sent, DeliveryError>>;
 }

@@ -20,13 +20,16 @@ impl SmsSender for RecordingSender {
         text: String,
         _validity: Duration,
         _authentication_id: &str,
-    ) -> BoxFuture<'_, Result<usize, DeliveryError>> {
+    ) -> BoxFuture<'_, Result<Sent, DeliveryError>> {
         Box::pin(async move {
             if let Some(f) = *self.fail.lock().unwrap() {
                 return Err(f());
             }
             self.texts.lock().unwrap().push(text);
-            Ok(1)
+            Ok(Sent {
+                segments: 1,
+                route: "test".into(),
+            })
         })
     }
 }
