@@ -5,8 +5,9 @@
 //! checked against the whole schema, so what the runner sends is what the document says.
 //!
 //! Generated strings are varied on purpose: each run picks a fresh offset, and a repetition of
-//! a character class cycles through all of the class's ranges, so a correlator built from
-//! `^[a-zA-Z0-9-_:;.\/<>{}]{0,256}$` carries the punctuation a v1.1.1 server must accept.
+//! a character class takes a character from each of the class's ranges before drawing the rest,
+//! so a correlator built from `^[a-zA-Z0-9-_:;.\/<>{}]{0,256}$` carries the punctuation a
+//! v1.1.1 server must accept.
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 use serde_json::{json, Value};
@@ -132,20 +133,15 @@ pub fn sample(hir: &Hir, choices: &mut Choices, out: &mut String) {
         HirKind::Empty | HirKind::Look(_) => {}
         HirKind::Literal(l) => out.push_str(&String::from_utf8_lossy(&l.0)),
         HirKind::Class(c) => {
-            if let Some(ch) = class_char(c, choices, 0) {
+            if let Some(ch) = class_char(c, choices) {
                 out.push(ch);
             }
         }
         HirKind::Repetition(r) => {
             let upper = r.max.unwrap_or(u32::MAX);
-            let n = PREFERRED_REPEAT.clamp(r.min, upper.max(r.min));
+            let n = PREFERRED_REPEAT.clamp(r.min, upper.max(r.min)) as usize;
             if let HirKind::Class(c) = r.sub.kind() {
-                // Walk the class's ranges in turn so every kind of character shows up.
-                for i in 0..n {
-                    if let Some(ch) = class_char(c, choices, i as usize) {
-                        out.push(ch);
-                    }
-                }
+                out.extend(class_run(c, n, choices));
             } else {
                 for _ in 0..n {
                     sample(&r.sub, choices, out);
@@ -161,9 +157,10 @@ pub fn sample(hir: &Hir, choices: &mut Choices, out: &mut String) {
     }
 }
 
-/// The `i`-th choice in a class: range `(start + i) mod ranges`, a chosen character in it.
-fn class_char(c: &Class, choices: &mut Choices, i: usize) -> Option<char> {
-    let ranges: Vec<(u32, u32)> = match c {
+/// The class's ranges, printable ASCII first: header values and JSON strings both take it as
+/// is.
+fn ranges(c: &Class) -> Vec<(u32, u32)> {
+    let all: Vec<(u32, u32)> = match c {
         Class::Unicode(u) => u
             .ranges()
             .iter()
@@ -175,26 +172,63 @@ fn class_char(c: &Class, choices: &mut Choices, i: usize) -> Option<char> {
             .map(|r| (u32::from(r.start()), u32::from(r.end())))
             .collect(),
     };
-    // Printable ASCII first: header values and JSON strings both take it as is.
-    let printable: Vec<(u32, u32)> = ranges
+    let printable: Vec<(u32, u32)> = all
         .iter()
         .filter_map(|&(a, b)| {
             let (a, b) = (a.max(0x21), b.min(0x7e));
             (a <= b).then_some((a, b))
         })
         .collect();
-    let pool = if printable.is_empty() {
-        &ranges
+    if printable.is_empty() {
+        all
     } else {
-        &printable
-    };
-    if pool.is_empty() {
-        return None;
+        printable
     }
-    let start = choices.pick(pool.len());
-    let (a, b) = pool[(start + i) % pool.len()];
-    let k = choices.pick((b - a + 1) as usize) as u32;
-    char::from_u32(a + k)
+}
+
+fn in_range((a, b): (u32, u32), choices: &mut Choices) -> Option<char> {
+    char::from_u32(a + choices.pick((b - a + 1) as usize) as u32)
+}
+
+fn class_char(c: &Class, choices: &mut Choices) -> Option<char> {
+    let pool = ranges(c);
+    let i = choices.pick(pool.len());
+    pool.get(i).and_then(|&r| in_range(r, choices))
+}
+
+/// `n` characters of a class: one from each range first (so every kind of character the class
+/// allows shows up when `n` leaves room), the rest drawn evenly over all its characters, then
+/// shuffled.
+fn class_run(c: &Class, n: usize, choices: &mut Choices) -> Vec<char> {
+    let pool = ranges(c);
+    let total: usize = pool.iter().map(|(a, b)| (b - a + 1) as usize).sum();
+    let rotation = choices.pick(pool.len());
+    let mut run: Vec<char> = Vec::with_capacity(n);
+    for i in 0..n {
+        let range = if i < pool.len() {
+            pool[(rotation + i) % pool.len()]
+        } else {
+            // The k-th character over all ranges.
+            let mut k = choices.pick(total) as u32;
+            let mut found = pool[0];
+            for &(a, b) in &pool {
+                if k <= b - a {
+                    found = (a + k, a + k);
+                    break;
+                }
+                k -= b - a + 1;
+            }
+            found
+        };
+        if let Some(ch) = in_range(range, choices) {
+            run.push(ch);
+        }
+    }
+    for i in (1..run.len()).rev() {
+        let j = choices.pick(i + 1);
+        run.swap(i, j);
+    }
+    run
 }
 
 /// A value of the schema's type that does not comply with it (the pattern or a length
@@ -268,7 +302,10 @@ mod tests {
         // The v1.1.1 pattern grew beyond the v1.1.0 one: generated values must show it.
         let old = regex::Regex::new("^[a-zA-Z0-9-]{0,55}$").unwrap();
         assert!(all.iter().all(|v| !old.is_match(v)), "{all:?}");
-        assert!(all.iter().any(|v| v.contains('/')) && all.iter().any(|v| v.contains('{')));
+        // Each character v1.1.1 added shows up.
+        for c in "_:;./<>{}".chars() {
+            assert!(all.iter().any(|v| v.contains(c)), "no value has {c}");
+        }
         assert!(all.windows(2).any(|w| w[0] != w[1]));
     }
 
