@@ -284,9 +284,15 @@ fn expand(
             let name = params.iter().fold(s.name.clone(), |acc, (k, v)| {
                 acc.replace(&format!("<{k}>"), v)
             });
+            // Rows the name does not tell apart are numbered.
+            let name = if name == s.name {
+                format!("{name} (example {n})")
+            } else {
+                name
+            };
             out.push(Scenario {
                 tags: tags.iter().chain(&ex.tags).cloned().collect(),
-                name: format!("{name} (example {n})"),
+                name,
                 line: table.position.line + 1 + i,
                 rule: rule.map(str::to_string),
                 background: background.to_vec(),
@@ -350,11 +356,15 @@ mod tests {
     #[test]
     fn a_scenario_outline_gives_one_scenario_per_examples_row() {
         let f = parse(
-            "Feature: F\n\n  @outline\n  Scenario Outline: status <status>\n    Given the header \"x\" is set to \"<value>\"\n    Then the response status code is <status>\n\n    Examples:\n      | value | status |\n      | a     | 200    |\n      | b     | 400    |\n\n    @more\n    Examples: more\n      | value | status |\n      | c     | 401    |\n",
+            "Feature: F\n\n  @outline\n  Scenario Outline: status <status>\n    Given the header \"x\" is set to \"<value>\"\n    Then the response status code is <status>\n      \"\"\"\n      sent <value>\n      \"\"\"\n\n    Examples:\n      | value | status |\n      | a     | 200    |\n      | b     | 400    |\n\n    @more\n    Examples: more\n      | value | status |\n      | c     | 401    |\n",
         )
         .unwrap();
         assert_eq!(f.scenarios.len(), 3);
-        assert_eq!(f.scenarios[0].name, "status 200 (example 1)");
+        assert_eq!(f.scenarios[0].name, "status 200");
+        assert_eq!(
+            f.scenarios[0].steps[1].docstring.as_deref().map(str::trim),
+            Some("sent a")
+        );
         assert_eq!(
             texts(&f.scenarios[1].steps),
             vec![
@@ -362,10 +372,10 @@ mod tests {
                 "Then the response status code is 400"
             ]
         );
-        assert_eq!(f.scenarios[1].line, 11);
+        assert_eq!(f.scenarios[1].line, 14);
         assert_eq!(f.scenarios[2].tags, vec!["outline", "more"]);
-        assert_eq!(f.scenarios[2].name, "status 401 (example 3)");
-        assert_eq!(f.scenarios[2].line, 16);
+        assert_eq!(f.scenarios[2].name, "status 401");
+        assert_eq!(f.scenarios[2].line, 19);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The CAMARA step vocabulary: every sentence of the official One Time Password SMS v1.1.0
-//! files (typos included), the generic Commonalities forms, and the few sentences our own
-//! feature files add. Each sentence is a regular expression and a function over [`World`].
+//! The CAMARA step vocabulary: every sentence of the official One Time Password SMS v1.1.0 and
+//! v1.1.1 files (typos included), of the Commonalities C02 file, the generic Commonalities
+//! forms, and the few sentences our own feature files add. Each sentence is a regular
+//! expression and a function over [`World`]; values come from the environment file or are
+//! generated from the OAS document, never written here.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -840,6 +842,12 @@ mod tests {
             "And the request body property \"$.phoneNumber\" is set to a phone number that that has an active SMS barring",
             "And the request body property \"$.code\" is set to the received in the SMS",
             "Then the response body complies with the OAS schema at \"/components/schemas/SendCodeResponse\"",
+            "And the header \"x-correlator\" complies with the schema at \"#/components/schemas/XCorrelator\"",
+            "And the request body property \"$.phoneNumber\" does not comply with the OAS schema at \"/components/schemas/PhoneNumber\"",
+            "And  the request body property \"$.phoneNumber\" is set to a valid phone number",
+            "Given the header \"Authorization\" is set to a valid access token identifying a phone number",
+            "And the request body property \"$.phoneNumber\" is not included",
+            "Given the request body is set to:",
         ] {
             assert!(is_defined(s), "{s}");
         }
