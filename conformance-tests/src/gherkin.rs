@@ -113,30 +113,58 @@ const KEYWORDS: [&str; 5] = ["Given", "When", "Then", "And", "But"];
 
 /// The upstream quirks, repaired line by line (the line count never changes):
 /// - CR line ends (all official files are CRLF);
-/// - a step keyword in lowercase (`and the resource …` in the v1.1.0 send-code file);
+/// - a step keyword in lowercase (`and the resource …` in the v1.1.0 send-code file), repaired
+///   only where a step can stand (after a scenario or Background header, a step, a table row or
+///   a doc string), so free text in a description is left alone;
 /// - a stray `|` and blanks after a step (`And the resource "/…"      |`), which would otherwise
-///   become part of the sentence. Table rows (lines starting with `|`) are left alone.
+///   become part of the sentence. Table rows and doc string contents are left alone.
 pub fn normalise_quirks(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    let mut in_docstring: Option<&str> = None;
+    let mut step_may_follow = false;
     for raw in text.split('\n') {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         let indent_len = line.len() - line.trim_start().len();
         let (indent, body) = line.split_at(indent_len);
         let mut body = body.to_string();
-        for kw in KEYWORDS {
-            let lower = format!("{} ", kw.to_lowercase());
-            if body.starts_with(&lower) {
-                body.replace_range(..kw.len(), kw);
+        if let Some(fence) = in_docstring {
+            if body.starts_with(fence) {
+                in_docstring = None;
             }
-        }
-        let is_step = KEYWORDS
-            .iter()
-            .any(|kw| body.starts_with(&format!("{kw} ")))
-            || body.starts_with("* ");
-        if is_step {
-            body = body
-                .trim_end_matches(|c: char| c == '|' || c.is_whitespace())
-                .to_string();
+        } else if body.starts_with("\"\"\"") || body.starts_with("```") {
+            in_docstring = Some(if body.starts_with("```") {
+                "```"
+            } else {
+                "\"\"\""
+            });
+        } else if !(body.is_empty() || body.starts_with('#') || body.starts_with('|')) {
+            if step_may_follow {
+                for kw in KEYWORDS {
+                    let lower = format!("{} ", kw.to_lowercase());
+                    if body.starts_with(&lower) {
+                        body.replace_range(..kw.len(), kw);
+                    }
+                }
+            }
+            let is_step = KEYWORDS
+                .iter()
+                .any(|kw| body.starts_with(&format!("{kw} ")))
+                || body.starts_with("* ");
+            if is_step {
+                body = body
+                    .trim_end_matches(|c: char| c == '|' || c.is_whitespace())
+                    .to_string();
+            }
+            step_may_follow = is_step
+                || [
+                    "Background:",
+                    "Scenario:",
+                    "Scenario Outline:",
+                    "Example:",
+                    "Scenario Template:",
+                ]
+                .iter()
+                .any(|h| body.starts_with(h));
         }
         out.push_str(indent);
         out.push_str(&body);
@@ -319,6 +347,12 @@ mod tests {
         assert!(fixed.contains("    And the resource \"/x\"\n"));
         assert!(fixed.contains("      | keep | this |\n"));
         assert!(!fixed.contains('\r'));
+        // Free text and doc string contents keep their words and bars.
+        let prose = "Feature: F\n  and this description starts in lowercase |\n  Scenario: S\n    Given x\n      \"\"\"\n      and a doc string line |\n      \"\"\"\n    and y |\n";
+        let fixed = normalise_quirks(prose);
+        assert!(fixed.contains("  and this description starts in lowercase |\n"));
+        assert!(fixed.contains("      and a doc string line |\n"));
+        assert!(fixed.ends_with("    And y\n"), "{fixed}");
         let f = parse(text).unwrap();
         assert_eq!(f.name, "F");
         assert_eq!(

@@ -1,5 +1,6 @@
 //! camara-conformance: executes CAMARA Gherkin test definitions (the official One Time Password
-//! SMS v1.1.0 and v1.1.1 files and the Commonalities files unmodified, or our own) against any implementation's base URL.
+//! SMS v1.1.0 and v1.1.1 files and the Commonalities files unmodified, or our own) against any
+//! implementation's base URL.
 //!
 //! # Layout
 //! - [`gherkin`]: feature files through the `gherkin` crate, after a pre-pass repairing the
