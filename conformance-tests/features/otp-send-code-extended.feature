@@ -28,7 +28,8 @@ Feature: otp-gateway extensions to the CAMARA One Time Password SMS v1.1.0 tests
 
   @otp_ext_send_code_400_invalid_x_correlator
   Scenario: An x-correlator outside the pattern is an invalid argument
-    Given the header "x-correlator" is set to "not_a_valid:correlator"
+    # Outside the pattern of v1.1.0 and of v1.1.1 (neither allows "@" or "#").
+    Given the header "x-correlator" is set to "not@a#valid-correlator"
     When the HTTP "POST" request is sent
     Then the response status code is 400
     And the response property "$.code" is "INVALID_ARGUMENT"
@@ -64,6 +65,24 @@ Feature: otp-gateway extensions to the CAMARA One Time Password SMS v1.1.0 tests
     When the HTTP "POST" request is sent
     Then the response status code is 200
     And the response body complies with the OAS schema at "/components/schemas/SendCodeResponse"
+
+  @otp_ext_send_code_phone_number_e164_outline
+  Scenario Outline: Only an E.164 phoneNumber is accepted (<case>)
+    Given the request body is set to:
+      """
+      {"phoneNumber": "<phone>", "message": "{{code}} is your verification code"}
+      """
+    When the HTTP "POST" request is sent
+    Then the response status code is <status>
+    And the response header "x-correlator" has same value as the request header "x-correlator"
+
+    Examples:
+      | case         | phone             | status |
+      | E.164        | +34600000099      | 200    |
+      | no plus      | 34600000001       | 400    |
+      | leading zero | +034600000001     | 400    |
+      | too long     | +3460000000112345 | 400    |
+      | too short    | +3460             | 400    |
 
   @otp_ext_send_code_400_malformed_json
   Scenario: A malformed JSON body is an invalid argument

@@ -28,6 +28,9 @@ pub struct Environment {
     /// Per-request timeout.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How to adapt feature files written as collections (Commonalities), by file name.
+    #[serde(default)]
+    pub features: BTreeMap<String, crate::plan::FeaturePlan>,
 }
 
 fn default_timeout() -> Duration {
@@ -122,6 +125,13 @@ pub struct Numbers {
     /// A number of another operator.
     #[serde(default)]
     pub other_operator: Option<String>,
+    /// A number that complies with the schema but identifies no subscription (Commonalities
+    /// C02.02).
+    #[serde(default)]
+    pub not_found: Option<String>,
+    /// A valid number for which the service is not applicable (Commonalities C02.05).
+    #[serde(default)]
+    pub service_not_applicable: Option<String>,
 }
 
 /// `[config_vars]`: the variables the test definitions name.

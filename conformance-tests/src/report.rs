@@ -51,6 +51,9 @@ pub fn console(results: &[ScenarioResult]) -> String {
                     Outcome::Skipped => "  -  ",
                 };
                 let _ = writeln!(out, "{m}{}", s.text);
+                if s.outcome == Outcome::Failed {
+                    let _ = writeln!(out, "       at {}", s.location);
+                }
                 if let Some(e) = &s.error {
                     let _ = writeln!(out, "       {e}");
                 }
@@ -165,6 +168,7 @@ mod tests {
             outcome: outcome.clone(),
             steps: vec![StepResult {
                 text: "Then x".into(),
+                location: "f.feature:3".into(),
                 outcome,
                 error: Some("expected \"a\"".into()),
             }],

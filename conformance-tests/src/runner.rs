@@ -7,6 +7,7 @@ use crate::env::Environment;
 use crate::gherkin::{Feature, Scenario};
 use crate::http::{Client, Request};
 use crate::inbox::Inbox;
+use crate::plan;
 use crate::schema::Oas;
 use crate::steps::{self, World};
 use crate::tokens::Tokens;
@@ -28,6 +29,8 @@ pub enum Outcome {
 pub struct StepResult {
     /// The step as written.
     pub text: String,
+    /// `file:line` where it is written.
+    pub location: String,
     /// Outcome.
     pub outcome: Outcome,
     /// Why it failed.
@@ -60,6 +63,25 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// Steps of the selected scenarios that no definition matches, as `file:line: undefined step:
+/// …`. A run with any of them is refused before it starts.
+pub fn undefined_steps(feature: &Feature, filter: &TagFilter) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in feature.scenarios.iter().filter(|s| filter.selects(s)) {
+        for step in s.all_steps() {
+            let line = format!(
+                "{}: undefined step: {}",
+                feature.location(step),
+                step.as_written()
+            );
+            if !steps::is_defined(&step.text) && !out.contains(&line) {
+                out.push(line);
+            }
+        }
+    }
+    out
+}
+
 /// Which scenarios to run: a scenario runs when it has one of `include` (or `include` is
 /// empty) and none of `exclude`. Tags are written with or without `@`.
 #[derive(Debug, Clone, Default)]
@@ -89,9 +111,16 @@ pub struct Runner {
     inbox: Inbox,
     oas: Option<Oas>,
     next_number: usize,
+    env_name: String,
 }
 
 impl Runner {
+    /// Names the environment file in locations of the steps it supplies.
+    pub fn with_env_name(mut self, name: &str) -> Runner {
+        self.env_name = name.to_string();
+        self
+    }
+
     /// Prepares a run (fetches the token that has to expire first).
     pub fn new(env: Environment) -> Result<Runner, String> {
         let client = Client::new(&env.api_root, env.request_timeout);
@@ -108,7 +137,18 @@ impl Runner {
             inbox,
             oas,
             next_number: 0,
+            env_name: "the environment file".into(),
         })
+    }
+
+    /// Adapts a feature file as the environment's `[features."NAME"]` says (Commonalities
+    /// files: their Background, tag placeholders, the scenarios that apply). Files the
+    /// environment does not name are left as they are.
+    pub fn adapt(&self, feature: &mut Feature) -> Result<(), String> {
+        match self.env.features.get(&plan::file_name(&feature.file)) {
+            Some(p) => p.apply(feature, &self.env_name),
+            None => Ok(()),
+        }
     }
 
     /// Runs the selected scenarios of a feature.
@@ -141,28 +181,43 @@ impl Runner {
             batch: Vec::new(),
             sends: Vec::new(),
             transcript: Vec::new(),
+            table: None,
+            docstring: None,
+            choices: crate::generate::Choices::random(),
         };
         let mut results = Vec::new();
         let mut failed = false;
-        for text in feature.background.iter().chain(&scenario.steps) {
+        for step in scenario.all_steps() {
+            let text = step.as_written();
+            let location = feature.location(step);
             if failed {
                 results.push(StepResult {
-                    text: text.clone(),
+                    text,
+                    location,
                     outcome: Outcome::Skipped,
                     error: None,
                 });
                 continue;
             }
-            match steps::run(&mut world, text) {
+            world.table = step.table.clone();
+            world.docstring = step.docstring.clone();
+            let outcome = if steps::is_defined(&step.text) {
+                steps::run(&mut world, &step.text)
+            } else {
+                Err(format!("{location}: undefined step: {text}"))
+            };
+            match outcome {
                 Ok(()) => results.push(StepResult {
-                    text: text.clone(),
+                    text,
+                    location,
                     outcome: Outcome::Passed,
                     error: None,
                 }),
                 Err(e) => {
                     failed = true;
                     results.push(StepResult {
-                        text: text.clone(),
+                        text,
+                        location,
                         outcome: Outcome::Failed,
                         error: Some(e),
                     });

@@ -30,12 +30,45 @@ impl Oas {
         self.0.pointer(pointer.trim_start_matches('#'))
     }
 
-    /// Path and method of an operationId.
-    pub fn operation(&self, operation_id: &str) -> Option<(String, String)> {
-        let prefix = self.0["servers"][0]["url"]
+    /// The path prefix of the first server URL (`{apiRoot}/one-time-password-sms/v1` gives
+    /// `/one-time-password-sms/v1`).
+    fn prefix(&self) -> String {
+        self.0["servers"][0]["url"]
             .as_str()
             .map(|u| u.split('}').next_back().unwrap_or(u).to_string())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// The schema of a request body property (`keys` below the body) of the operation at
+    /// `method` and `path` (the path as sent, server prefix included).
+    pub fn request_property(&self, method: &str, path: &str, keys: &[&str]) -> Option<&Value> {
+        let prefix = self.prefix();
+        let (_, item) = self.0["paths"]
+            .as_object()?
+            .iter()
+            .find(|(p, _)| format!("{prefix}{p}") == path)?;
+        let body = self.resolve(item.get(method.to_ascii_lowercase())?.get("requestBody")?);
+        let mut cur = self.resolve(body.pointer("/content/application~1json/schema")?);
+        for k in keys {
+            cur = self.property_of(cur, k)?;
+        }
+        Some(cur)
+    }
+
+    fn property_of<'a>(&'a self, schema: &'a Value, key: &str) -> Option<&'a Value> {
+        let s = self.resolve(schema);
+        if let Some(p) = s.get("properties").and_then(|p| p.get(key)) {
+            return Some(p);
+        }
+        s.get("allOf")?
+            .as_array()?
+            .iter()
+            .find_map(|part| self.property_of(part, key))
+    }
+
+    /// Path and method of an operationId.
+    pub fn operation(&self, operation_id: &str) -> Option<(String, String)> {
+        let prefix = self.prefix();
         for (path, item) in self.0["paths"].as_object()? {
             for (method, op) in item.as_object()? {
                 if op["operationId"] == operation_id {
@@ -53,7 +86,8 @@ impl Oas {
         errors
     }
 
-    fn resolve<'a>(&'a self, schema: &'a Value) -> &'a Value {
+    /// The schema itself, or the one its `$ref` points at (followed to the end).
+    pub fn resolve<'a>(&'a self, schema: &'a Value) -> &'a Value {
         match schema.get("$ref").and_then(Value::as_str) {
             Some(r) => match self.schema_at(r) {
                 Some(s) => self.resolve(s),
@@ -106,7 +140,7 @@ impl Oas {
                 }
             }
             if let Some(p) = s.get("pattern").and_then(Value::as_str) {
-                match Regex::new(p) {
+                match Regex::new(&ecma_to_rust(p)) {
                     Ok(re) if !re.is_match(text) => {
                         errors.push(format!("{at}: {text:?} does not match {p}"))
                     }
@@ -144,6 +178,43 @@ impl Oas {
     }
 }
 
+/// An OAS `pattern` (ECMA-262 syntax) in the syntax of the `regex` crate. The constructs
+/// CAMARA documents use read the same in both (classes such as `[a-zA-Z0-9-_:;.\/<>{}]`,
+/// identity escapes like `\/`, bounded repetitions), except the shorthand classes, which are
+/// ASCII in ECMA-262 and Unicode in the `regex` crate: they are spelled out.
+pub fn ecma_to_rust(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut in_class = false;
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('d') if in_class => out.push_str("0-9"),
+                Some('d') => out.push_str("[0-9]"),
+                Some('w') if in_class => out.push_str("A-Za-z0-9_"),
+                Some('w') => out.push_str("[A-Za-z0-9_]"),
+                Some('D') if !in_class => out.push_str("[^0-9]"),
+                Some('W') if !in_class => out.push_str("[^A-Za-z0-9_]"),
+                Some(n) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                None => out.push('\\'),
+            },
+            '[' => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -153,9 +224,11 @@ mod tests {
     fn oas() -> Oas {
         Oas::from_value(json!({
             "servers": [{"url": "{apiRoot}/one-time-password-sms/v1"}],
-            "paths": {"/send-code": {"post": {"operationId": "sendCode"}}},
+            "paths": {"/send-code": {"post": {"operationId": "sendCode", "requestBody": {
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Body"}}}}}}},
             "components": {"schemas": {
                 "Id": {"type": "string", "maxLength": 36},
+                "Body": {"type": "object", "properties": {"phoneNumber": {"type": "string"}}},
                 "Resp": {"type": "object", "required": ["authenticationId"],
                          "properties": {"authenticationId": {"$ref": "#/components/schemas/Id"}}},
                 "Err": {"allOf": [{"$ref": "#/components/schemas/Resp"},
@@ -163,6 +236,18 @@ mod tests {
                                    "n": {"type": "string", "pattern": "^\\+[1-9][0-9]{4,14}$"}}}]}
             }}
         }))
+    }
+
+    #[test]
+    fn ecma_patterns_keep_their_meaning() {
+        let v111 = Regex::new(&ecma_to_rust(r"^[a-zA-Z0-9-_:;.\/<>{}]{0,256}$")).unwrap();
+        assert!(v111.is_match("app:login/42;a.b<c>{d}-_Z"));
+        for bad in ["a b", "a!", "a@b", "ä", &"a".repeat(257)] {
+            assert!(!v111.is_match(bad), "{bad}");
+        }
+        assert_eq!(ecma_to_rust(r"^\d{4}[\d-]\\d$"), r"^[0-9]{4}[0-9-]\\d$");
+        let digits = Regex::new(&ecma_to_rust(r"^\d+$")).unwrap();
+        assert!(digits.is_match("0123") && !digits.is_match("٣"));
     }
 
     #[test]
@@ -193,6 +278,18 @@ mod tests {
             )
             .len(),
             2
+        );
+        assert_eq!(
+            o.request_property(
+                "POST",
+                "/one-time-password-sms/v1/send-code",
+                &["phoneNumber"]
+            ),
+            Some(&json!({"type": "string"}))
+        );
+        assert_eq!(
+            o.request_property("POST", "/one-time-password-sms/v1/other", &["phoneNumber"]),
+            None
         );
         assert_eq!(
             o.operation("sendCode"),

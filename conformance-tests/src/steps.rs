@@ -1,6 +1,8 @@
-//! The CAMARA step vocabulary: every sentence of the official One Time Password SMS v1.1.0
-//! files (typos included), the generic Commonalities forms, and the few sentences our own
-//! feature files add. Each sentence is a regular expression and a function over [`World`].
+//! The CAMARA step vocabulary: every sentence of the official One Time Password SMS v1.1.0 and
+//! v1.1.1 files (typos included), of the Commonalities C02 file, the generic Commonalities
+//! forms, and the few sentences our own feature files add. Each sentence is a regular
+//! expression and a function over [`World`]; values come from the environment file or are
+//! generated from the OAS document, never written here.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use regex::{Captures, Regex};
 use serde_json::{json, Map, Value};
 
 use crate::env::Environment;
+use crate::generate::{self, Choices};
 use crate::http::{Client, Redacted, Request, Response};
 use crate::inbox::Inbox;
 use crate::schema::Oas;
@@ -53,6 +56,12 @@ pub struct World<'a> {
     pub sends: Vec<Sent>,
     /// Every exchange, for the failure report.
     pub transcript: Vec<String>,
+    /// The data table under the current step.
+    pub table: Option<Vec<Vec<String>>>,
+    /// The doc string under the current step.
+    pub docstring: Option<String>,
+    /// Choices for generated values.
+    pub choices: Choices,
 }
 
 type Handler = fn(&mut World<'_>, &Captures<'_>) -> Result<(), String>;
@@ -67,6 +76,8 @@ fn steps() -> &'static [(Regex, Handler)] {
                 w.request.path = c[1].to_string();
                 Ok(())
             }),
+            // A three-legged token (Commonalities C02.03): the environment names its client.
+            (r#"^the header "([^"]+)" is set to a valid access token identifying a phone number$"#, |w, c| bearer(w, &c[1], Role::Named(THREE_LEGGED.into()))),
             (r#"^the header "([^"]+)" is set to a valid access token without the required scope$"#, |w, c| bearer(w, &c[1], Role::WithoutScope)),
             (r#"^the header "([^"]+)" is set to a valid access token of another client$"#, |w, c| bearer(w, &c[1], Role::OtherClient)),
             (r#"^the header "([^"]+)" is set to a valid access token of client "([^"]+)"$"#, |w, c| bearer(w, &c[1], Role::Named(c[2].to_string()))),
@@ -92,6 +103,15 @@ fn steps() -> &'static [(Regex, Handler)] {
                 } else {
                     Ok(())
                 }
+            }),
+            (r#"^the header "([^"]+)" complies with the schema at "([^"]+)"$"#, |w, c| {
+                let value = generated(w, &c[2], true)?;
+                let text = match &value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                w.request.set_header(&c[1], &text);
+                Ok(())
             }),
             (r#"^the header "([^"]+)" is removed$"#, |w, c| {
                 w.request.remove_header(&c[1]);
@@ -135,6 +155,37 @@ fn steps() -> &'static [(Regex, Handler)] {
                 set_property(w, &c[1], json!(value))
             }),
             (r#"^the request body property "([^"]+)" is not valued$"#, |w, c| remove_property(w, &c[1])),
+            (r#"^the request body property "([^"]+)" is not included$"#, |w, c| remove_property(w, &c[1])),
+            (r#"^the request body is set to:$"#, |w, _| {
+                let text = w.docstring.clone().ok_or("this step needs a doc string with the body")?;
+                match serde_json::from_str::<Value>(&text) {
+                    Ok(v) => {
+                        w.request.body = Some(v);
+                        w.request.raw_body = None;
+                    }
+                    Err(_) => w.request.raw_body = Some(text),
+                }
+                Ok(())
+            }),
+            (r#"^the request body property "([^"]+)" does not comply with the OAS schema at "([^"]+)"$"#, |w, c| {
+                let v = generated(w, &c[2], false)?;
+                set_property(w, &c[1], v)
+            }),
+            (r#"^the request body property "([^"]+)" is set to a valid phone number$"#, |w, c| {
+                let phone = w.phone.clone();
+                set_property(w, &c[1], json!(phone))
+            }),
+            (r#"^the request body property "([^"]+)" is compliant with the schema but does not identify a valid phone number$"#, |w, c| {
+                let n = w.env.numbers.not_found.clone().ok_or("the environment has no numbers.not_found")?;
+                complies_with_request_schema(w, &c[1], &json!(n))?;
+                set_property(w, &c[1], json!(n))
+            }),
+            (r#"^that the service is not available for all phone numbers commercialized by the operator$"#, |w, _| match &w.env.numbers.service_not_applicable {
+                Some(_) => Ok(()),
+                None => Err("the environment has no numbers.service_not_applicable (the service is offered to every number)".into()),
+            }),
+            (r#"^a valid phone number, identified by the token or provided in the request body, for which the service is not applicable$"#, |w, _| number(w, "$.phoneNumber", "service_not_applicable")),
+
             (r#"^the request body property "([^"]+)" is set to a phone number that cannot receive SMS$"#, |w, c| number(w, &c[1], "cannot_receive_sms")),
             (r#"^the request body property "([^"]+)" is set to a phone number that target a landline$"#, |w, c| number(w, &c[1], "landline")),
             (r#"^the request body property "([^"]+)" is set to a phone number that (that )?has an active SMS barring$"#, |w, c| number(w, &c[1], "barred")),
@@ -411,6 +462,46 @@ fn unescape(s: &str) -> String {
     s.replace("\\\"", "\"").replace("\\\\", "\\")
 }
 
+/// `[auth.named.NAME]` client whose tokens identify a phone number (three-legged).
+pub const THREE_LEGGED: &str = "three-legged";
+
+/// A value (not) complying with the schema at `pointer` of the OAS document.
+fn generated(w: &mut World<'_>, pointer: &str, complying: bool) -> Result<Value, String> {
+    let oas = w
+        .oas
+        .ok_or("no OAS document configured (set `oas` in the environment)")?;
+    let schema = oas
+        .schema_at(pointer)
+        .ok_or_else(|| format!("{pointer} not in the OAS document"))?;
+    if complying {
+        generate::compliant(oas, schema, &mut w.choices)
+    } else {
+        generate::non_compliant(oas, schema, &mut w.choices)
+    }
+}
+
+/// Checks a value against the schema the OAS document gives the request body property of the
+/// operation being built (when a document is configured).
+fn complies_with_request_schema(w: &World<'_>, path: &str, value: &Value) -> Result<(), String> {
+    let Some(oas) = w.oas else { return Ok(()) };
+    let keys = segments(path)?;
+    let Some(schema) = oas.request_property(&w.request.method, &w.request.path, &keys) else {
+        return Err(format!(
+            "{path} is not a request body property of {} {} in the OAS document",
+            w.request.method, w.request.path
+        ));
+    };
+    let errors = oas.validate(schema, value);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value} does not comply with the schema: {}",
+            errors.join("; ")
+        ))
+    }
+}
+
 fn set_header(w: &mut World<'_>, c: &Captures<'_>) -> Result<(), String> {
     w.request.set_header(&c[1], &c[2]);
     Ok(())
@@ -454,6 +545,7 @@ fn number(w: &mut World<'_>, path: &str, role: &str) -> Result<(), String> {
         "cannot_receive_sms" => n.cannot_receive_sms.clone(),
         "landline" => n.landline.clone(),
         "barred" => n.barred.clone(),
+        "service_not_applicable" => n.service_not_applicable.clone(),
         _ => n.other_operator.clone(),
     }
     .ok_or_else(|| format!("the environment has no numbers.{role}"))?;
@@ -750,6 +842,12 @@ mod tests {
             "And the request body property \"$.phoneNumber\" is set to a phone number that that has an active SMS barring",
             "And the request body property \"$.code\" is set to the received in the SMS",
             "Then the response body complies with the OAS schema at \"/components/schemas/SendCodeResponse\"",
+            "And the header \"x-correlator\" complies with the schema at \"#/components/schemas/XCorrelator\"",
+            "And the request body property \"$.phoneNumber\" does not comply with the OAS schema at \"/components/schemas/PhoneNumber\"",
+            "And  the request body property \"$.phoneNumber\" is set to a valid phone number",
+            "Given the header \"Authorization\" is set to a valid access token identifying a phone number",
+            "And the request body property \"$.phoneNumber\" is not included",
+            "Given the request body is set to:",
         ] {
             assert!(is_defined(s), "{s}");
         }

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
+use conformance_tests::env::Environment;
 use conformance_tests::load;
+use conformance_tests::runner::{undefined_steps, TagFilter};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -32,13 +34,16 @@ fn official_files_have_the_32_scenarios_we_expect() {
     assert_eq!(send.scenarios.len(), 16);
     assert_eq!(validate.scenarios.len(), 16);
     assert_eq!(send.background.len(), 6);
-    assert!(
-        send.background[1].starts_with("And the resource \"/one-time-password-sms/v1/send-code\"")
+    // The pre-pass repaired line 12 (`and the resource …   |`) without moving it.
+    assert_eq!(
+        send.background[1].as_written(),
+        "And the resource \"/one-time-password-sms/v1/send-code\""
     );
+    assert_eq!(send.background[1].line, 12);
     assert!(validate.scenarios.iter().all(|s| s
         .steps
         .iter()
-        .any(|st| st.starts_with("When the HTTP \"POST\" request is sent"))));
+        .any(|st| st.as_written() == "When the HTTP \"POST\" request is sent")));
 }
 
 #[test]
@@ -74,4 +79,89 @@ fn every_official_scenario_tag_is_named_by_an_integration_test() {
         "scenarios without a test:\n{}",
         missing.join("\n")
     );
+}
+
+#[test]
+fn every_step_of_both_official_versions_is_defined() {
+    let Some(dir) = official_dir() else { return };
+    for version in ["v1.1.0", "v1.1.1"] {
+        let mut scenarios = 0;
+        for op in ["send-code", "validate-code"] {
+            let f = load(&dir.join(format!("OTPValidation-{op}-{version}.feature"))).expect("file");
+            scenarios += f.scenarios.len();
+            assert_eq!(
+                undefined_steps(&f, &TagFilter::default()),
+                Vec::<String>::new()
+            );
+        }
+        assert_eq!(scenarios, 32, "{version}");
+    }
+    let send = load(&dir.join("OTPValidation-send-code-v1.1.1.feature")).expect("file");
+    assert_eq!(
+        send.background[4].as_written(),
+        "And the header \"x-correlator\" complies with the schema at \"#/components/schemas/XCorrelator\""
+    );
+}
+
+#[test]
+fn every_commonalities_c02_step_is_defined_and_the_ci_environment_selects_what_applies() {
+    let Some(dir) = official_dir() else { return };
+    let path = dir.join("commonalities/C02-phoneNumber-errors.feature");
+    let all = load(&path).expect("C02 file");
+    assert_eq!(all.scenarios.len(), 5);
+    assert_eq!(
+        undefined_steps(&all, &TagFilter::default()),
+        Vec::<String>::new()
+    );
+    for env_file in ["ci/env.toml", "ci/env-v1.1.1.toml"] {
+        let env = Environment::load(&repo().join("conformance-tests").join(env_file)).expect("env");
+        let mut f = all.clone();
+        env.features["C02-phoneNumber-errors.feature"]
+            .apply(&mut f, env_file)
+            .expect("plan");
+        let tags: Vec<&str> = f.scenarios.iter().map(|s| s.tags[0].as_str()).collect();
+        assert_eq!(
+            tags,
+            vec!["OTPvalidationAPI_send_code_C02.01_phone_number_not_schema_compliant"],
+            "{env_file}"
+        );
+        // The Background the file leaves to the test plan comes from the environment.
+        assert!(f.scenarios[0]
+            .background
+            .iter()
+            .any(|s| s.text == "the resource \"/one-time-password-sms/v1/send-code\""));
+        assert_eq!(
+            undefined_steps(&f, &TagFilter::default()),
+            Vec::<String>::new()
+        );
+    }
+}
+
+#[test]
+fn an_unknown_step_stops_the_run_naming_its_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("camara-unknown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("unknown.feature");
+    std::fs::write(
+        &file,
+        "Feature: F\n  Scenario: S\n    Given the resource \"/x\"\n    When something nobody defined happens\n",
+    )
+    .expect("feature file");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_camara-conformance"))
+        .arg("--env")
+        .arg(repo().join("conformance-tests/ci/env.toml"))
+        .arg(&file)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:4: undefined step: When something nobody defined happens",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was run"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

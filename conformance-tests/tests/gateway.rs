@@ -81,7 +81,8 @@ fn a_wrong_expectation_fails_the_scenario_with_the_exchange_in_the_report() {
     env.oas = None;
     let feature = conformance_tests::parse(
         "Feature: F\n  Background:\n    Given the resource \"/one-time-password-sms/v1/send-code\"\n    And the header \"Content-Type\" is set to \"application/json\"\n    And the header \"Authorization\" is set to a valid access token\n    And the request body is set by default to a request body compliant with the schema\n  @wrong\n  Scenario: expects the wrong status\n    When the HTTP \"POST\" request is sent\n    Then the response status code is 201\n    And the response property \"$.code\" is \"X\"\n",
-    );
+    )
+    .expect("feature");
     let mut runner = Runner::new(env).expect("runner");
     let results = runner.run_feature(&feature, &TagFilter::default());
     assert_eq!(results.len(), 1);
@@ -94,4 +95,30 @@ fn a_wrong_expectation_fails_the_scenario_with_the_exchange_in_the_report() {
         results[0].steps.last().map(|s| s.outcome.clone()),
         Some(Outcome::Skipped)
     );
+}
+
+#[test]
+fn the_commonalities_c02_scenarios_that_apply_pass_against_the_gateway() {
+    let path = dir().join("../../shared/camara/commonalities/C02-phoneNumber-errors.feature");
+    if !path.exists() {
+        println!(
+            "SKIPPED: {} not found (the CAMARA artefacts live in ../shared)",
+            path.display()
+        );
+        return;
+    }
+    let mut feature = load(&path).expect("C02 file");
+    let runner = Runner::new(environment()).expect("runner");
+    let mut runner = runner.with_env_name("ci/env.toml");
+    runner.adapt(&mut feature).expect("plan");
+    let results = runner.run_feature(&feature, &TagFilter::default());
+    let text = report::console(&results);
+    println!("{text}");
+    assert_eq!(results.len(), 1, "{text}");
+    assert_eq!(results[0].outcome, Outcome::Passed, "{text}");
+    // The scenario sent a phoneNumber that breaks the OAS pattern and got INVALID_ARGUMENT.
+    assert!(results[0]
+        .steps
+        .iter()
+        .any(|s| s.text.contains("does not comply")));
 }

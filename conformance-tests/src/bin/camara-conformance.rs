@@ -1,13 +1,16 @@
 //! `camara-conformance --env FILE FEATURE...`: runs CAMARA Gherkin files against the system
-//! described by FILE. Exit code 0 only when every selected scenario passed.
+//! described by FILE. Exit code 0 only when every selected scenario passed; 2 when a file or
+//! the environment cannot be used, or a selected scenario has a step no definition matches
+//! (each listed as `file:line: undefined step: …`, and nothing is run).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use conformance_tests::env::Environment;
-use conformance_tests::runner::{Runner, TagFilter};
-use conformance_tests::{load, report, steps};
+use conformance_tests::plan;
+use conformance_tests::runner::{undefined_steps, Runner, TagFilter};
+use conformance_tests::{load, report};
 
 #[derive(Parser)]
 #[command(
@@ -50,39 +53,69 @@ fn main() -> ExitCode {
         match load(path) {
             Ok(f) => features.push(f),
             Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
+                eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
         }
     }
+    let env = match &cli.env {
+        Some(path) => match Environment::load(path) {
+            Ok(e) => Some((e, path.display().to_string())),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    // Commonalities files are adapted as the environment says before anything is listed or run.
+    for f in &mut features {
+        if let Some((env, name)) = &env {
+            if let Some(plan) = env.features.get(&plan::file_name(&f.file)) {
+                if let Err(e) = plan.apply(f, name) {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
+    let undefined: Vec<String> = features
+        .iter()
+        .flat_map(|f| undefined_steps(f, &filter))
+        .collect();
     if cli.list {
         for f in &features {
             println!("{}", f.name);
             for s in f.scenarios.iter().filter(|s| filter.selects(s)) {
                 let tags: Vec<String> = s.tags.iter().map(|t| format!("@{t}")).collect();
-                println!("  {} {}", tags.join(" "), s.name);
-                for step in f.background.iter().chain(&s.steps) {
-                    if !steps::is_defined(step) {
-                        println!("    undefined step: {step}");
-                    }
-                }
+                println!("  {} {} ({}:{})", tags.join(" "), s.name, f.file, s.line);
             }
         }
-        return ExitCode::SUCCESS;
+        for u in &undefined {
+            println!("{u}");
+        }
+        return if undefined.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        };
     }
-    let Some(env_path) = cli.env else {
+    if !undefined.is_empty() {
+        for u in &undefined {
+            eprintln!("{u}");
+        }
+        eprintln!(
+            "error: {} undefined step(s); nothing was run",
+            undefined.len()
+        );
+        return ExitCode::from(2);
+    }
+    let Some((env, env_name)) = env else {
         eprintln!("error: --env FILE is required to run scenarios");
         return ExitCode::from(2);
     };
-    let env = match Environment::load(&env_path) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let mut runner = match Runner::new(env) {
-        Ok(r) => r,
+        Ok(r) => r.with_env_name(&env_name),
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
