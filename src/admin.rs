@@ -1,6 +1,7 @@
 //! The admin listener: liveness, readiness, Prometheus metrics, the delivery state of an
 //! authenticationId's SMS (masked number, never the code) and, when the embedded simulator
-//! plays the SMSC, the sandbox inbox that lets testers read the code they were sent.
+//! plays the SMSC, the sandbox inbox that lets testers read the code they were sent, and the
+//! barred numbers (`/admin/v1/blocked-numbers/{phoneNumber}`: look up, bar, lift).
 //!
 //! `/admin/*` and `/sandbox/*` sit behind [`require_credential`] whenever
 //! [`AdminSettings::credential_required`](crate::config::AdminSettings::credential_required):
@@ -23,9 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::error::ApiError;
 use crate::auth::TokenValidator;
-use crate::domain::Secret;
+use crate::domain::{PhoneNumber, Secret};
 use crate::metrics::Metrics;
 use crate::otp::OtpService;
+use crate::policy::{BarSource, Barring};
 use crate::smpp::{DeliveryReport, SmppRouter};
 use crate::smsc_sim::SmscHandle;
 
@@ -42,6 +44,8 @@ pub struct AdminState {
     /// Cancelled when shutdown begins, so load balancers stop sending traffic before we stop
     /// serving.
     pub draining: CancellationToken,
+    /// The barred numbers the number policy checks.
+    pub barring: Arc<Barring>,
 }
 
 pub use crate::auth::ADMIN_SCOPE;
@@ -136,6 +140,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/v1/authentications/{authentication_id}",
                     web::get().to(authentication),
                 )
+                .route("/v1/blocked-numbers", web::get().to(barring_counts))
+                .route(
+                    "/v1/blocked-numbers/{phone_number}",
+                    web::get().to(barring_lookup),
+                )
+                .route("/v1/blocked-numbers/{phone_number}", web::put().to(bar))
+                .route("/v1/blocked-numbers/{phone_number}", web::delete().to(lift))
                 .default_service(web::to(crate::api::not_found)),
         )
         .service(
@@ -208,6 +219,82 @@ async fn authentication(
         authentication_id,
         report,
     }))
+}
+
+/// A barred-number answer: the number the caller named, and what bars it.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BarringState {
+    phone_number: String,
+    blocked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<BarSource>,
+}
+
+fn barring_state(state: &AdminState, phone: &PhoneNumber) -> BarringState {
+    let source = state.barring.source(phone);
+    BarringState {
+        phone_number: phone.as_e164().to_owned(),
+        blocked: source.is_some(),
+        source,
+    }
+}
+
+fn path_number(path: web::Path<String>) -> Result<PhoneNumber, ApiError> {
+    PhoneNumber::parse(path.into_inner().trim()).map_err(|_| {
+        ApiError::InvalidArgument("phoneNumber must be E.164: `+` and 5 to 15 digits".into())
+    })
+}
+
+/// How many numbers each source bars.
+async fn barring_counts(state: web::Data<AdminState>) -> HttpResponse {
+    let (config, file, admin) = state.barring.counts();
+    HttpResponse::Ok().json(json!({"config": config, "file": file, "admin": admin}))
+}
+
+/// Whether a number is barred, and by what.
+async fn barring_lookup(
+    state: web::Data<AdminState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let phone = path_number(path)?;
+    Ok(HttpResponse::Ok().json(barring_state(&state, &phone)))
+}
+
+/// Bars a number: 201 when the admin list gains it, 200 when it already barred it.
+async fn bar(
+    state: web::Data<AdminState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let phone = path_number(path)?;
+    let added = state.barring.add(&phone);
+    let body = barring_state(&state, &phone);
+    Ok(if added {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    })
+}
+
+/// Lifts an admin barring: 204; 404 when nothing bars the number; 409 when the configuration
+/// or the barring file does (lift it there, or it would come back at the next reload).
+async fn lift(
+    state: web::Data<AdminState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let phone = path_number(path)?;
+    if state.barring.remove(&phone) {
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    match state.barring.source(&phone) {
+        None => Err(ApiError::NotFound),
+        Some(BarSource::Config) => Err(ApiError::Conflict(
+            "The number is barred by policy.blocked_numbers; lift it in the configuration.".into(),
+        )),
+        Some(BarSource::File | BarSource::Admin) => Err(ApiError::Conflict(
+            "The number is barred by policy.blocked_numbers_file; lift it in the file.".into(),
+        )),
+    }
 }
 
 /// The lower-case hyphenated form of a 36-character UUID, the only length

@@ -148,10 +148,17 @@ impl Application {
             id_retention: otp_settings.id_retention,
         };
         let sender: Arc<dyn SmsSender> = Arc::new(smpp.clone());
+        let policy = NumberPolicy::new(&config.policy)
+            .map_err(|e| anyhow::anyhow!("policy.blocked_numbers_file: {e}"))?;
+        tokio::spawn(Arc::clone(policy.barring()).watch(
+            config.policy.blocked_numbers_reload,
+            shutdown.root().clone(),
+        ));
+        let barring = Arc::clone(policy.barring());
         let otp = Arc::new(OtpService::new(
             store,
             sender,
-            NumberPolicy::new(&config.policy),
+            policy,
             rules,
             config.hash_key.key.expose_value(),
             opts.clock,
@@ -203,6 +210,7 @@ impl Application {
             metrics,
             simulator: simulator.clone(),
             draining: shutdown.draining(),
+            barring,
         });
         let admin_guard = web::Data::new(admin::AdminGuard::new(
             config.admin.credential_required(),

@@ -61,6 +61,8 @@ pub enum ApiError {
     Unavailable,
     /// 504: the SMSC did not answer in time.
     Timeout,
+    /// 409 (admin API only): the change conflicts with the resource's state; the text says how.
+    Conflict(String),
 }
 
 impl ApiError {
@@ -157,6 +159,11 @@ impl ApiError {
                 "TIMEOUT",
                 "Request timeout exceeded.",
             ),
+            ApiError::Conflict(_) => (
+                StatusCode::CONFLICT,
+                "CONFLICT",
+                "The request conflicts with the current state of the resource.",
+            ),
         }
     }
 
@@ -167,6 +174,7 @@ impl ApiError {
             ApiError::InvalidArgument(detail) if !detail.is_empty() => {
                 format!("Client specified an invalid argument: {detail}.")
             }
+            ApiError::Conflict(detail) if !detail.is_empty() => detail.clone(),
             _ => message.to_string(),
         };
         ErrorInfo {

@@ -175,6 +175,7 @@ impl Settings {
             ));
         }
         let auth = self.auth.validate(self.http.listen.ip().is_loopback())?;
+        self.policy.check()?;
         Ok(Config {
             http: self.http,
             admin: self.admin,

@@ -235,11 +235,15 @@ async fn failed_delivery_leaves_no_challenge_and_no_quota_behind() {
 
 #[tokio::test]
 async fn policy_rejections_send_nothing() {
-    let f = fixture(NumberPolicy::new(&crate::config::PolicySettings {
-        operator_prefixes: vec!["+34".into()],
-        not_allowed_prefixes: vec!["+349".into()],
-        blocked_numbers: vec![PhoneNumber::parse("+34611111111").unwrap()],
-    }));
+    let f = fixture(
+        NumberPolicy::new(&crate::config::PolicySettings {
+            operator_prefixes: vec!["+34".into()],
+            not_allowed_prefixes: vec!["+349".into()],
+            blocked_numbers: vec![PhoneNumber::parse("+34611111111").unwrap()],
+            ..crate::config::PolicySettings::default()
+        })
+        .unwrap(),
+    );
     let t = template();
     let r = |p: &'static str| {
         let svc = &f.svc;

@@ -12,6 +12,7 @@ mod helpers;
 mod late_acceptance;
 mod log_capture;
 mod operations;
+mod policy;
 mod receipts_across;
 mod replicas;
 mod replicas_ops;

@@ -1,0 +1,267 @@
+//! Numbers with SMS barring (403 PHONE_NUMBER_BLOCKED), from three sources: the configuration
+//! (`policy.blocked_numbers`), a file the operator's provisioning system writes
+//! (`policy.blocked_numbers_file`, reloaded when it changes) and the admin API. Numbers are
+//! kept as integers (an E.164 number is at most 15 digits), 8 bytes each in a hash set.
+//!
+//! A file that fails to parse is not applied: the previous list stays in force (a half-read
+//! list would unbar numbers), and the error names the line, not its content.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use crate::domain::PhoneNumber;
+
+const TARGET: &str = "otp_gateway::policy";
+
+/// Where a barring comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BarSource {
+    /// `policy.blocked_numbers`.
+    Config,
+    /// `policy.blocked_numbers_file`.
+    File,
+    /// Added through the admin API.
+    Admin,
+}
+
+/// What identifies a version of the file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+/// The barred numbers; shared by the number policy, the admin API and the file watcher.
+#[derive(Debug, Default)]
+pub struct Barring {
+    configured: HashSet<u64>,
+    file: RwLock<Arc<HashSet<u64>>>,
+    admin: RwLock<HashSet<u64>>,
+    path: Option<PathBuf>,
+    stamp: Mutex<Option<Stamp>>,
+}
+
+/// The number as an integer (its digits after `+`).
+fn key(phone: &PhoneNumber) -> u64 {
+    phone
+        .as_e164()
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .fold(0u64, |n, b| {
+            n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'))
+        })
+}
+
+fn stamp(path: &Path) -> std::io::Result<Stamp> {
+    let meta = std::fs::metadata(path)?;
+    Ok(Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+    })
+}
+
+/// Reads a barring file: one E.164 number a line; blank lines and `#` comments are skipped.
+pub fn read_file(path: &Path) -> Result<HashSet<u64>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut numbers = HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let phone = PhoneNumber::parse(line).map_err(|_| {
+            format!(
+                "{} line {}: not an E.164 number (`+` and 5 to 15 digits)",
+                path.display(),
+                i + 1
+            )
+        })?;
+        numbers.insert(key(&phone));
+    }
+    Ok(numbers)
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    lock.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+impl Barring {
+    /// The configured numbers and, when `path` is given, the file's (read now: a file that
+    /// cannot be read or parsed at start is a configuration error).
+    pub fn new(configured: &[PhoneNumber], path: Option<&Path>) -> Result<Barring, String> {
+        let barring = Barring {
+            configured: configured.iter().map(key).collect(),
+            path: path.map(Path::to_path_buf),
+            ..Barring::default()
+        };
+        if barring.path.is_some() {
+            barring.reload_if_changed()?;
+        }
+        Ok(barring)
+    }
+
+    /// Where the number's barring comes from, if it is barred.
+    pub fn source(&self, phone: &PhoneNumber) -> Option<BarSource> {
+        let n = key(phone);
+        if self.configured.contains(&n) {
+            Some(BarSource::Config)
+        } else if read(&self.file).contains(&n) {
+            Some(BarSource::File)
+        } else if self
+            .admin
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&n)
+        {
+            Some(BarSource::Admin)
+        } else {
+            None
+        }
+    }
+
+    /// True when the number is barred by any source.
+    pub fn is_barred(&self, phone: &PhoneNumber) -> bool {
+        self.source(phone).is_some()
+    }
+
+    /// Bars the number through the admin API; false when the admin list already had it.
+    pub fn add(&self, phone: &PhoneNumber) -> bool {
+        let inserted = self
+            .admin
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key(phone));
+        tracing::info!(target: TARGET, %phone, "number barred by the admin API");
+        inserted
+    }
+
+    /// Lifts an admin barring; false when the admin list did not have it (a barring from the
+    /// configuration or the file is lifted there).
+    pub fn remove(&self, phone: &PhoneNumber) -> bool {
+        let removed = self
+            .admin
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key(phone));
+        if removed {
+            tracing::info!(target: TARGET, %phone, "admin barring lifted");
+        }
+        removed
+    }
+
+    /// Numbers barred by each source: (config, file, admin).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.configured.len(),
+            read(&self.file).len(),
+            self.admin.read().unwrap_or_else(|p| p.into_inner()).len(),
+        )
+    }
+
+    /// Re-reads the file when its modification time or size changed: Ok(true) when a new list
+    /// is in force, Ok(false) when nothing changed (or no file is configured), Err when the
+    /// file could not be read or parsed (the previous list stays).
+    pub fn reload_if_changed(&self) -> Result<bool, String> {
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        let now = stamp(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut last = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == Some(now) {
+            return Ok(false);
+        }
+        let numbers = read_file(path)?;
+        let count = numbers.len();
+        *self.file.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(numbers);
+        *last = Some(now);
+        tracing::info!(target: TARGET, numbers = count, file = %path.display(), "barring file loaded");
+        Ok(true)
+    }
+
+    /// Checks the file every `every` until `stop`; a file that went bad is logged at each
+    /// change and the previous list stays in force.
+    pub async fn watch(
+        self: Arc<Barring>,
+        every: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        if self.path.is_none() {
+            return;
+        }
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.reload_if_changed() {
+                tracing::error!(target: TARGET, error = %e, "barring file not reloaded; the previous list stays in force");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> PhoneNumber {
+        PhoneNumber::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_file_is_reloaded_when_it_changes_and_a_bad_one_keeps_the_old_list() {
+        let dir = std::env::temp_dir().join(format!("otpgw-barring-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("barred.txt");
+        std::fs::write(
+            &file,
+            "# provisioning export\n+34611111111\n\n+34622222222  # fraud\n",
+        )
+        .unwrap();
+        let b = Barring::new(&[n("+34600000009")], Some(&file)).unwrap();
+        assert_eq!(b.source(&n("+34611111111")), Some(BarSource::File));
+        assert_eq!(b.source(&n("+34622222222")), Some(BarSource::File));
+        assert_eq!(b.source(&n("+34600000009")), Some(BarSource::Config));
+        assert_eq!(b.source(&n("+34633333333")), None);
+        assert!(!b.reload_if_changed().unwrap(), "unchanged");
+
+        // A new version (another size) replaces the list.
+        std::fs::write(&file, "+34633333333\n").unwrap();
+        assert!(b.reload_if_changed().unwrap());
+        assert!(b.is_barred(&n("+34633333333")));
+        assert!(!b.is_barred(&n("+34611111111")));
+
+        // A broken version is refused as a whole, naming the line only.
+        std::fs::write(&file, "+34644444444\n+34 655 secret\n").unwrap();
+        let err = b.reload_if_changed().unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("655"), "the line's content stays out: {err}");
+        assert!(b.is_barred(&n("+34633333333")), "the previous list stays");
+        assert!(!b.is_barred(&n("+34644444444")));
+
+        // A file that is bad at start is a configuration error.
+        assert!(Barring::new(&[], Some(&file)).is_err());
+    }
+
+    #[test]
+    fn admin_barrings_add_and_lift_without_touching_other_sources() {
+        let b = Barring::new(&[n("+34600000009")], None).unwrap();
+        assert!(b.add(&n("+34611111111")));
+        assert!(!b.add(&n("+34611111111")));
+        assert_eq!(b.source(&n("+34611111111")), Some(BarSource::Admin));
+        assert!(
+            !b.remove(&n("+34600000009")),
+            "a configured barring is lifted in the config"
+        );
+        assert!(b.is_barred(&n("+34600000009")));
+        assert!(b.remove(&n("+34611111111")));
+        assert!(!b.is_barred(&n("+34611111111")));
+        assert_eq!(b.counts(), (1, 0, 0));
+    }
+}
