@@ -88,6 +88,9 @@ test -f "$ctx/docker/gateway.toml"
 # metadata resolves the lock file; a build asking for a bin that does not exist makes cargo
 # parse every manifest and find every declared target (benches included) without compiling,
 # and name the bins it has: otp-gateway must be one.
+# The probes below run offline (the context must not need anything the lock file does not
+# pin); dependencies of other platforms (macOS, Windows) are fetched here first.
+cargo fetch --locked >/dev/null
 (cd "$ctx" && cargo metadata --locked --offline --format-version 1 >/dev/null)
 probe=$(cd "$ctx" && CARGO_TARGET_DIR="$work/ctx-target" \
   cargo build --release --locked --offline --bin otp-gateway-context-probe 2>&1 || true)
@@ -136,9 +139,25 @@ for values in "$chart"/ci/*-values.yaml; do
   grep -q OTPGW_SMPP__URL "$r" && secret_env+=("OTPGW_SMPP__URL=smpp://otpgw:secret@127.0.0.1:9")
   grep -q OTPGW_SMPP__ROUTES "$r" \
     && secret_env+=('OTPGW_SMPP__ROUTES=[{name="a",url="smpp://otpgw:pw@127.0.0.1:9",prefixes=["+3460"]},{name="b",url="smpp://otpgw:pw@127.0.0.1:9"}]')
-  grep -q OTPGW_STORE__REDIS_URL "$r" && secret_env+=("OTPGW_STORE__REDIS_URL=redis://127.0.0.1:9")
+  # With secrets.redisTls the URLs are rediss:// and the mounted files move to local copies.
+  scheme=redis
+  if grep -q '^"redis_ca_file"' "$work/$name.toml"; then
+    scheme=rediss
+    for f in ca client client-key; do echo "placeholder PEM" >"$work/redis-$f.pem"; done
+    secret_env+=("OTPGW_STORE__REDIS_CA_FILE=$work/redis-ca.pem")
+    if grep -q '^"redis_client_cert_file"' "$work/$name.toml"; then
+      secret_env+=("OTPGW_STORE__REDIS_CLIENT_CERT_FILE=$work/redis-client.pem"
+        "OTPGW_STORE__REDIS_CLIENT_KEY_FILE=$work/redis-client-key.pem")
+    fi
+  fi
+  grep -q OTPGW_STORE__REDIS_URL "$r" && secret_env+=("OTPGW_STORE__REDIS_URL=$scheme://127.0.0.1:9")
   grep -q OTPGW_STORE__REDIS_CLUSTER_URLS "$r" \
-    && secret_env+=('OTPGW_STORE__REDIS_CLUSTER_URLS=["redis://127.0.0.1:9","redis://127.0.0.2:9"]')
+    && secret_env+=("OTPGW_STORE__REDIS_CLUSTER_URLS=[\"$scheme://127.0.0.1:9\",\"$scheme://127.0.0.2:9\"]")
+  # A barring file the chart mounts from a ConfigMap: an empty local one.
+  if grep -q '^"blocked_numbers_file"' "$work/$name.toml"; then
+    : >"$work/barred.txt"
+    secret_env+=("OTPGW_POLICY__BLOCKED_NUMBERS_FILE=$work/barred.txt")
+  fi
   env -i PATH="$PATH" HOME="$work" \
     OTPGW_HTTP__LISTEN=127.0.0.1:0 OTPGW_ADMIN__LISTEN=127.0.0.1:0 \
     OTPGW_AUTH__SIGNING_KEY_FILE="$work/signing-key.pem" \

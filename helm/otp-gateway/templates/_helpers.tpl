@@ -73,6 +73,19 @@ for the SMPP unbind and the admin listener. Defaults are the gateway's own.
 {{- $_ := set $auth "signing_key_file" "/etc/otp-gateway-secrets/signing-key.pem" -}}
 {{- $_ := set $cfg "auth" $auth -}}
 {{- end -}}
+{{- with .Values.secrets.redisTls -}}
+{{- if .name -}}
+{{- $store := default (dict) $cfg.store -}}
+{{- if .caKey -}}
+{{- $_ := set $store "redis_ca_file" "/etc/otp-gateway-redis-tls/ca.pem" -}}
+{{- end -}}
+{{- if and .certKey .keyKey -}}
+{{- $_ := set $store "redis_client_cert_file" "/etc/otp-gateway-redis-tls/client.pem" -}}
+{{- $_ := set $store "redis_client_key_file" "/etc/otp-gateway-redis-tls/client-key.pem" -}}
+{{- end -}}
+{{- $_ := set $cfg "store" $store -}}
+{{- end -}}
+{{- end -}}
 # Rendered by the otp-gateway chart from .Values.config; secrets come from the environment.
 {{- range $section, $table := $cfg }}
 {{ include "otp-gateway.tomlTable" (list $section (default (dict) $table)) }}
