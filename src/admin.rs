@@ -267,7 +267,10 @@ async fn bar(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let phone = path_number(path)?;
-    let added = state.barring.add(&phone);
+    let added = state.barring.add(&phone).await.map_err(|e| {
+        tracing::warn!(target: "otp_gateway::admin", error = %e, "the shared barring list could not be written");
+        ApiError::Unavailable
+    })?;
     let body = barring_state(&state, &phone);
     Ok(if added {
         HttpResponse::Created().json(body)
@@ -283,7 +286,11 @@ async fn lift(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let phone = path_number(path)?;
-    if state.barring.remove(&phone) {
+    let removed = state.barring.remove(&phone).await.map_err(|e| {
+        tracing::warn!(target: "otp_gateway::admin", error = %e, "the shared barring list could not be written");
+        ApiError::Unavailable
+    })?;
+    if removed {
         return Ok(HttpResponse::NoContent().finish());
     }
     match state.barring.source(&phone) {

@@ -150,6 +150,9 @@ impl Application {
         let sender: Arc<dyn SmsSender> = Arc::new(smpp.clone());
         let policy = NumberPolicy::new(&config.policy)
             .map_err(|e| anyhow::anyhow!("policy.blocked_numbers_file: {e}"))?;
+        if let Store::Redis(redis) = &store {
+            policy.barring().share(redis.handle());
+        }
         tokio::spawn(Arc::clone(policy.barring()).watch(
             config.policy.blocked_numbers_reload,
             shutdown.root().clone(),

@@ -5,13 +5,26 @@
 //!
 //! A file that fails to parse is not applied: the previous list stays in force (a half-read
 //! list would unbar numbers), and the error names the line, not its content.
+//!
+//! With the Redis store the admin list lives in Redis too (one set, `<prefix>:barred`): a
+//! change answers once Redis holds it, and every replica re-reads the set at each reload tick,
+//! so a number barred through one replica is barred on all within `blocked_numbers_reload`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
 use crate::domain::PhoneNumber;
+use crate::store::redis::RedisHandle;
+use crate::store::StoreError;
+
+static ADD: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new("return redis.call('SADD', KEYS[1], ARGV[1])"));
+static REMOVE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new("return redis.call('SREM', KEYS[1], ARGV[1])"));
+static MEMBERS: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new("return redis.call('SMEMBERS', KEYS[1])"));
 
 const TARGET: &str = "otp_gateway::policy";
 
@@ -42,6 +55,8 @@ pub struct Barring {
     admin: RwLock<HashSet<u64>>,
     path: Option<PathBuf>,
     stamp: Mutex<Option<Stamp>>,
+    /// Where the admin list is shared with the other replicas (the Redis store).
+    shared: OnceLock<RedisHandle>,
 }
 
 /// The number as an integer (its digits after `+`).
@@ -127,29 +142,65 @@ impl Barring {
         self.source(phone).is_some()
     }
 
+    /// Shares the admin list through the store's Redis (before the watcher starts).
+    pub(crate) fn share(&self, redis: RedisHandle) {
+        let _ = self.shared.set(redis);
+    }
+
+    fn shared_key(redis: &RedisHandle) -> String {
+        format!("{}:barred", redis.prefix())
+    }
+
     /// Bars the number through the admin API; false when the admin list already had it.
-    pub fn add(&self, phone: &PhoneNumber) -> bool {
-        let inserted = self
+    /// With a shared list the answer waits for Redis (503 when it cannot answer).
+    pub async fn add(&self, phone: &PhoneNumber) -> Result<bool, StoreError> {
+        let n = key(phone);
+        let mut inserted = false;
+        if let Some(redis) = self.shared.get() {
+            let mut inv = ADD.prepare_invoke();
+            inv.key(Self::shared_key(redis)).arg(n);
+            inserted = redis.invoke::<i64>(inv).await? == 1;
+        }
+        let local = self
             .admin
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key(phone));
+            .insert(n);
         tracing::info!(target: TARGET, %phone, "number barred by the admin API");
-        inserted
+        Ok(inserted || local)
     }
 
     /// Lifts an admin barring; false when the admin list did not have it (a barring from the
     /// configuration or the file is lifted there).
-    pub fn remove(&self, phone: &PhoneNumber) -> bool {
-        let removed = self
+    pub async fn remove(&self, phone: &PhoneNumber) -> Result<bool, StoreError> {
+        let n = key(phone);
+        let mut removed = false;
+        if let Some(redis) = self.shared.get() {
+            let mut inv = REMOVE.prepare_invoke();
+            inv.key(Self::shared_key(redis)).arg(n);
+            removed = redis.invoke::<i64>(inv).await? == 1;
+        }
+        let local = self
             .admin
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&key(phone));
-        if removed {
+            .remove(&n);
+        if removed || local {
             tracing::info!(target: TARGET, %phone, "admin barring lifted");
         }
-        removed
+        Ok(removed || local)
+    }
+
+    /// Replaces the local admin list with the shared one (no-op without one).
+    async fn refresh_shared(&self) -> Result<(), StoreError> {
+        let Some(redis) = self.shared.get() else {
+            return Ok(());
+        };
+        let mut inv = MEMBERS.prepare_invoke();
+        inv.key(Self::shared_key(redis));
+        let members: Vec<u64> = redis.invoke(inv).await?;
+        *self.admin.write().unwrap_or_else(|p| p.into_inner()) = members.into_iter().collect();
+        Ok(())
     }
 
     /// Numbers barred by each source: (config, file, admin).
@@ -181,14 +232,15 @@ impl Barring {
         Ok(true)
     }
 
-    /// Checks the file every `every` until `stop`; a file that went bad is logged at each
-    /// change and the previous list stays in force.
+    /// Checks the file (and re-reads the shared admin list) every `every` until `stop`; a file
+    /// that went bad is logged at each change and the previous list stays in force, as does
+    /// the last admin list read when Redis cannot answer.
     pub async fn watch(
         self: Arc<Barring>,
         every: std::time::Duration,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        if self.path.is_none() {
+        if self.path.is_none() && self.shared.get().is_none() {
             return;
         }
         let mut tick = tokio::time::interval(every);
@@ -200,6 +252,9 @@ impl Barring {
             }
             if let Err(e) = self.reload_if_changed() {
                 tracing::error!(target: TARGET, error = %e, "barring file not reloaded; the previous list stays in force");
+            }
+            if let Err(e) = self.refresh_shared().await {
+                tracing::warn!(target: TARGET, error = %e, "shared admin barrings not re-read; the last list stays in force");
             }
         }
     }
@@ -249,18 +304,18 @@ mod tests {
         assert!(Barring::new(&[], Some(&file)).is_err());
     }
 
-    #[test]
-    fn admin_barrings_add_and_lift_without_touching_other_sources() {
+    #[tokio::test]
+    async fn admin_barrings_add_and_lift_without_touching_other_sources() {
         let b = Barring::new(&[n("+34600000009")], None).unwrap();
-        assert!(b.add(&n("+34611111111")));
-        assert!(!b.add(&n("+34611111111")));
+        assert!(b.add(&n("+34611111111")).await.unwrap());
+        assert!(!b.add(&n("+34611111111")).await.unwrap());
         assert_eq!(b.source(&n("+34611111111")), Some(BarSource::Admin));
         assert!(
-            !b.remove(&n("+34600000009")),
+            !b.remove(&n("+34600000009")).await.unwrap(),
             "a configured barring is lifted in the config"
         );
         assert!(b.is_barred(&n("+34600000009")));
-        assert!(b.remove(&n("+34611111111")));
+        assert!(b.remove(&n("+34611111111")).await.unwrap());
         assert!(!b.is_barred(&n("+34611111111")));
         assert_eq!(b.counts(), (1, 0, 0));
     }

@@ -114,3 +114,52 @@ async fn a_redis_that_is_down_makes_send_code_unavailable_and_the_replica_not_re
         "no SMS without a stored challenge"
     );
 }
+
+/// Whether the replica's barring lookup at `url` says `blocked` within 3 s.
+async fn barred_within_3s(app: &TestApp, url: &str, blocked: bool) -> bool {
+    for _ in 0..30 {
+        if app.request(awc::http::Method::GET, url).await.json()["blocked"] == blocked {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Issue 13 item 1: a number barred through one replica's admin API is barred on the other
+/// within `policy.blocked_numbers_reload`, and lifting it is shared the same way.
+#[actix_web::test]
+async fn an_admin_barring_made_on_one_replica_holds_on_the_other() {
+    let redis = RedisServer::start().unwrap();
+    let base = on_redis(Some(redis.url()), Vec::new());
+    let setup = move |s: &mut Settings| {
+        base(s);
+        s.policy.blocked_numbers_reload = std::time::Duration::from_secs(1);
+    };
+    let (a, b) = replicas(setup).await;
+    let phone = "+34600000951";
+    let url = format!("{}/admin/v1/blocked-numbers/{phone}", a.admin);
+    assert_eq!(a.request(awc::http::Method::PUT, &url).await.status, 201);
+    a.send_code(phone)
+        .await
+        .assert_error(403, "ONE_TIME_PASSWORD_SMS.PHONE_NUMBER_BLOCKED");
+    // Polled through B's lookup, so no send counts against the number's quota meanwhile.
+    let on_b = format!("{}/admin/v1/blocked-numbers/{phone}", b.admin);
+    assert!(
+        barred_within_3s(&b, &on_b, true).await,
+        "B applies A's barring"
+    );
+    b.send_code(phone)
+        .await
+        .assert_error(403, "ONE_TIME_PASSWORD_SMS.PHONE_NUMBER_BLOCKED");
+
+    assert_eq!(
+        b.request(awc::http::Method::DELETE, &on_b).await.status,
+        204
+    );
+    assert!(
+        barred_within_3s(&a, &url, false).await,
+        "A applies B's lifting"
+    );
+    assert_eq!(a.send_code(phone).await.status, 200);
+}
