@@ -237,8 +237,9 @@ impl PageNotes {
     fn markdown(&self) -> String {
         let mut s = String::from(
             "\n\n## Try it from this page\n\n\
-             1. **Authorize**: OAuth2 client credentials against this gateway's token endpoint \
-             (`/oauth2/token`), with the scope `one-time-password-sms:send-validate`.",
+             1. **Authorize**: OAuth2 client credentials at the token endpoint of the \
+             OpenID Connect discovery document (with the embedded issuer, this gateway's \
+             `/oauth2/token`), with the scope `one-time-password-sms:send-validate`.",
         );
         if self.demo_client {
             s.push_str(
