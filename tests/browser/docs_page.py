@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -33,6 +34,12 @@ SCREENSHOT = sys.argv[2] if len(sys.argv) > 2 else "target/docs-page.png"
 PHONE = "+34600000001"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def stop(proc):
+    proc.terminate()
+    proc.wait(timeout=10)
+    proc.stdout.close()
 
 
 def free_port():
@@ -65,6 +72,8 @@ def start_gateway(version=None):
             break
         banner.append(line)
         if "Try it:" in line:
+            # Keep reading, so the simulator's SMS lines never fill the pipe.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
             return proc, f"http://127.0.0.1:{api}", f"http://127.0.0.1:{admin}", banner
     proc.kill()
     raise RuntimeError("the gateway did not start:\n" + "".join(banner))
@@ -122,8 +131,7 @@ class DocsPage(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.driver.quit()
-        cls.gateway.terminate()
-        cls.gateway.wait(timeout=10)
+        stop(cls.gateway)
 
     def find(self, css, root=None):
         return self.wait.until(
@@ -243,6 +251,22 @@ class DocsPage(unittest.TestCase):
         severe = [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"
                   and not e["message"].startswith(f"{self.admin}/favicon.ico ")]
         self.assertEqual(severe, [], "console errors")
+
+    def test_the_page_follows_the_configured_camara_version(self):
+        gateway, api, _, _ = start_gateway("1.1.0")
+        try:
+            d = self.driver
+            d.get(f"{api}/docs")
+            self.wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) == 2)
+            self.assertIn("1.1.0", self.find(".info .title").text)
+            # v1.1.0 has no XCorrelator schema; v1.1.1 (the other test's gateway) lists it.
+            models = self.find(".models").text
+            self.assertIn("SendCodeBody", models)
+            self.assertNotIn("XCorrelator", models)
+            d.get(f"{self.api}/docs")
+            self.wait.until(lambda d: "XCorrelator" in d.find_element(By.CSS_SELECTOR, ".models").text)
+        finally:
+            stop(gateway)
 
 
 if __name__ == "__main__":
