@@ -1,5 +1,6 @@
-//! `x-correlator`: checked against the configured CAMARA release's pattern, echoed on every response (errors too),
-//! generated when absent, and attached to the request span so log lines can be joined.
+//! `x-correlator`: checked against the configured CAMARA release's pattern (see
+//! [`CamaraVersion::correlator_ok`]), echoed on every response (errors too), generated when
+//! absent, and attached to the request span so log lines can be joined.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
