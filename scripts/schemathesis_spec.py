@@ -1,10 +1,10 @@
-"""Writes the copy of the official CAMARA v1.1.0 YAML that schemathesis runs on.
+"""Writes the copy of an official CAMARA YAML (v1.1.0 or v1.1.1) that schemathesis runs on.
 
 Why a copy (the official file stays untouched in ../shared):
 - schemathesis 4.32 cannot generate strings for the `Message` pattern `.*\\{\\{code\\}\\}.*`
   combined with `maxLength: 160`, so the copy drops that `maxLength` (the gateway still
   enforces it; the integration tests cover it).
-- Commonalities 0.5 allows 405, 415, 503 and 504 without documenting them; the gateway answers
+- Commonalities 0.5 and 0.6 allow 405, 415, 503 and 504 without documenting them; the gateway answers
   them (wrong method, non-JSON body, SMSC down or silent), so the copy documents them with the
   `ErrorInfo` body instead of hiding correct answers from the status-code check.
 - `servers` points at the gateway under test.

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use otp_gateway::api::version::CamaraVersion;
 use otp_gateway::config::{Config, LogFormat, Settings, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 use otp_gateway::startup::Application;
 use otp_gateway::{admin, api, auth, smsc_sim, telemetry};
@@ -48,11 +49,15 @@ enum Command {
         #[command(flatten)]
         faults: smsc_sim::SimFaults,
     },
-    /// Print the OpenAPI document this build serves.
+    /// Print the OpenAPI document this build serves (the CAMARA contract, without the
+    /// page notes a running instance adds to `info.description`).
     Openapi {
         /// Issuer URL used in the security scheme.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         issuer: String,
+        /// CAMARA release: 1.1.1 or 1.1.0.
+        #[arg(long, default_value = "1.1.1", value_parser = parse_camara_version)]
+        camara_version: CamaraVersion,
     },
     /// Read a client secret on stdin and print its hashed form for `[[auth.clients]] secret`.
     HashSecret,
@@ -71,10 +76,13 @@ fn main() -> ExitCode {
             receipt_delay,
             faults,
         } => simulator(listen, system_id, password, receipt_delay, faults),
-        Command::Openapi { issuer } => {
+        Command::Openapi {
+            issuer,
+            camara_version,
+        } => {
             print!(
                 "{}",
-                api::openapi::document_json(issuer.trim_end_matches('/'))
+                api::openapi::document_json(issuer.trim_end_matches('/'), camara_version)
             );
             Ok(())
         }
@@ -90,6 +98,10 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn parse_camara_version(s: &str) -> Result<CamaraVersion, String> {
+    CamaraVersion::parse(s).ok_or_else(|| format!("{s:?} is not 1.1.0 or 1.1.1"))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -132,7 +144,10 @@ fn print_banner(settings: &Config, app: &Application) {
     let admin = format!("http://{}", app.admin_addr());
     println!("otp-gateway {} is up", env!("CARGO_PKG_VERSION"));
     println!("  API      {api}{}", api::BASE_PATH);
-    println!("  docs     {api}/docs  (OpenAPI: {api}/openapi.json)");
+    println!(
+        "  docs     {api}/docs/  (CAMARA {}; OpenAPI: {api}/openapi.json)",
+        settings.api.camara_version
+    );
     println!("  tokens   {api}/oauth2/token  (discovery: {api}/.well-known/openid-configuration)");
     println!("  admin    {admin}/metrics  {admin}/health/ready");
     // The inbox call as the guard wants it; the token itself is never printed.

@@ -15,7 +15,8 @@ use anyhow::Context;
 
 use crate::admin::{self, AdminState};
 use crate::api::deadline;
-use crate::api::{self, openapi::Issuer, ApiState};
+use crate::api::openapi::{docs_config, served_document_json, PageNotes, ServedDocument};
+use crate::api::{self, ApiState};
 use crate::auth::{AttemptLimits, ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer};
 use crate::config::{Config, EmbeddedSmsc, StoreConfig};
 use crate::delivery_state::RedisDeliveryState;
@@ -175,7 +176,24 @@ impl Application {
         let validator = web::Data::new(issuer.validator());
         let limiter = web::Data::new(limiter);
         let issuer_data = web::Data::from(Arc::clone(&issuer));
-        let issuer_url = web::Data::new(Issuer(config.auth.issuer.clone()));
+        // Bound before the API so the page can link to the sandbox inbox's real port.
+        let admin_listener = TcpListener::bind(config.admin.listen)
+            .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
+        let admin_addr = admin_listener.local_addr()?;
+        let notes = PageNotes {
+            demo_client: config.auth.demo_client,
+            sandbox_inbox: simulator.as_ref().map(|_| {
+                format!("http://{admin_addr}/sandbox/v1/messages?phoneNumber=%2B34600000001")
+            }),
+            inbox_needs_credential: config.admin.credential_required(),
+        };
+        let camara_version = config.api.camara_version;
+        let served_document = web::Data::new(ServedDocument(served_document_json(
+            &config.auth.issuer,
+            camara_version,
+            &notes,
+        )));
+        let docs_config = web::Data::new(docs_config(config.auth.demo_client));
         let metrics_data = web::Data::new(metrics.clone());
         let listener = TcpListener::bind(config.http.listen)
             .with_context(|| format!("binding http.listen {}", config.http.listen))?;
@@ -189,12 +207,15 @@ impl Application {
                     deadline::bound_body(request_timeout, req, next)
                 }))
                 .wrap(from_fn(api::observe))
-                .wrap(from_fn(api::correlator::correlate))
+                .wrap(from_fn(move |req, next| {
+                    api::correlator::correlate(camara_version, req, next)
+                }))
                 .app_data(api_state.clone())
                 .app_data(validator.clone())
                 .app_data(limiter.clone())
                 .app_data(issuer_data.clone())
-                .app_data(issuer_url.clone())
+                .app_data(served_document.clone())
+                .app_data(docs_config.clone())
                 .app_data(metrics_data.clone())
                 .configure(api::configure)
                 .configure(crate::auth::configure)
@@ -220,9 +241,6 @@ impl Application {
             config.admin.token.clone(),
             issuer.validator(),
         ));
-        let admin_listener = TcpListener::bind(config.admin.listen)
-            .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
-        let admin_addr = admin_listener.local_addr()?;
         let admin = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(move |req, next| {

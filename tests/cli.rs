@@ -559,4 +559,46 @@ async fn json_logs_carry_correlator_client_route_and_masked_number_and_nothing_s
         let logged = serde_json::from_str::<Value>(l).is_ok();
         assert!(!(logged && l.contains("demo-secret")), "secret logged: {l}");
     }
+#[actix_web::test]
+async fn the_camara_version_is_chosen_by_environment_and_shown_in_the_banner() {
+    let gw = Gateway::start(&[("OTPGW_API__CAMARA_VERSION", "1.1.0")]);
+    assert!(
+        gw.lines.iter().any(|l| l.contains("(CAMARA 1.1.0;")),
+        "{:?}",
+        gw.lines
+    );
+    let mut res = awc::Client::default()
+        .get(format!("{}/openapi.json", gw.api))
+        .send()
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&res.body().limit(1 << 20).await.unwrap()).unwrap();
+    assert_eq!(doc["info"]["version"], "1.1.0");
+    gw.stop();
+
+    let out = Command::new(BIN)
+        .env("OTPGW_API__CAMARA_VERSION", "2.0.0")
+        .env("OTPGW_HTTP__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api.camara_version"));
+}
+
+#[test]
+fn the_openapi_subcommand_prints_either_version() {
+    for version in ["1.1.0", "1.1.1"] {
+        let out = Command::new(BIN)
+            .args(["openapi", "--camara-version", version])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["info"]["version"], version);
+    }
+    let out = Command::new(BIN)
+        .args(["openapi", "--camara-version", "1.2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 }

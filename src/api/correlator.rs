@@ -1,5 +1,6 @@
-//! `x-correlator`: checked against the v1.1.0 pattern, echoed on every response (errors too),
-//! generated when absent, and attached to the request span so log lines can be joined.
+//! `x-correlator`: checked against the configured CAMARA release's pattern (see
+//! [`CamaraVersion::correlator_ok`]), echoed on every response (errors too), generated when
+//! absent, and attached to the request span so log lines can be joined.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -9,6 +10,7 @@ use actix_web::{web, HttpMessage, ResponseError};
 use tracing::Instrument;
 
 use super::error::ApiError;
+use super::version::CamaraVersion;
 use crate::metrics::Metrics;
 
 /// The header name (lower case: header names are case-insensitive).
@@ -18,20 +20,18 @@ pub const X_CORRELATOR: HeaderName = HeaderName::from_static("x-correlator");
 #[derive(Clone, Debug)]
 pub struct Correlator(pub String);
 
-/// `^[a-zA-Z0-9-]{0,55}$`, the v1.1.0 `x-correlator` pattern.
-pub fn is_valid(v: &str) -> bool {
-    v.len() <= 55 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// Middleware: validates, echoes or generates the correlator.
+/// Middleware: validates (by `version`'s pattern), echoes or generates the correlator.
 pub async fn correlate(
+    version: CamaraVersion,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = std::time::Instant::now();
     let presented = match req.headers().get(&X_CORRELATOR).map(|v| v.to_str()) {
         None => Ok(None),
-        Some(Ok(v)) if is_valid(v) => Ok(Some(v.to_string()).filter(|v| !v.is_empty())),
+        Some(Ok(v)) if version.correlator_ok(v) => {
+            Ok(Some(v.to_string()).filter(|v| !v.is_empty()))
+        }
         Some(_) => Err(()),
     };
     let correlator = match &presented {
@@ -41,7 +41,10 @@ pub async fn correlate(
     let value = HeaderValue::from_str(&correlator).ok();
     if presented.is_err() {
         // Not echoed: an invalid value is not ours to repeat. A fresh one is sent instead.
-        let err = ApiError::InvalidArgument("x-correlator must match ^[a-zA-Z0-9-]{0,55}$".into());
+        let err = ApiError::InvalidArgument(format!(
+            "x-correlator must match {}",
+            version.correlator_pattern()
+        ));
         let mut res = req.into_response(err.error_response());
         // This answer never reaches the metrics middleware inside us: count it here.
         if let Some(m) = res.request().app_data::<web::Data<Metrics>>() {
@@ -65,20 +68,4 @@ pub async fn correlate(
         res.headers_mut().insert(X_CORRELATOR, v);
     }
     Ok(res)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_valid;
-
-    #[test]
-    fn pattern_is_the_v1_1_0_one() {
-        assert!(is_valid(""));
-        assert!(is_valid("b4333c46-49c0-4f62-80d7-f0ef930f1c46"));
-        assert!(is_valid(&"a".repeat(55)));
-        assert!(!is_valid(&"a".repeat(56)));
-        for bad in ["a_b", "a:b", "a b", "ü", "a.b", "{x}"] {
-            assert!(!is_valid(bad), "{bad}");
-        }
-    }
 }

@@ -1,5 +1,5 @@
 //! The public HTTP surface: routes, the CAMARA error table, `x-correlator`, bearer auth,
-//! request metrics, the OpenAPI document and its browsable page.
+//! request metrics, the OpenAPI document and its Swagger UI page.
 
 pub mod auth;
 pub mod body;
@@ -8,6 +8,7 @@ pub mod deadline;
 pub mod error;
 pub mod openapi;
 pub mod otp;
+pub mod version;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,6 +55,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/docs")
+            .route(web::get().to(openapi::redirect_docs))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/docs/{file:.*}")
             .route(web::get().to(openapi::serve_docs))
             .default_service(web::to(method_not_allowed)),
     );

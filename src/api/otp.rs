@@ -11,15 +11,17 @@ use super::error::ApiError;
 use super::ApiState;
 use crate::domain::{CodeAttempt, MessageTemplate, PhoneNumber};
 
-/// Request of sendCode (documentation only: bodies are checked by [`JsonObject`]).
+// Documents the body only: `send_code` reads it with `JsonObject`, so every rejection is a
+// CAMARA error naming the field.
+/// The number to send the code to and the SMS text around it.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct SendCodeBody {
-    /// E.164 number with a leading '+'.
+    /// The number to send the SMS to, in E.164 format with a leading '+'.
     #[schema(pattern = r"^\+[1-9][0-9]{4,14}$", example = "+346661113334")]
     #[schema(rename = "phoneNumber")]
     phone_number: String,
-    /// SMS template holding the `{{code}}` label.
+    /// The SMS text; the `{{code}}` label is replaced by the code (at most 160 characters).
     #[schema(
         pattern = r".*\{\{code\}\}.*",
         max_length = 160,
@@ -28,7 +30,7 @@ pub struct SendCodeBody {
     message: String,
 }
 
-/// Response of sendCode.
+/// The id to present, with the code, to validate-code.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SendCodeResponse {
@@ -37,7 +39,8 @@ pub struct SendCodeResponse {
     pub authentication_id: String,
 }
 
-/// Request of validateCode (documentation only).
+// Documents the body only, like `SendCodeBody`.
+/// The authenticationId of a send-code answer and the code its SMS carried.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ValidateCodeBody {
@@ -50,7 +53,7 @@ pub struct ValidateCodeBody {
     code: String,
 }
 
-/// Sends an SMS with the client's message and a fresh code to the number.
+/// Sends an SMS with the message, its `{{code}}` replaced by a fresh code, to the number.
 #[utoipa::path(
     post,
     path = "/send-code",
@@ -81,7 +84,7 @@ pub async fn send_code(
     }))
 }
 
-/// Checks a code for an authenticationId.
+/// Checks the code received by SMS for an authenticationId.
 #[utoipa::path(
     post,
     path = "/validate-code",

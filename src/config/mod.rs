@@ -4,6 +4,7 @@
 //! [`Settings::validate`] then applies the rules that span fields and produces the one
 //! [`Config`] that start-up uses; nothing raw survives it.
 
+mod api;
 mod auth;
 mod http;
 mod log;
@@ -18,6 +19,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+pub use self::api::ApiSettings;
 pub use self::auth::{AuthConfig, AuthSettings, ClientEntry, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 pub use self::http::{AdminSettings, HttpSettings, SandboxSettings};
 pub use self::log::{LogFormat, LogSettings};
@@ -30,6 +32,8 @@ pub use self::store::{StoreBackend, StoreConfig, StoreSettings};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
+    /// The CAMARA release the API follows.
+    pub api: ApiSettings,
     /// Public API listener.
     pub http: HttpSettings,
     /// Admin listener (metrics, health, sandbox inbox).
@@ -53,6 +57,8 @@ pub struct Settings {
 /// The validated configuration start-up builds the gateway from.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The CAMARA release the API follows.
+    pub api: ApiSettings,
     /// Public API listener.
     pub http: HttpSettings,
     /// Admin listener.
@@ -177,6 +183,7 @@ impl Settings {
         let auth = self.auth.validate(self.http.listen.ip().is_loopback())?;
         self.policy.check()?;
         Ok(Config {
+            api: self.api,
             http: self.http,
             admin: self.admin,
             sandbox: self.sandbox,

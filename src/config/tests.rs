@@ -104,6 +104,8 @@ fn malformed_values_name_their_key_when_parsed() {
         ),
         ("[smpp]\nwindoww = 3", "smpp.windoww"),
         ("[otp]\nttl = \"forever\"", "otp.ttl"),
+        ("[api]\ncamara_version = \"1.2.0\"", "api.camara_version"),
+        ("[api]\ncamara_version = 1.1", "api.camara_version"),
     ];
     for (i, (toml, key)) in cases.into_iter().enumerate() {
         let err = load_and_validate(&format!("bad{i}"), toml)
@@ -387,4 +389,12 @@ fn rediss_certificate_files_are_read_at_load_and_need_rediss_urls() {
         err.contains("store.redis_ca_file") && err.contains("/nonexistent/ca.pem"),
         "{err}"
     );
+fn camara_version_defaults_to_1_1_1_and_reads_1_1_0_from_a_file() {
+    use crate::api::version::CamaraVersion;
+    assert_eq!(
+        Settings::default().validate().unwrap().api.camara_version,
+        CamaraVersion::V1_1_1
+    );
+    let from_file = load_and_validate("v110", "[api]\ncamara_version = \"1.1.0\"").unwrap();
+    assert_eq!(from_file.api.camara_version, CamaraVersion::V1_1_0);
 }

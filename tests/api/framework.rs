@@ -3,6 +3,8 @@
 use awc::http::Method;
 use serde_json::json;
 
+use otp_gateway::api::version::CamaraVersion;
+
 use crate::helpers::*;
 
 const SEND: &str = "/one-time-password-sms/v1/send-code";
@@ -106,27 +108,57 @@ async fn malformed_and_oversized_bodies_are_invalid_argument() {
     assert_eq!(app.sim.submit_count(), 0);
 }
 
+async fn send_with_correlator(app: &TestApp, correlator: &str) -> Reply {
+    let auth = format!("Bearer {}", app.token);
+    let body = json!({"phoneNumber": "+34600000203", "message": MESSAGE}).to_string();
+    app.post_raw(
+        SEND,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+            ("x-correlator", correlator),
+        ],
+        Some(&body),
+    )
+    .await
+}
+
 #[actix_web::test]
 async fn invalid_x_correlator_is_400_and_not_echoed() {
     let app = spawn_app().await;
-    let auth = format!("Bearer {}", app.token);
-    let body = json!({"phoneNumber": "+34600000203", "message": MESSAGE}).to_string();
-    for bad in ["has space", "under_score", &"a".repeat(56), "semi;colon"] {
-        let r = app
-            .post_raw(
-                SEND,
-                &[
-                    ("Authorization", &auth),
-                    ("Content-Type", "application/json"),
-                    ("x-correlator", bad),
-                ],
-                Some(&body),
-            )
-            .await;
+    let long = "a".repeat(257);
+    for bad in ["has space", "comma,separated", "back\\slash", long.as_str()] {
+        let r = send_with_correlator(&app, bad).await;
         r.assert_error(400, "INVALID_ARGUMENT");
         assert_ne!(r.header("x-correlator").as_deref(), Some(bad));
     }
     assert_eq!(app.sim.submit_count(), 0);
+}
+
+#[actix_web::test]
+async fn the_x_correlator_rule_follows_the_configured_camara_version() {
+    // v1.1.1 (the default) widened the pattern; v1.1.0 keeps letters, digits and '-' up to 55.
+    let v111 = spawn_app().await;
+    let long = "a".repeat(256);
+    for good in [
+        "app:login/42",
+        "under_score",
+        "semi;colon.<x>{y}",
+        long.as_str(),
+    ] {
+        let r = send_with_correlator(&v111, good).await;
+        assert_eq!(r.status, 200, "{good}");
+        assert_eq!(r.header("x-correlator").as_deref(), Some(good));
+    }
+    let v110 = spawn_app_with(|s| s.api.camara_version = CamaraVersion::V1_1_0).await;
+    for bad in ["app:login/42", "under_score", &"a".repeat(56)] {
+        let r = send_with_correlator(&v110, bad).await;
+        r.assert_error(400, "INVALID_ARGUMENT");
+        assert!(r.json()["message"].as_str().unwrap().contains("{0,55}"));
+    }
+    let r = send_with_correlator(&v110, "b4333c46-49c0-4f62-80d7-f0ef930f1c46").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(v110.sim.submit_count(), 1);
 }
 
 #[actix_web::test]

@@ -2,6 +2,9 @@
 
 use awc::http::Method;
 
+use otp_gateway::api::version::CamaraVersion;
+use otp_gateway::config::ClientEntry;
+
 use crate::helpers::*;
 
 #[actix_web::test]
@@ -85,18 +88,90 @@ async fn discovery_and_jwks_are_served() {
 }
 
 #[actix_web::test]
-async fn openapi_document_and_docs_page_are_served() {
-    let app = spawn_app().await;
-    let doc = app
-        .request(Method::GET, &format!("{}/openapi.json", app.api))
+async fn openapi_document_and_swagger_ui_are_served_for_the_configured_version() {
+    for (version, expected) in [
+        (CamaraVersion::V1_1_1, "1.1.1"),
+        (CamaraVersion::V1_1_0, "1.1.0"),
+    ] {
+        let app = spawn_app_with(|s| s.api.camara_version = version).await;
+        let doc = app
+            .request(Method::GET, &format!("{}/openapi.json", app.api))
+            .await;
+        assert_eq!(doc.status, 200);
+        let v = doc.json();
+        assert_eq!(v["info"]["version"], expected);
+        assert!(v["paths"]["/send-code"]["post"].is_object());
+        // The page notes link the inbox on this instance's real admin port.
+        let description = v["info"]["description"].as_str().unwrap();
+        assert!(
+            description.contains(&format!("{}/sandbox/v1/messages", app.admin)),
+            "{description}"
+        );
+        let page = app
+            .request(Method::GET, &format!("{}/docs/", app.api))
+            .await;
+        assert_eq!(page.status, 200);
+        let html = String::from_utf8_lossy(&page.body).to_string();
+        assert!(html.contains("swagger-ui-bundle.js"), "{html}");
+        let init = app
+            .request(
+                Method::GET,
+                &format!("{}/docs/swagger-initializer.js", app.api),
+            )
+            .await;
+        let init = String::from_utf8_lossy(&init.body).to_string();
+        assert!(init.contains("/openapi.json"), "{init}");
+        assert!(
+            init.contains("one-time-password-sms:send-validate"),
+            "{init}"
+        );
+        assert!(init.contains("\"validatorUrl\": \"none\""), "{init}");
+        let css = app
+            .request(Method::GET, &format!("{}/docs/swagger-ui.css", app.api))
+            .await;
+        assert_eq!(css.status, 200);
+        assert_eq!(css.header("content-type").as_deref(), Some("text/css"));
+        app.request(Method::GET, &format!("{}/docs/no-such-file.js", app.api))
+            .await
+            .assert_error(404, "NOT_FOUND");
+        app.request(Method::POST, &format!("{}/docs/", app.api))
+            .await
+            .assert_error(405, "METHOD_NOT_ALLOWED");
+    }
+}
+
+async fn swagger_initializer(app: &TestApp) -> String {
+    let init = app
+        .request(
+            Method::GET,
+            &format!("{}/docs/swagger-initializer.js", app.api),
+        )
         .await;
-    assert_eq!(doc.status, 200);
-    let v = doc.json();
-    assert_eq!(v["info"]["version"], "1.1.0");
-    assert!(v["paths"]["/send-code"]["post"].is_object());
-    let page = app.request(Method::GET, &format!("{}/docs", app.api)).await;
-    assert_eq!(page.status, 200);
-    assert!(String::from_utf8_lossy(&page.body).contains("/openapi.json"));
+    String::from_utf8_lossy(&init.body).to_string()
+}
+
+#[actix_web::test]
+async fn the_page_prefills_the_demo_client_and_never_a_configured_one() {
+    let demo = spawn_app().await;
+    let init = swagger_initializer(&demo).await;
+    assert!(init.contains("\"clientId\": \"demo\""), "{init}");
+    assert!(init.contains("\"clientSecret\": \"demo-secret\""), "{init}");
+
+    // A configured client, even one named like the demo, is never prefilled: its secret is
+    // the operator's.
+    let configured = spawn_app_with(|s| {
+        s.auth.clients = vec![ClientEntry {
+            id: "demo".into(),
+            secret: "demo-secret".into(),
+            scopes: vec!["one-time-password-sms:send-validate".into()],
+            token_ttl: None,
+            rate_limit: None,
+        }];
+    })
+    .await;
+    let init = swagger_initializer(&configured).await;
+    assert!(!init.contains("clientId"), "{init}");
+    assert!(!init.contains("clientSecret"), "{init}");
 }
 
 #[actix_web::test]
