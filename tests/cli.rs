@@ -559,6 +559,8 @@ async fn json_logs_carry_correlator_client_route_and_masked_number_and_nothing_s
         let logged = serde_json::from_str::<Value>(l).is_ok();
         assert!(!(logged && l.contains("demo-secret")), "secret logged: {l}");
     }
+}
+
 #[actix_web::test]
 async fn the_camara_version_is_chosen_by_environment_and_shown_in_the_banner() {
     let gw = Gateway::start(&[("OTPGW_API__CAMARA_VERSION", "1.1.0")]);

@@ -389,6 +389,9 @@ fn rediss_certificate_files_are_read_at_load_and_need_rediss_urls() {
         err.contains("store.redis_ca_file") && err.contains("/nonexistent/ca.pem"),
         "{err}"
     );
+}
+
+#[test]
 fn camara_version_defaults_to_1_1_1_and_reads_1_1_0_from_a_file() {
     use crate::api::version::CamaraVersion;
     assert_eq!(
