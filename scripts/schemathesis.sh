@@ -18,7 +18,7 @@ token=$("$venv/bin/python" - <<'PY'
 import base64, json, urllib.request
 req = urllib.request.Request(
     "http://127.0.0.1:18080/oauth2/token",
-    data=b"grant_type=client_credentials",
+    data=b"grant_type=client_credentials&scope=one-time-password-sms:send-validate",
     headers={
         "Content-Type": "application/x-www-form-urlencoded",
         "Authorization": "Basic " + base64.b64encode(b"conformance:conformance-secret").decode(),

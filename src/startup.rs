@@ -16,7 +16,10 @@ use anyhow::Context;
 use crate::admin::{self, AdminState};
 use crate::api::deadline;
 use crate::api::{self, openapi::Issuer, ApiState};
-use crate::auth::{AttemptLimits, ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer};
+use crate::auth::{
+    AttemptLimits, AuthMethod, ClientKeys, ClientSecret, IssuerSettings, RegisteredClient,
+    TokenIssuer,
+};
 use crate::config::{Config, EmbeddedSmsc, StoreConfig};
 use crate::delivery_state::RedisDeliveryState;
 use crate::metrics::Metrics;
@@ -286,10 +289,15 @@ fn token_issuer(config: &Config) -> anyhow::Result<TokenIssuer> {
         .clients
         .iter()
         .map(|c| {
+            let secret = (!c.secret.is_empty())
+                .then(|| ClientSecret::parse(c.secret.expose()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("auth.clients[{}].secret: {e}", c.id))?;
             Ok(RegisteredClient {
                 id: c.id.clone(),
-                secret: ClientSecret::parse(c.secret.expose())
-                    .map_err(|e| anyhow::anyhow!("auth.clients[{}].secret: {e}", c.id))?,
+                secret,
+                auth_method: c.auth_method.unwrap_or(AuthMethod::ClientSecret),
+                keys: client_keys(c, auth)?,
                 scopes: c.scopes.clone(),
                 token_ttl: c.token_ttl,
             })
@@ -300,7 +308,11 @@ fn token_issuer(config: &Config) -> anyhow::Result<TokenIssuer> {
         audience: auth.audience.clone(),
         token_ttl: auth.token_ttl,
         clients,
-        signing_key: auth.signing_key.as_ref().map(|k| k.expose_value().clone()),
+        signing_keys: auth
+            .signing_keys
+            .iter()
+            .map(|k| k.expose_value().clone())
+            .collect(),
     })
     .map(|issuer| {
         issuer.with_attempt_limits(AttemptLimits {
@@ -309,6 +321,26 @@ fn token_issuer(config: &Config) -> anyhow::Result<TokenIssuer> {
         })
     })
     .context("creating the token issuer")
+}
+
+/// A client's `private_key_jwt` keys: inline (a `jwks_file` was read into `jwks` by the
+/// config validation) or its `jwks_uri`.
+fn client_keys(
+    c: &crate::config::ClientEntry,
+    auth: &crate::config::AuthConfig,
+) -> anyhow::Result<Option<ClientKeys>> {
+    if let Some(jwks) = &c.jwks {
+        return ClientKeys::from_json(jwks)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("auth.clients[{}].jwks: {e}", c.id));
+    }
+    Ok(c.jwks_uri.as_ref().map(|uri| {
+        ClientKeys::remote(
+            uri.clone(),
+            auth.client_jwks_max_age,
+            auth.client_jwks_min_refresh,
+        )
+    }))
 }
 
 /// Starts the simulator on a free loopback port and points the route at it: its port is only

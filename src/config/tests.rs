@@ -242,7 +242,7 @@ fn a_signing_key_file_must_hold_a_p256_key() {
     std::fs::write(&good, crate::auth::jwt::pkcs8_pem(&der)).unwrap();
     let mut s = Settings::default();
     s.auth.signing_key_file = Some(good);
-    assert!(s.validate().unwrap().auth.signing_key.is_some());
+    assert_eq!(s.validate().unwrap().auth.signing_keys.len(), 1);
     let bad = dir.join("bad.pem");
     std::fs::write(&bad, "not a key").unwrap();
     for path in [bad, dir.join("missing.pem")] {

@@ -12,7 +12,7 @@ async fn quickstart_flow_token_send_read_sms_validate() {
         .client
         .post(format!("{}/oauth2/token", app.api))
         .content_type("application/x-www-form-urlencoded")
-        .send_body("grant_type=client_credentials&client_id=demo&client_secret=demo-secret")
+        .send_body("grant_type=client_credentials&scope=one-time-password-sms:send-validate&client_id=demo&client_secret=demo-secret")
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
