@@ -509,6 +509,62 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn a_request_without_scope_is_invalid_scope() {
+        let issuer = issuer();
+        for body in [GRANT_ONLY.to_owned(), format!("{GRANT_ONLY}&scope=")] {
+            let req = post_form(&body)
+                .insert_header((header::AUTHORIZATION, basic("hashed", "h-secret")));
+            expect_error(
+                call(&issuer, req).await,
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+            )
+            .await;
+        }
+    }
+
+    #[actix_web::test]
+    async fn client_assertion_parameters_are_checked_before_the_assertion() {
+        let issuer = issuer();
+        let jwt_type = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+        // Half of the pair.
+        for body in [
+            format!("{GRANT}&client_assertion=a.b.c"),
+            format!("{GRANT}&client_assertion_type={jwt_type}"),
+        ] {
+            expect_error(
+                call(&issuer, post_form(&body)).await,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            )
+            .await;
+        }
+        // Two methods at once.
+        let both = post_form(&format!(
+            "{GRANT}&client_assertion_type={jwt_type}&client_assertion=a.b.c"
+        ))
+        .insert_header((header::AUTHORIZATION, basic("hashed", "h-secret")));
+        expect_error(
+            call(&issuer, both).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+        // Another assertion type, and a garbage assertion: client authentication failures.
+        for body in [
+            format!("{GRANT}&client_assertion_type=urn%3Aexample%3Asaml&client_assertion=a.b.c"),
+            format!("{GRANT}&client_assertion_type={jwt_type}&client_assertion=a.b.c"),
+        ] {
+            expect_error(
+                call(&issuer, post_form(&body)).await,
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+            )
+            .await;
+        }
+    }
+
+    #[actix_web::test]
     async fn missing_grant_type_is_invalid_request() {
         let issuer = issuer();
         for body in ["", "client_id=hashed&client_secret=h-secret", "grant_type="] {
