@@ -335,6 +335,9 @@ fn client_keys(
             .map_err(|e| anyhow::anyhow!("auth.clients[{}].jwks: {e}", c.id));
     }
     Ok(c.jwks_uri.as_ref().map(|uri| {
+        if uri.starts_with("http://") {
+            tracing::warn!(client_id = %c.id, uri = %uri, "client jwks_uri is plain HTTP: its keys can be forged in transit");
+        }
         ClientKeys::remote(
             uri.clone(),
             auth.client_jwks_max_age,
