@@ -288,6 +288,20 @@ async fn fetch_jwks(uri: &str) -> Result<JwkSet, String> {
     ClientKeys::parse_set(text)
 }
 
+/// A fresh P-256 public key as a decoding key; `None` if the system random generator fails
+/// (then unknown clients are merely refused faster).
+fn decoy_key() -> Option<DecodingKey> {
+    use ring::signature::KeyPair as _;
+    let rng = ring::rand::SystemRandom::new();
+    let alg = &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let der = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).ok()?;
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(alg, der.as_ref(), &rng).ok()?;
+    let point = pair.public_key().as_ref();
+    let x = crate::auth::jwt::b64url_encode(point.get(1..33)?);
+    let y = crate::auth::jwt::b64url_encode(point.get(33..65)?);
+    DecodingKey::from_ec_components(&x, &y).ok()
+}
+
 /// Whether `jwk` is a key `alg` can use: the family, and for EC and OKP the curve; a JWK that
 /// names its own `alg` must name this one.
 fn key_fits(jwk: &Jwk, alg: Algorithm) -> bool {
@@ -322,6 +336,10 @@ fn key_fits(jwk: &Jwk, alg: Algorithm) -> bool {
 pub struct AssertionVerifier {
     /// The `aud` values accepted: the token endpoint URL and the issuer.
     audiences: Vec<String>,
+    /// A P-256 key nobody holds: assertions naming an unknown client are verified against it,
+    /// so they cost one ES256 verification like a registered client's, and response times do
+    /// not tell registered client ids apart (the secret path's decoy, for assertions).
+    decoy: Option<DecodingKey>,
     /// SHA-256 of (client id, jti) → the assertion's `exp`.
     seen: Cache<[u8; 32], u64>,
 }
@@ -357,6 +375,7 @@ impl AssertionVerifier {
     pub fn new(token_endpoint: String, issuer: String) -> AssertionVerifier {
         AssertionVerifier {
             audiences: vec![token_endpoint, issuer],
+            decoy: decoy_key(),
             seen: Cache::builder()
                 .max_capacity(REPLAY_CAPACITY)
                 .expire_after(UntilAssertionExpiry)
@@ -458,6 +477,23 @@ impl AssertionVerifier {
             return Err(AssertionError::Replayed);
         }
         Ok(())
+    }
+
+    /// The work of a signature check against the decoy key, for an assertion whose client is
+    /// unknown or may not use assertions; the outcome is always a refusal.
+    pub fn verify_decoy(&self, assertion: &str) {
+        if assertion.len() > MAX_TOKEN_LEN {
+            return;
+        }
+        if let Some(decoy) = &self.decoy {
+            let mut validation = Validation::new(Algorithm::ES256);
+            validation.required_spec_claims = HashSet::new();
+            validation.validate_exp = false;
+            validation.validate_aud = false;
+            std::hint::black_box(
+                jsonwebtoken::decode::<Map<String, Value>>(assertion, decoy, &validation).is_ok(),
+            );
+        }
     }
 
     /// The claim checks after the signature; returns `exp`.

@@ -414,17 +414,24 @@ impl TokenIssuer {
             tracing::info!(client_id = ?loggable(client_id), check = %check, "client assertion refused");
             TokenError::InvalidClient
         };
-        let Some(client) = self.clients.get(&client_id) else {
-            tracing::info!(client_id = ?loggable(&client_id), "client assertion from an unknown client");
-            return Err(TokenError::InvalidClient);
-        };
-        let Some(keys) = client
-            .keys
-            .as_ref()
-            .filter(|_| client.auth_method.allows_assertion())
-        else {
-            tracing::info!(client_id = ?loggable(&client_id), "client assertion from a client not allowed private_key_jwt");
-            return Err(TokenError::InvalidClient);
+        let keys = self.clients.get(&client_id).and_then(|client| {
+            client
+                .keys
+                .as_ref()
+                .filter(|_| client.auth_method.allows_assertion())
+        });
+        let Some(keys) = keys else {
+            tracing::info!(
+                client_id = ?loggable(&client_id),
+                "client assertion from an unknown client or one not allowed private_key_jwt"
+            );
+            // As much work as a registered client's assertion (an ES256 check).
+            return self
+                .run_on_pool(move |issuer| {
+                    issuer.assertions.verify_decoy(&assertion);
+                    Err(TokenError::InvalidClient)
+                })
+                .await;
         };
         let kid = jsonwebtoken::decode_header(&assertion)
             .ok()
