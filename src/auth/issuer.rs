@@ -483,7 +483,7 @@ impl TokenIssuer {
     }
 
     /// Authenticates the client by its secret (constant time, unknown ids included) and
-    /// returns a signed token for the requested scopes (see [`TokenIssuer::mint`]).
+    /// returns a signed token for the requested scopes (required; each granted to the client).
     pub fn issue(
         &self,
         client_id: &str,
