@@ -38,7 +38,7 @@ async fn token(client: &awc::Client, api: &str) -> String {
         .post(format!("{api}/oauth2/token"))
         .basic_auth("demo", "demo-secret")
         .content_type("application/x-www-form-urlencoded")
-        .send_body("grant_type=client_credentials")
+        .send_body("grant_type=client_credentials&scope=one-time-password-sms:send-validate")
         .await
         .unwrap();
     let v: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();

@@ -85,6 +85,9 @@ for base, _, files in os.walk(ctx):
                 assert os.path.exists(os.path.join(base, m.group(1))), f"{f} includes {m.group(1)}, outside the context"
 PY
 test -f "$ctx/docker/gateway.toml"
+# The offline steps below resolve every platform's crates (metadata does), including ones no
+# local build downloaded (e.g. curve25519-dalek's fiat-crypto backend): fetch them first.
+cargo fetch --locked --quiet
 # metadata resolves the lock file; a build asking for a bin that does not exist makes cargo
 # parse every manifest and find every declared target (benches included) without compiling,
 # and name the bins it has: otp-gateway must be one.
@@ -115,6 +118,7 @@ cp -r "$chart" "$notes_chart"
 { echo "notes: |"; sed 's/^/  /' "$chart/templates/NOTES.txt"; } >"$notes_chart/templates/zz-notes.yaml"
 rm "$notes_chart/templates/NOTES.txt"
 "$bin" signing-key >"$work/signing-key.pem"
+"$bin" signing-key >"$work/signing-key-2.pem"
 for values in "$chart"/ci/*-values.yaml; do
   name=$(basename "$values" -values.yaml)
   echo "-- $name"
@@ -151,6 +155,12 @@ for values in "$chart"/ci/*-values.yaml; do
     fi
   fi
   grep -q OTPGW_STORE__REDIS_URL "$r" && secret_env+=("OTPGW_STORE__REDIS_URL=$scheme://127.0.0.1:9")
+  # secrets.signingKey.keys renders signing_key_files (rotation); otherwise signing_key_file.
+  if grep -q '"signing_key_files"' "$work/$name.toml"; then
+    secret_env+=("OTPGW_AUTH__SIGNING_KEY_FILES=[\"$work/signing-key.pem\",\"$work/signing-key-2.pem\"]")
+  else
+    secret_env+=("OTPGW_AUTH__SIGNING_KEY_FILE=$work/signing-key.pem")
+  fi
   grep -q OTPGW_STORE__REDIS_CLUSTER_URLS "$r" \
     && secret_env+=("OTPGW_STORE__REDIS_CLUSTER_URLS=[\"$scheme://127.0.0.1:9\",\"$scheme://127.0.0.2:9\"]")
   # A barring file the chart mounts from a ConfigMap: an empty local one.
@@ -160,7 +170,6 @@ for values in "$chart"/ci/*-values.yaml; do
   fi
   env -i PATH="$PATH" HOME="$work" \
     OTPGW_HTTP__LISTEN=127.0.0.1:0 OTPGW_ADMIN__LISTEN=127.0.0.1:0 \
-    OTPGW_AUTH__SIGNING_KEY_FILE="$work/signing-key.pem" \
     OTPGW_AUTH__CLIENTS='[{id="cool-app",secret="pbkdf2-sha256$1000$cGFja2FnaW5nLXNhbHQtMDE$RV9uEGbIkFwuAcnCgCgbO4V9mI6OJgdXI8JRbRwJnnI",scopes=["one-time-password-sms:send-validate"]}]' \
     OTPGW_OTP__HASH_KEY=0123456789abcdef0123456789abcdef \
     OTPGW_ADMIN__TOKEN=an-admin-token-of-32-characters!! \

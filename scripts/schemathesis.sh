@@ -26,7 +26,7 @@ token=$("$venv/bin/python" - "$api" <<'PY'
 import base64, json, sys, urllib.request
 req = urllib.request.Request(
     sys.argv[1] + "/oauth2/token",
-    data=b"grant_type=client_credentials",
+    data=b"grant_type=client_credentials&scope=one-time-password-sms:send-validate",
     headers={
         "Content-Type": "application/x-www-form-urlencoded",
         "Authorization": "Basic " + base64.b64encode(b"conformance:conformance-secret").decode(),

@@ -188,7 +188,7 @@ fn print_banner(settings: &Config, app: &Application) {
         println!();
         println!("Try it:");
         println!(
-            "  TOKEN=$(curl -s -u {DEMO_CLIENT_ID}:{DEMO_CLIENT_SECRET} -d grant_type=client_credentials {api}/oauth2/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')"
+            "  TOKEN=$(curl -s -u {DEMO_CLIENT_ID}:{DEMO_CLIENT_SECRET} -d grant_type=client_credentials -d scope=one-time-password-sms:send-validate {api}/oauth2/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')"
         );
         println!(
             "  curl -s {api}{}/send-code -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"phoneNumber\":\"+34600000001\",\"message\":\"{{{{code}}}} is your code\"}}'",

@@ -17,7 +17,10 @@ use crate::admin::{self, AdminState};
 use crate::api::deadline;
 use crate::api::openapi::{docs_config, served_document_json, PageNotes, ServedDocument};
 use crate::api::{self, ApiState};
-use crate::auth::{AttemptLimits, ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer};
+use crate::auth::{
+    AttemptLimits, AuthMethod, ClientKeys, ClientSecret, IssuerSettings, RegisteredClient,
+    TokenIssuer,
+};
 use crate::config::{Config, EmbeddedSmsc, StoreConfig};
 use crate::delivery_state::RedisDeliveryState;
 use crate::metrics::Metrics;
@@ -317,10 +320,15 @@ fn token_issuer(config: &Config) -> anyhow::Result<TokenIssuer> {
         .clients
         .iter()
         .map(|c| {
+            let secret = (!c.secret.is_empty())
+                .then(|| ClientSecret::parse(c.secret.expose()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("auth.clients[{}].secret: {e}", c.id))?;
             Ok(RegisteredClient {
                 id: c.id.clone(),
-                secret: ClientSecret::parse(c.secret.expose())
-                    .map_err(|e| anyhow::anyhow!("auth.clients[{}].secret: {e}", c.id))?,
+                secret,
+                auth_method: c.auth_method.unwrap_or(AuthMethod::ClientSecret),
+                keys: client_keys(c, auth)?,
                 scopes: c.scopes.clone(),
                 token_ttl: c.token_ttl,
             })
@@ -331,7 +339,11 @@ fn token_issuer(config: &Config) -> anyhow::Result<TokenIssuer> {
         audience: auth.audience.clone(),
         token_ttl: auth.token_ttl,
         clients,
-        signing_key: auth.signing_key.as_ref().map(|k| k.expose_value().clone()),
+        signing_keys: auth
+            .signing_keys
+            .iter()
+            .map(|k| k.expose_value().clone())
+            .collect(),
     })
     .map(|issuer| {
         issuer.with_attempt_limits(AttemptLimits {
@@ -340,6 +352,29 @@ fn token_issuer(config: &Config) -> anyhow::Result<TokenIssuer> {
         })
     })
     .context("creating the token issuer")
+}
+
+/// A client's `private_key_jwt` keys: inline (a `jwks_file` was read into `jwks` by the
+/// config validation) or its `jwks_uri`.
+fn client_keys(
+    c: &crate::config::ClientEntry,
+    auth: &crate::config::AuthConfig,
+) -> anyhow::Result<Option<ClientKeys>> {
+    if let Some(jwks) = &c.jwks {
+        return ClientKeys::from_json(jwks)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("auth.clients[{}].jwks: {e}", c.id));
+    }
+    Ok(c.jwks_uri.as_ref().map(|uri| {
+        if uri.starts_with("http://") {
+            tracing::warn!(client_id = %c.id, uri = %uri, "client jwks_uri is plain HTTP: its keys can be forged in transit");
+        }
+        ClientKeys::remote(
+            uri.clone(),
+            auth.client_jwks_max_age,
+            auth.client_jwks_min_refresh,
+        )
+    }))
 }
 
 /// Starts the simulator on a free loopback port and points the route at it: its port is only

@@ -74,7 +74,7 @@ async fn serve_with_embedded_defaults_runs_the_quickstart_and_never_logs_the_cod
         .post(format!("{api_root}/oauth2/token"))
         .basic_auth("demo", "demo-secret")
         .content_type("application/x-www-form-urlencoded")
-        .send_body("grant_type=client_credentials")
+        .send_body("grant_type=client_credentials&scope=one-time-password-sms:send-validate")
         .await
         .unwrap();
     let token: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
@@ -317,7 +317,7 @@ impl Gateway {
             .post(format!("{}/oauth2/token", self.api))
             .basic_auth("demo", "demo-secret")
             .content_type("application/x-www-form-urlencoded")
-            .send_body("grant_type=client_credentials")
+            .send_body("grant_type=client_credentials&scope=one-time-password-sms:send-validate")
             .await
             .unwrap();
         let token: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();

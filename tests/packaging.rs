@@ -262,7 +262,7 @@ fn serves_with_only_its_config_an_empty_home_and_no_writes() {
         "POST",
         "/oauth2/token",
         &[("Content-Type", "application/x-www-form-urlencoded")],
-        "grant_type=client_credentials&client_id=pack-app&client_secret=packaging-secret-1",
+        "grant_type=client_credentials&scope=one-time-password-sms:send-validate&client_id=pack-app&client_secret=packaging-secret-1",
     );
     assert_eq!(status, 200, "{body}");
     let token: serde_json::Value = serde_json::from_str(&body).unwrap();

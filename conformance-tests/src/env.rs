@@ -58,7 +58,8 @@ pub enum TokenSource {
         /// `basic` (client_secret_basic), `post` (client_secret_post) or `private_key_jwt`.
         #[serde(default = "default_method")]
         method: String,
-        /// PKCS#8 (DER or PEM) P-256 key for `private_key_jwt`.
+        /// PKCS#8 (DER or PEM) P-256 key for `private_key_jwt` (ES256), relative to the
+        /// environment file.
         #[serde(default)]
         private_key_file: Option<PathBuf>,
         /// `kid` header of the client assertion.
@@ -92,6 +93,26 @@ pub struct AuthConfig {
     /// Further clients that feature files name (`a valid access token of client "NAME"`).
     #[serde(default)]
     pub named: BTreeMap<String, TokenSource>,
+}
+
+impl AuthConfig {
+    /// Resolves every `private_key_file` against the environment file's folder.
+    fn resolve_paths(&mut self, base: &Path) {
+        let sources = std::iter::once(&mut self.valid)
+            .chain(self.without_scope.as_mut())
+            .chain(self.other_client.as_mut())
+            .chain(self.expired.as_mut().map(|e| &mut e.source))
+            .chain(self.named.values_mut());
+        for source in sources {
+            if let TokenSource::ClientCredentials {
+                private_key_file: Some(path),
+                ..
+            } = source
+            {
+                *path = base.join(&*path);
+            }
+        }
+    }
 }
 
 /// An expired token: a static one, or one obtained at start that the runner waits out.
@@ -235,6 +256,7 @@ impl Environment {
         if let InboxConfig::File { path } = &mut env.inbox {
             *path = base.join(&*path);
         }
+        env.auth.resolve_paths(base);
         Ok(env)
     }
 }

@@ -246,6 +246,7 @@ fn pem_to_der(raw: &[u8]) -> Option<Vec<u8>> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::env::TokenSource;
     use ring::signature::{KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 
     #[test]
@@ -278,5 +279,51 @@ mod tests {
         public
             .verify(signed.as_bytes(), &b64.decode(parts[2]).unwrap())
             .unwrap();
+    }
+
+    /// The CI's private_key_jwt environment names a key file (relative to itself) whose public
+    /// half is the one ci/gateway.toml registers for every `*-jwt` client under the same kid.
+    #[test]
+    fn the_ci_private_key_jwt_environment_signs_with_the_key_the_ci_gateway_registers() {
+        let ci = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci");
+        let env = crate::env::Environment::load(&ci.join("env-private-key-jwt.toml")).unwrap();
+        let TokenSource::ClientCredentials {
+            private_key_file: Some(file),
+            key_id: Some(kid),
+            client_id,
+            ..
+        } = &env.auth.valid
+        else {
+            panic!("auth.valid is not a private_key_jwt client");
+        };
+        assert!(
+            file.is_absolute() || file.starts_with(&ci),
+            "{}",
+            file.display()
+        );
+        let jwt = client_assertion(client_id, "http://gw/oauth2/token", file, Some(kid)).unwrap();
+
+        let gateway: toml::Value =
+            toml::from_str(&std::fs::read_to_string(ci.join("gateway.toml")).unwrap()).unwrap();
+        let clients = gateway["auth"]["clients"].as_array().unwrap();
+        let jwt_clients: Vec<&toml::Value> = clients
+            .iter()
+            .filter(|c| c["id"].as_str().unwrap().ends_with("-jwt"))
+            .collect();
+        assert_eq!(jwt_clients.len(), 5);
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        for c in jwt_clients {
+            let jwks: serde_json::Value =
+                serde_json::from_str(c["jwks"].as_str().unwrap()).unwrap();
+            let key = &jwks["keys"][0];
+            assert_eq!(key["kid"], kid.as_str());
+            let mut point = vec![4u8];
+            point.extend(b64.decode(key["x"].as_str().unwrap()).unwrap());
+            point.extend(b64.decode(key["y"].as_str().unwrap()).unwrap());
+            let (input, sig) = jwt.rsplit_once('.').unwrap();
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+                .verify(input.as_bytes(), &b64.decode(sig).unwrap())
+                .unwrap();
+        }
     }
 }

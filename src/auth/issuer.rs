@@ -1,5 +1,11 @@
-//! The gateway's authorisation server: key pair, registered clients, token
-//! minting (client-credentials grant) and the published metadata documents.
+//! The gateway's authorisation server: signing keys, registered clients, client
+//! authentication (secret or `private_key_jwt`), token minting (client-credentials grant) and
+//! the published metadata documents.
+//!
+//! Key rotation: the issuer holds an ordered list of signing keys (`auth.signing_key_files`).
+//! The LAST one is the newest and signs every new token; all of them are published in the
+//! JWKS and accepted on presented tokens. To rotate, append a new key and restart (replica by
+//! replica); once the longest token lifetime has passed, remove the oldest and restart again.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -9,6 +15,9 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use serde_json::{json, Value};
 
+use crate::auth::assertion::{
+    self, AssertionError, AssertionVerifier, AuthMethod, ClientKeys, ALGORITHMS,
+};
 use crate::auth::jwt::{SigningKey, VerifyingKey};
 use crate::auth::secret::DEFAULT_ITERATIONS;
 use crate::auth::throttle::{AttemptGuard, AttemptLimits};
@@ -20,8 +29,13 @@ use crate::domain::Secret;
 pub struct RegisteredClient {
     /// OAuth2 client id.
     pub id: String,
-    /// The client's secret (its `Debug` output is redacted).
-    pub secret: ClientSecret,
+    /// The client's secret (its `Debug` output is redacted); `None` for a client that
+    /// authenticates with `private_key_jwt` only.
+    pub secret: Option<ClientSecret>,
+    /// Which authentication methods the client may use.
+    pub auth_method: AuthMethod,
+    /// The client's public keys for `private_key_jwt`.
+    pub keys: Option<ClientKeys>,
     /// Scopes the client may request.
     pub scopes: Vec<String>,
     /// Lifetime of this client's tokens, when it differs from the issuer's (short-lived
@@ -41,8 +55,43 @@ pub struct IssuerSettings {
     pub token_ttl: Duration,
     /// Clients allowed to obtain tokens.
     pub clients: Vec<RegisteredClient>,
-    /// PKCS#8 (DER or PEM) signing key; `None` generates one for this process only.
-    pub signing_key: Option<Vec<u8>>,
+    /// PKCS#8 (DER or PEM) signing keys, oldest first: the last signs new tokens, all
+    /// validate. Empty generates one for this process only.
+    pub signing_keys: Vec<Vec<u8>>,
+}
+
+/// How a token request authenticated its client, as parsed from the request.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// `client_secret_basic` or `client_secret_post`.
+    Secret {
+        /// The presented client id.
+        id: String,
+        /// The presented secret.
+        secret: String,
+    },
+    /// `private_key_jwt` (RFC 7523).
+    Assertion {
+        /// The `client_assertion` JWT.
+        assertion: String,
+        /// The optional body `client_id`, which must then name the assertion's client.
+        client_id: Option<String>,
+    },
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAuth::Secret { id, .. } => f
+                .debug_struct("Secret")
+                .field("id", id)
+                .finish_non_exhaustive(),
+            ClientAuth::Assertion { client_id, .. } => f
+                .debug_struct("Assertion")
+                .field("client_id", client_id)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// A freshly minted access token.
@@ -113,12 +162,15 @@ impl TokenError {
     }
 }
 
-/// Owns the ES256 key pair (generated in memory at start, so tokens do not
-/// survive a restart), the registered clients and the token lifetime.
+/// Owns the ES256 signing keys (from files, or one generated in memory at start, whose
+/// tokens then do not survive a restart), the registered clients and the token lifetime.
 pub struct TokenIssuer {
-    key: SigningKey,
-    /// Public half of `key`, for the JWKS document.
-    public: VerifyingKey,
+    /// The newest key, which signs new tokens.
+    signer: SigningKey,
+    /// Public halves of every listed key, oldest first, for the JWKS and the validator.
+    publics: Vec<VerifyingKey>,
+    /// `private_key_jwt` checks and the `jti` replay cache.
+    assertions: AssertionVerifier,
     issuer: String,
     audience: String,
     ttl_secs: u64,
@@ -135,7 +187,8 @@ impl fmt::Debug for TokenIssuer {
         f.debug_struct("TokenIssuer")
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
-            .field("kid", &self.key.kid())
+            .field("kid", &self.kid())
+            .field("keys", &self.publics.len())
             .field("ttl_secs", &self.ttl_secs)
             .field("clients", &self.clients.len())
             .field("guard", &self.guard)
@@ -185,8 +238,9 @@ impl TokenIssuer {
         let cost = settings
             .clients
             .iter()
-            .filter(|c| matches!(c.secret, ClientSecret::Pbkdf2 { .. }))
-            .map(|c| c.secret.cost())
+            .filter_map(|c| c.secret.as_ref())
+            .filter(|s| matches!(s, ClientSecret::Pbkdf2 { .. }))
+            .map(ClientSecret::cost)
             .max()
             .unwrap_or(u64::from(DEFAULT_ITERATIONS));
         let mut clients = HashMap::with_capacity(settings.clients.len());
@@ -206,24 +260,49 @@ impl TokenIssuer {
                     client.id
                 )));
             }
-            client.secret = client.secret.equalised(cost)?;
+            if client.auth_method.allows_secret() && client.secret.is_none() {
+                return Err(AuthError::Config(format!(
+                    "client {}: client_secret allowed but no secret",
+                    client.id
+                )));
+            }
+            if client.auth_method.allows_assertion() && client.keys.is_none() {
+                return Err(AuthError::Config(format!(
+                    "client {}: private_key_jwt allowed but no keys",
+                    client.id
+                )));
+            }
+            client.secret = client.secret.map(|s| s.equalised(cost)).transpose()?;
             clients.insert(client.id.clone(), client);
         }
-        let decoy = ClientSecret::decoy(clients.values().map(|c| &c.secret).next());
-        let key = match &settings.signing_key {
-            Some(bytes) => SigningKey::from_pkcs8(bytes)?,
-            None => SigningKey::generate()?,
+        let decoy = ClientSecret::decoy(clients.values().find_map(|c| c.secret.as_ref()));
+        let mut keys = settings
+            .signing_keys
+            .iter()
+            .map(|bytes| SigningKey::from_pkcs8(bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        let publics = keys
+            .iter()
+            .map(SigningKey::verifying_key)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (signer, publics) = match keys.pop() {
+            Some(newest) => (newest, publics),
+            None => {
+                let generated = SigningKey::generate()?;
+                let public = generated.verifying_key()?;
+                (generated, vec![public])
+            }
         };
-        let public = key.verifying_key()?;
         let validator = TokenValidator::new(
             issuer.clone(),
             settings.audience.clone(),
-            vec![public.clone()],
+            publics.clone(),
             clients.values().map(|c| (c.id.clone(), c.scopes.clone())),
         );
         Ok(TokenIssuer {
-            key,
-            public,
+            assertions: AssertionVerifier::new(format!("{issuer}/oauth2/token"), issuer.clone()),
+            signer,
+            publics,
             issuer,
             audience: settings.audience,
             ttl_secs,
@@ -245,16 +324,38 @@ impl TokenIssuer {
         self.guard.limits()
     }
 
-    /// [`TokenIssuer::issue`] as the token endpoint runs it: refused at once (429) when the
-    /// client id or the whole endpoint is past its budget of failed authentications, and the
-    /// secret checked on the bounded verification pool, off the async workers. A failed
-    /// authentication spends one unit of both budgets; anything else spends nothing.
+    /// Client authentication and token issuance as the token endpoint runs them: refused at
+    /// once (429) when the client id or the whole endpoint is past its budget of failed
+    /// authentications, and the secret or assertion checked on the bounded verification pool,
+    /// off the async workers. A failed authentication spends one unit of both budgets; anything
+    /// else spends nothing.
     pub async fn issue_bounded(
         self: Arc<Self>,
-        client_id: String,
-        secret: String,
+        auth: ClientAuth,
         requested_scope: Option<String>,
     ) -> Result<IssuedToken, TokenError> {
+        // The budget is kept per presented client id; for an assertion that is its unverified
+        // sub (or the body client_id, which must then agree).
+        let client_id = match &auth {
+            ClientAuth::Secret { id, .. } => id.clone(),
+            ClientAuth::Assertion {
+                assertion,
+                client_id,
+            } => match assertion::claimed_client(assertion) {
+                Ok(claimed) if client_id.as_ref().is_none_or(|id| *id == claimed) => claimed,
+                Ok(claimed) => {
+                    tracing::info!(
+                        client_id = ?loggable(&claimed),
+                        "client assertion refused: body client_id names another client"
+                    );
+                    return Err(TokenError::InvalidClient);
+                }
+                Err(e) => {
+                    tracing::info!(check = %e, "client assertion refused");
+                    return Err(TokenError::InvalidClient);
+                }
+            },
+        };
         let reservation = self.guard.admit(&client_id).map_err(|retry_after| {
             tracing::info!(
                 client_id = ?loggable(&client_id),
@@ -262,6 +363,29 @@ impl TokenIssuer {
             );
             TokenError::TooManyAttempts { retry_after }
         })?;
+        let outcome = match auth {
+            ClientAuth::Secret { id, secret } => {
+                self.run_on_pool(move |issuer| {
+                    issuer.issue(&id, &secret, requested_scope.as_deref())
+                })
+                .await
+            }
+            ClientAuth::Assertion { assertion, .. } => {
+                self.issue_for_assertion(client_id, assertion, requested_scope)
+                    .await
+            }
+        };
+        if !matches!(outcome, Err(TokenError::InvalidClient)) {
+            self.guard.refund(reservation);
+        }
+        outcome
+    }
+
+    /// Runs `work` on the bounded verification pool, off the async workers.
+    async fn run_on_pool<F>(self: &Arc<Self>, work: F) -> Result<IssuedToken, TokenError>
+    where
+        F: FnOnce(&TokenIssuer) -> Result<IssuedToken, TokenError> + Send + 'static,
+    {
         // Waiters are bounded by the budgets: each holds a reservation.
         let permit = self
             .guard
@@ -269,24 +393,77 @@ impl TokenIssuer {
             .acquire_owned()
             .await
             .map_err(|_| AuthError::Crypto("verification pool closed"))?;
-        let issuer = Arc::clone(&self);
-        let outcome = tokio::task::spawn_blocking(move || {
+        let issuer = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            issuer.issue(&client_id, &secret, requested_scope.as_deref())
+            work(&issuer)
         })
         .await
-        .map_err(|_| AuthError::Crypto("secret verification failed to run"))?;
-        if !matches!(outcome, Err(TokenError::InvalidClient)) {
-            self.guard.refund(reservation);
-        }
-        outcome
+        .map_err(|_| AuthError::Crypto("client verification failed to run"))?
+    }
+
+    /// `private_key_jwt`: finds the client and its keys (fetching a `jwks_uri` if need be),
+    /// verifies the assertion on the pool and mints the token.
+    async fn issue_for_assertion(
+        self: &Arc<Self>,
+        client_id: String,
+        assertion: String,
+        requested_scope: Option<String>,
+    ) -> Result<IssuedToken, TokenError> {
+        let refuse = |client_id: &str, check: AssertionError| {
+            tracing::info!(client_id = ?loggable(client_id), check = %check, "client assertion refused");
+            TokenError::InvalidClient
+        };
+        let keys = self.clients.get(&client_id).and_then(|client| {
+            client
+                .keys
+                .as_ref()
+                .filter(|_| client.auth_method.allows_assertion())
+        });
+        let Some(keys) = keys else {
+            tracing::info!(
+                client_id = ?loggable(&client_id),
+                "client assertion from an unknown client or one not allowed private_key_jwt"
+            );
+            // As much work as a registered client's assertion (an ES256 check).
+            return self
+                .run_on_pool(move |issuer| {
+                    issuer.assertions.verify_decoy(&assertion);
+                    Err(TokenError::InvalidClient)
+                })
+                .await;
+        };
+        let kid = jsonwebtoken::decode_header(&assertion)
+            .ok()
+            .and_then(|h| h.kid);
+        let set = keys
+            .current(kid.as_deref())
+            .await
+            .map_err(|e| refuse(&client_id, e))?;
+        self.run_on_pool(move |issuer| {
+            issuer
+                .assertions
+                .verify(&assertion, &client_id, &set)
+                .map_err(|e| refuse(&client_id, e))?;
+            let client = issuer
+                .clients
+                .get(&client_id)
+                .ok_or(TokenError::InvalidClient)?;
+            issuer.mint(client, requested_scope.as_deref())
+        })
+        .await
     }
 
     /// What checking each registered client's secret costs, and what the decoy checked for
     /// unknown ids costs (see [`ClientSecret::cost`]).
     #[cfg(test)]
     pub(crate) fn secret_costs(&self) -> (Vec<u64>, u64) {
-        let clients = self.clients.values().map(|c| c.secret.cost()).collect();
+        let clients = self
+            .clients
+            .values()
+            .filter_map(|c| c.secret.as_ref())
+            .map(ClientSecret::cost)
+            .collect();
         (clients, self.decoy.cost())
     }
 
@@ -300,14 +477,13 @@ impl TokenIssuer {
         &self.audience
     }
 
-    /// The key id of the signing key.
+    /// The key id of the signing key (the newest listed).
     pub fn kid(&self) -> &str {
-        self.key.kid()
+        self.signer.kid()
     }
 
-    /// Authenticates the client (constant time, unknown ids included),
-    /// resolves the scopes (`None` or blank → all the client's scopes; else
-    /// every requested scope must be granted to it) and returns a signed token.
+    /// Authenticates the client by its secret (constant time, unknown ids included) and
+    /// returns a signed token for the requested scopes (required; each granted to the client).
     pub fn issue(
         &self,
         client_id: &str,
@@ -315,11 +491,25 @@ impl TokenIssuer {
         requested_scope: Option<&str>,
     ) -> Result<IssuedToken, TokenError> {
         let client = match self.clients.get(client_id) {
-            Some(client) if client.secret.verify(secret) => client,
-            Some(_) => {
-                tracing::info!(client_id, "token request with a wrong client secret");
-                return Err(TokenError::InvalidClient);
-            }
+            Some(client) => match client
+                .secret
+                .as_ref()
+                .filter(|_| client.auth_method.allows_secret())
+            {
+                Some(known) if known.verify(secret) => client,
+                Some(_) => {
+                    tracing::info!(client_id, "token request with a wrong client secret");
+                    return Err(TokenError::InvalidClient);
+                }
+                None => {
+                    std::hint::black_box(self.decoy.verify(secret));
+                    tracing::info!(
+                        client_id,
+                        "client secret presented by a private_key_jwt-only client"
+                    );
+                    return Err(TokenError::InvalidClient);
+                }
+            },
             None => {
                 // Same work as for a known id; black_box keeps the optimiser
                 // from dropping a computation whose result is unused.
@@ -332,8 +522,23 @@ impl TokenIssuer {
             }
         };
 
+        self.mint(client, requested_scope)
+    }
+
+    /// Resolves the scopes of an authenticated client's request and signs its token. The
+    /// scope is required (CAMARA: a token carries exactly what the consumer asked for):
+    /// absent or blank → `invalid_scope`, as is any scope not granted to the client.
+    fn mint(
+        &self,
+        client: &RegisteredClient,
+        requested_scope: Option<&str>,
+    ) -> Result<IssuedToken, TokenError> {
+        let client_id = client.id.as_str();
         let scopes = match requested_scope.map(str::trim).filter(|s| !s.is_empty()) {
-            None => client.scopes.clone(),
+            None => {
+                tracing::info!(client_id, "token request without a scope");
+                return Err(TokenError::InvalidScope);
+            }
             Some(requested) => {
                 let mut granted: Vec<String> = Vec::new();
                 for scope in requested.split(' ').filter(|s| !s.is_empty()) {
@@ -377,7 +582,7 @@ impl TokenIssuer {
     /// Signs arbitrary claims with the issuer's key (tests use it to craft
     /// expired or scope-less tokens).
     pub fn sign(&self, claims: &Value) -> Result<String, AuthError> {
-        self.key.sign(claims)
+        self.signer.sign(claims)
     }
 
     /// A validator for this issuer's tokens; all validators of one issuer
@@ -395,20 +600,39 @@ impl TokenIssuer {
             .flat_map(|c| c.scopes.iter().map(String::as_str))
             .chain(std::iter::once(SEND_VALIDATE_SCOPE))
             .collect();
-        json!({
+        let secrets = self.clients.values().any(|c| c.auth_method.allows_secret());
+        let assertions = self
+            .clients
+            .values()
+            .any(|c| c.auth_method.allows_assertion());
+        let mut methods = Vec::new();
+        if secrets {
+            methods.extend(["client_secret_basic", "client_secret_post"]);
+        }
+        if assertions {
+            methods.push("private_key_jwt");
+        }
+        let mut document = json!({
             "issuer": self.issuer,
             "token_endpoint": format!("{}/oauth2/token", self.issuer),
             "jwks_uri": format!("{}/oauth2/jwks", self.issuer),
             "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported": methods,
             "id_token_signing_alg_values_supported": ["ES256"],
             "scopes_supported": scopes,
             "response_types_supported": ["token"],
-        })
+        });
+        if assertions {
+            let algs: Vec<String> = ALGORITHMS.iter().map(|a| format!("{a:?}")).collect();
+            document["token_endpoint_auth_signing_alg_values_supported"] = json!(algs);
+        }
+        document
     }
 
-    /// The JSON Web Key Set with the public signing key.
+    /// The JSON Web Key Set with every listed signing key, so tokens of an older key validate
+    /// at resource servers too while it is listed.
     pub fn jwks(&self) -> Value {
-        json!({ "keys": [self.public.jwk()] })
+        let keys: Vec<Value> = self.publics.iter().map(VerifyingKey::jwk).collect();
+        json!({ "keys": keys })
     }
 }

@@ -7,6 +7,11 @@
 //! ECDSA is malleable: if `(r, s)` is a valid signature, so is `(r, n − s)`. Only the low-`s`
 //! form (`s ≤ n/2`, as in BIP 62 / RFC 6979 practice) is issued and accepted, so every token
 //! has exactly one valid encoding (and one entry in the verified-token cache).
+//!
+//! This stays on ring rather than a JOSE library: the gateway's own tokens use one fixed
+//! algorithm with keys from PKCS#8 files, and the low-`s` rule above is something a general
+//! library neither enforces nor produces. Client assertions, which arrive with RSA, PS and
+//! EdDSA keys as JWKs, are verified with `jsonwebtoken` in [`crate::auth::assertion`].
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

@@ -1,15 +1,16 @@
 //! OAuth2 client-credentials authorisation for the gateway.
 //!
-//! The gateway is its own authorisation server: it owns an ES256 key pair
-//! generated at start-up, mints short-lived JWT access tokens for the
-//! registered clients (`POST /oauth2/token`, RFC 6749 §4.4), publishes the
-//! public key (`GET /oauth2/jwks`) and a discovery document, and validates the
-//! bearer tokens presented on the CAMARA endpoints.
+//! The gateway is its own authorisation server: it owns ES256 signing keys (from PEM files,
+//! rotated by listing several, or one generated at start-up), authenticates the registered
+//! clients by secret or `private_key_jwt`, mints short-lived JWT access tokens for them
+//! (`POST /oauth2/token`, RFC 6749 §4.4), publishes the public keys (`GET /oauth2/jwks`) and a
+//! discovery document, and validates the bearer tokens presented on the CAMARA endpoints.
 //!
 //! Layout:
 //! - [`secret`]: how client secrets are stored and compared (constant time).
 //! - [`jwt`]: compact JWS encoding and ES256 signing / verification.
-//! - [`issuer`]: the key pair, the registered clients and token minting.
+//! - [`assertion`]: `private_key_jwt` client assertions (RFC 7523) and their replay cache.
+//! - [`issuer`]: the signing keys, the registered clients and token minting.
 //! - [`validator`]: bearer-token validation with a verified-token cache.
 //! - [`routes`]: the actix-web handlers of the token, JWKS and discovery endpoints.
 //! - [`throttle`]: failure budgets and the bounded pool secrets are checked on.
@@ -17,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assertion;
 pub mod issuer;
 pub mod jwt;
 pub mod routes;
@@ -24,7 +26,10 @@ pub mod secret;
 pub mod throttle;
 pub mod validator;
 
-pub use issuer::{IssuedToken, IssuerSettings, RegisteredClient, TokenError, TokenIssuer};
+pub use assertion::{AuthMethod, ClientKeys};
+pub use issuer::{
+    ClientAuth, IssuedToken, IssuerSettings, RegisteredClient, TokenError, TokenIssuer,
+};
 pub use routes::configure;
 pub use secret::ClientSecret;
 pub use throttle::AttemptLimits;

@@ -16,7 +16,8 @@ use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
 use serde_json::json;
 
-use crate::auth::{IssuedToken, TokenError, TokenIssuer};
+use crate::auth::assertion::JWT_BEARER;
+use crate::auth::{ClientAuth, IssuedToken, TokenError, TokenIssuer};
 
 /// Largest accepted token-request body; real requests are a few hundred bytes.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -55,28 +56,24 @@ async fn token(req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let Some(issuer) = issuer_of(&req) else {
         return missing_issuer();
     };
-    let (credentials, scope) = match parse_token_request(&req, payload).await {
+    let (auth, scope) = match parse_token_request(&req, payload).await {
         Ok(parsed) => parsed,
         Err(err) => return token_error(&err),
     };
-    // PBKDF2 may take tens of milliseconds: issue_bounded keeps it off the async workers, on
-    // a bounded pool, within the failure budgets.
-    match issuer
-        .into_inner()
-        .issue_bounded(credentials.id, credentials.secret, scope)
-        .await
-    {
+    // PBKDF2 (tens of milliseconds) and RSA verification: issue_bounded keeps them off the
+    // async workers, on a bounded pool, within the failure budgets.
+    match issuer.into_inner().issue_bounded(auth, scope).await {
         Ok(issued) => token_success(&issued),
         Err(err) => token_error(&err),
     }
 }
 
-/// Validates the request shape and extracts the client credentials and the
-/// optional scope.
+/// Validates the request shape and extracts the client authentication and the
+/// scope (whose absence the issuer refuses).
 async fn parse_token_request(
     req: &HttpRequest,
     payload: web::Payload,
-) -> Result<(Credentials, Option<String>), TokenError> {
+) -> Result<(ClientAuth, Option<String>), TokenError> {
     if !is_form_content_type(req) {
         return Err(TokenError::InvalidRequest(
             "content type must be application/x-www-form-urlencoded",
@@ -109,6 +106,30 @@ async fn parse_token_request(
 
     let form_id = form.remove("client_id");
     let form_secret = form.remove("client_secret");
+    let assertion_type = form.remove("client_assertion_type");
+    let assertion = form.remove("client_assertion");
+    if assertion_type.is_some() || assertion.is_some() {
+        // RFC 6749 §2.3: one authentication method per request.
+        if form_secret.is_some() || req.headers().contains_key(header::AUTHORIZATION) {
+            return Err(TokenError::InvalidRequest(
+                "use only one client authentication method",
+            ));
+        }
+        let (Some(assertion_type), Some(assertion)) = (assertion_type, assertion) else {
+            return Err(TokenError::InvalidRequest(
+                "client_assertion and client_assertion_type go together",
+            ));
+        };
+        if assertion_type != JWT_BEARER {
+            tracing::info!("token request with an unsupported client_assertion_type");
+            return Err(TokenError::InvalidClient);
+        }
+        let auth = ClientAuth::Assertion {
+            assertion,
+            client_id: form_id,
+        };
+        return Ok((auth, form.remove("scope")));
+    }
     let credentials = match req.headers().get(header::AUTHORIZATION) {
         Some(value) => {
             let basic = parse_basic(value).ok_or(TokenError::InvalidClient)?;
@@ -131,7 +152,11 @@ async fn parse_token_request(
             _ => return Err(TokenError::InvalidClient),
         },
     };
-    Ok((credentials, form.remove("scope")))
+    let auth = ClientAuth::Secret {
+        id: credentials.id,
+        secret: credentials.secret,
+    };
+    Ok((auth, form.remove("scope")))
 }
 
 /// Whether the media type (parameters such as charset aside) is form data.
@@ -273,11 +298,13 @@ mod tests {
     use crate::auth::{ClientSecret, IssuerSettings, RegisteredClient, SEND_VALIDATE_SCOPE};
 
     const FORM: &str = "application/x-www-form-urlencoded";
-    const GRANT: &str = "grant_type=client_credentials";
+    /// The grant alone, for requests that name their own scope.
+    const GRANT_ONLY: &str = "grant_type=client_credentials";
+    const GRANT: &str = "grant_type=client_credentials&scope=one-time-password-sms%3Asend-validate";
 
     fn issuer() -> web::Data<TokenIssuer> {
         let settings = IssuerSettings {
-            signing_key: None,
+            signing_keys: Vec::new(),
             issuer: "http://127.0.0.1:8080".to_owned(),
             audience: "otp-gateway".to_owned(),
             token_ttl: Duration::from_secs(600),
@@ -285,14 +312,20 @@ mod tests {
                 RegisteredClient {
                     token_ttl: None,
                     id: "app one".to_owned(),
-                    secret: ClientSecret::parse("p@ss:word+1").unwrap(),
+                    auth_method: crate::auth::AuthMethod::ClientSecret,
+                    keys: None,
+                    secret: Some(ClientSecret::parse("p@ss:word+1").unwrap()),
                     scopes: vec![SEND_VALIDATE_SCOPE.to_owned()],
                 },
                 RegisteredClient {
                     token_ttl: None,
                     id: "hashed".to_owned(),
-                    secret: ClientSecret::parse(&ClientSecret::hash("h-secret", 1_000).unwrap())
-                        .unwrap(),
+                    auth_method: crate::auth::AuthMethod::ClientSecret,
+                    keys: None,
+                    secret: Some(
+                        ClientSecret::parse(&ClientSecret::hash("h-secret", 1_000).unwrap())
+                            .unwrap(),
+                    ),
                     scopes: vec![SEND_VALIDATE_SCOPE.to_owned(), "other".to_owned()],
                 },
             ],
@@ -399,7 +432,7 @@ mod tests {
     async fn client_secret_post_ok() {
         let issuer = issuer();
         let req = post_form(&format!(
-            "{GRANT}&client_id=hashed&client_secret=h-secret&scope={}",
+            "{GRANT_ONLY}&client_id=hashed&client_secret=h-secret&scope={}",
             SEND_VALIDATE_SCOPE.replace(':', "%3A")
         ));
         let body = expect_token(&issuer, call(&issuer, req).await).await;
@@ -476,6 +509,62 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn a_request_without_scope_is_invalid_scope() {
+        let issuer = issuer();
+        for body in [GRANT_ONLY.to_owned(), format!("{GRANT_ONLY}&scope=")] {
+            let req = post_form(&body)
+                .insert_header((header::AUTHORIZATION, basic("hashed", "h-secret")));
+            expect_error(
+                call(&issuer, req).await,
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+            )
+            .await;
+        }
+    }
+
+    #[actix_web::test]
+    async fn client_assertion_parameters_are_checked_before_the_assertion() {
+        let issuer = issuer();
+        let jwt_type = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+        // Half of the pair.
+        for body in [
+            format!("{GRANT}&client_assertion=a.b.c"),
+            format!("{GRANT}&client_assertion_type={jwt_type}"),
+        ] {
+            expect_error(
+                call(&issuer, post_form(&body)).await,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            )
+            .await;
+        }
+        // Two methods at once.
+        let both = post_form(&format!(
+            "{GRANT}&client_assertion_type={jwt_type}&client_assertion=a.b.c"
+        ))
+        .insert_header((header::AUTHORIZATION, basic("hashed", "h-secret")));
+        expect_error(
+            call(&issuer, both).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+        // Another assertion type, and a garbage assertion: client authentication failures.
+        for body in [
+            format!("{GRANT}&client_assertion_type=urn%3Aexample%3Asaml&client_assertion=a.b.c"),
+            format!("{GRANT}&client_assertion_type={jwt_type}&client_assertion=a.b.c"),
+        ] {
+            expect_error(
+                call(&issuer, post_form(&body)).await,
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+            )
+            .await;
+        }
+    }
+
+    #[actix_web::test]
     async fn missing_grant_type_is_invalid_request() {
         let issuer = issuer();
         for body in ["", "client_id=hashed&client_secret=h-secret", "grant_type="] {
@@ -505,7 +594,7 @@ mod tests {
     #[actix_web::test]
     async fn scope_not_granted_is_invalid_scope() {
         let issuer = issuer();
-        let req = post_form(&format!("{GRANT}&scope=other"))
+        let req = post_form(&format!("{GRANT_ONLY}&scope=other"))
             .insert_header((header::AUTHORIZATION, basic("app+one", "p%40ss%3Aword%2B1")));
         expect_error(
             call(&issuer, req).await,

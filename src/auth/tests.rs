@@ -16,7 +16,7 @@ const AUDIENCE: &str = "otp-gateway";
 
 fn settings() -> IssuerSettings {
     IssuerSettings {
-        signing_key: None,
+        signing_keys: Vec::new(),
         issuer: format!("{ISSUER}/"),
         audience: AUDIENCE.to_owned(),
         token_ttl: Duration::from_secs(300),
@@ -24,14 +24,19 @@ fn settings() -> IssuerSettings {
             RegisteredClient {
                 token_ttl: None,
                 id: "alice".to_owned(),
-                secret: ClientSecret::parse("alice-secret").unwrap(),
+                auth_method: crate::auth::AuthMethod::ClientSecret,
+                keys: None,
+                secret: Some(ClientSecret::parse("alice-secret").unwrap()),
                 scopes: vec![SEND_VALIDATE_SCOPE.to_owned(), "extra".to_owned()],
             },
             RegisteredClient {
                 token_ttl: None,
                 id: "bob".to_owned(),
-                secret: ClientSecret::parse(&ClientSecret::hash("bob-secret", 1_000).unwrap())
-                    .unwrap(),
+                auth_method: crate::auth::AuthMethod::ClientSecret,
+                keys: None,
+                secret: Some(
+                    ClientSecret::parse(&ClientSecret::hash("bob-secret", 1_000).unwrap()).unwrap(),
+                ),
                 scopes: vec![SEND_VALIDATE_SCOPE.to_owned()],
             },
         ],
@@ -80,7 +85,8 @@ fn raw_token(header: &Value, payload: &Value, signature: &[u8]) -> String {
 #[test]
 fn issue_then_validate() {
     let issuer = issuer();
-    let issued = issuer.issue("alice", "alice-secret", None).unwrap();
+    let all = format!("{SEND_VALIDATE_SCOPE} extra");
+    let issued = issuer.issue("alice", "alice-secret", Some(&all)).unwrap();
     assert_eq!(issued.expires_in, 300);
     assert_eq!(issued.scope, format!("{SEND_VALIDATE_SCOPE} extra"));
     let principal = issuer
@@ -139,13 +145,15 @@ fn client_authentication_failures() {
     ] {
         assert!(
             matches!(
-                issuer.issue(id, secret, None),
+                issuer.issue(id, secret, Some(SEND_VALIDATE_SCOPE)),
                 Err(TokenError::InvalidClient)
             ),
             "{id}/{secret}"
         );
     }
-    assert!(issuer.issue("bob", "bob-secret", None).is_ok());
+    assert!(issuer
+        .issue("bob", "bob-secret", Some(SEND_VALIDATE_SCOPE))
+        .is_ok());
 }
 
 #[test]
@@ -159,8 +167,13 @@ fn scope_selection() {
         .issue("alice", "alice-secret", Some("extra extra  extra"))
         .unwrap();
     assert_eq!(t.scope, "extra");
-    let t = issuer.issue("alice", "alice-secret", Some("  ")).unwrap();
-    assert_eq!(t.scope, format!("{SEND_VALIDATE_SCOPE} extra"));
+    // The scope is required: absent or blank is invalid_scope (no default grant).
+    for blank in [None, Some(""), Some("  ")] {
+        assert!(matches!(
+            issuer.issue("alice", "alice-secret", blank),
+            Err(TokenError::InvalidScope)
+        ));
+    }
     assert!(matches!(
         issuer.issue("bob", "bob-secret", Some("extra")),
         Err(TokenError::InvalidScope)
@@ -494,7 +507,9 @@ fn token_from_another_issuer_instance_is_rejected() {
     let ours = issuer();
     let theirs = issuer();
     assert_ne!(ours.kid(), theirs.kid());
-    let token = theirs.issue("alice", "alice-secret", None).unwrap();
+    let token = theirs
+        .issue("alice", "alice-secret", Some(SEND_VALIDATE_SCOPE))
+        .unwrap();
     assert!(matches!(
         ours.validator().validate(token.access_token.expose()),
         Err(AuthError::UnknownKey)
@@ -592,7 +607,7 @@ fn jwks_rebuilds_a_verifying_key() {
     point.extend(&x);
     point.extend(&y);
     let token = issuer
-        .issue("alice", "alice-secret", None)
+        .issue("alice", "alice-secret", Some(SEND_VALIDATE_SCOPE))
         .unwrap()
         .access_token;
     let (input, signature) = token.expose().rsplit_once('.').unwrap();
@@ -649,7 +664,7 @@ fn settings_are_checked() {
     s.clients.clear();
     let empty = TokenIssuer::new(s).unwrap();
     assert!(matches!(
-        empty.issue("alice", "alice-secret", None),
+        empty.issue("alice", "alice-secret", Some(SEND_VALIDATE_SCOPE)),
         Err(TokenError::InvalidClient)
     ));
 }
@@ -794,7 +809,9 @@ fn every_secret_and_the_decoy_cost_the_same_after_load() {
     s.clients.push(RegisteredClient {
         token_ttl: None,
         id: "carol".to_owned(),
-        secret: ClientSecret::parse(&pbkdf2_config("carol-secret", 300, 64)).unwrap(),
+        auth_method: crate::auth::AuthMethod::ClientSecret,
+        keys: None,
+        secret: Some(ClientSecret::parse(&pbkdf2_config("carol-secret", 300, 64)).unwrap()),
         scopes: vec![SEND_VALIDATE_SCOPE.to_owned()],
     });
     let issuer = TokenIssuer::new(s).unwrap();
@@ -810,9 +827,12 @@ fn every_secret_and_the_decoy_cost_the_same_after_load() {
         ("bob", "bob-secret"),
         ("carol", "carol-secret"),
     ] {
-        assert!(issuer.issue(id, secret, None).is_ok(), "{id}");
+        assert!(
+            issuer.issue(id, secret, Some(SEND_VALIDATE_SCOPE)).is_ok(),
+            "{id}"
+        );
         assert!(matches!(
-            issuer.issue(id, "wrong", None),
+            issuer.issue(id, "wrong", Some(SEND_VALIDATE_SCOPE)),
             Err(TokenError::InvalidClient)
         ));
     }
@@ -826,7 +846,9 @@ fn plain_secrets_alone_are_hashed_with_the_default_cost() {
     let (clients, decoy) = issuer.secret_costs();
     assert_eq!(clients, vec![100_000]);
     assert_eq!(decoy, 100_000);
-    assert!(issuer.issue("alice", "alice-secret", None).is_ok());
+    assert!(issuer
+        .issue("alice", "alice-secret", Some(SEND_VALIDATE_SCOPE))
+        .is_ok());
 }
 
 #[test]
@@ -864,6 +886,7 @@ fn iteration_counts_above_the_cap_are_refused_naming_the_key() {
         scopes: vec![SEND_VALIDATE_SCOPE.into()],
         token_ttl: None,
         rate_limit: None,
+        ..Default::default()
     };
     let salt = "AAAAAAAAAAAAAAAAAAAAAA==";
     let hash = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";

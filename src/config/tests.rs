@@ -244,7 +244,7 @@ fn a_signing_key_file_must_hold_a_p256_key() {
     std::fs::write(&good, crate::auth::jwt::pkcs8_pem(&der)).unwrap();
     let mut s = Settings::default();
     s.auth.signing_key_file = Some(good);
-    assert!(s.validate().unwrap().auth.signing_key.is_some());
+    assert_eq!(s.validate().unwrap().auth.signing_keys.len(), 1);
     let bad = dir.join("bad.pem");
     std::fs::write(&bad, "not a key").unwrap();
     for path in [bad, dir.join("missing.pem")] {
@@ -252,6 +252,112 @@ fn a_signing_key_file_must_hold_a_p256_key() {
         s.auth.signing_key_file = Some(path);
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("auth.signing_key_file"), "{err}");
+    }
+}
+
+#[test]
+fn signing_key_files_are_loaded_in_order_and_exclude_signing_key_file() {
+    let dir = std::env::temp_dir().join(format!("otpgw-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str| {
+        let path = dir.join(name);
+        let der = crate::auth::jwt::generate_pkcs8().unwrap();
+        std::fs::write(&path, crate::auth::jwt::pkcs8_pem(&der)).unwrap();
+        path
+    };
+    let (old, new) = (write("old.pem"), write("new.pem"));
+    let mut s = Settings::default();
+    s.auth.signing_key_files = vec![old.clone(), new.clone()];
+    let keys = s.validate().unwrap().auth.signing_keys;
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        keys[1].expose_value(),
+        &std::fs::read(&new).unwrap(),
+        "the list order is kept: the last is the newest"
+    );
+    let mut s = Settings::default();
+    s.auth.signing_key_files = vec![old.clone(), old.clone()];
+    assert!(s.validate().unwrap_err().to_string().contains("twice"));
+    let mut s = Settings::default();
+    s.auth.signing_key_file = Some(old.clone());
+    s.auth.signing_key_files = vec![new];
+    let err = s.validate().unwrap_err().to_string();
+    assert!(err.contains("auth.signing_key_files"), "{err}");
+}
+
+#[test]
+fn a_client_needs_one_way_to_authenticate_and_names_it_when_it_has_two() {
+    use crate::auth::AuthMethod;
+    use crate::config::ClientEntry;
+    let dir = std::env::temp_dir().join(format!("otpgw-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"C1RO4-xK0hLA_UfIViPnVlUTjCjNqFL5CraF7jxIuEk","y":"ivvC3alOQxbTIGwKTbs2Ex27AL1PSwdpYhRBc13hbGc"}]}"#;
+    let file = dir.join("client.jwks");
+    std::fs::write(&file, jwks).unwrap();
+    let validate = |entry: ClientEntry| {
+        let mut s = Settings::default();
+        s.auth.clients = vec![entry];
+        s.validate().map(|v| v.auth.clients[0].clone())
+    };
+    let base = || ClientEntry {
+        id: "app".into(),
+        scopes: vec![crate::auth::SEND_VALIDATE_SCOPE.into()],
+        ..Default::default()
+    };
+    // Keys only → private_key_jwt; the file's content is loaded into jwks.
+    let from_file = validate(ClientEntry {
+        jwks_file: Some(file.clone()),
+        ..base()
+    })
+    .unwrap();
+    assert_eq!(from_file.auth_method, Some(AuthMethod::PrivateKeyJwt));
+    assert_eq!(from_file.jwks.as_deref(), Some(jwks));
+    // Secret only → client_secret.
+    let secret = validate(ClientEntry {
+        secret: "app-secret-1".into(),
+        ..base()
+    })
+    .unwrap();
+    assert_eq!(secret.auth_method, Some(AuthMethod::ClientSecret));
+    // Both: only with auth_method named.
+    let both = || ClientEntry {
+        secret: "app-secret-1".into(),
+        jwks: Some(jwks.into()),
+        ..base()
+    };
+    assert!(validate(both()).is_err());
+    assert!(validate(ClientEntry {
+        auth_method: Some(AuthMethod::Any),
+        ..both()
+    })
+    .is_ok());
+    for bad in [
+        base(),
+        ClientEntry {
+            jwks: Some("{\"keys\":[]}".into()),
+            ..base()
+        },
+        ClientEntry {
+            jwks: Some(jwks.into()),
+            jwks_uri: Some("https://app.example/jwks".into()),
+            ..base()
+        },
+        ClientEntry {
+            jwks_uri: Some("ftp://app.example/jwks".into()),
+            ..base()
+        },
+        ClientEntry {
+            auth_method: Some(AuthMethod::PrivateKeyJwt),
+            secret: "app-secret-1".into(),
+            ..base()
+        },
+        ClientEntry {
+            jwks_file: Some(dir.join("missing.jwks")),
+            ..base()
+        },
+    ] {
+        let shown = format!("{bad:?}");
+        assert!(validate(bad).is_err(), "{shown}");
     }
 }
 

@@ -315,7 +315,7 @@ pub fn decode(data_coding: u8, bytes: &[u8]) -> Option<String> {
             .collect(),
         DC_LATIN1 => Some(bytes.iter().map(|&b| char::from(b)).collect()),
         DC_UCS2 => {
-            if bytes.len() % 2 != 0 {
+            if !bytes.len().is_multiple_of(2) {
                 return None;
             }
             let units: Vec<u16> = bytes

@@ -16,6 +16,7 @@ fn client(id: &str, secret: &str, scope: &str) -> ClientEntry {
         scopes: vec![scope.into()],
         token_ttl: None,
         rate_limit: None,
+        ..Default::default()
     }
 }
 
@@ -52,7 +53,11 @@ async fn a_non_loopback_admin_listener_serves_inbox_and_admin_only_with_a_creden
     let lookup = format!("{admin}/admin/v1/authentications/{id}");
     let bearer = format!("Bearer {ADMIN_TOKEN}");
     let demo = format!("Bearer {}", app.token);
-    let ops = format!("Bearer {}", app.fetch_token("ops", "ops-secret-123").await);
+    let ops = format!(
+        "Bearer {}",
+        app.fetch_token_for("ops", "ops-secret-123", "otp-gateway:admin")
+            .await
+    );
 
     for url in [
         inbox.clone(),

@@ -159,12 +159,17 @@ impl TestApp {
     }
 
     pub async fn fetch_token(&self, id: &str, secret: &str) -> String {
+        self.fetch_token_for(id, secret, SCOPE).await
+    }
+
+    /// A token of another scope (the token request must name one).
+    pub async fn fetch_token_for(&self, id: &str, secret: &str, scope: &str) -> String {
         let mut res = self
             .client
             .post(format!("{}/oauth2/token", self.api))
             .basic_auth(id, secret)
             .content_type("application/x-www-form-urlencoded")
-            .send_body("grant_type=client_credentials")
+            .send_body(format!("grant_type=client_credentials&scope={scope}"))
             .await
             .unwrap();
         assert_eq!(res.status(), 200);

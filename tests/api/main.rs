@@ -6,6 +6,7 @@
 
 mod admin;
 mod chaos;
+mod client_assertions;
 mod error_log;
 mod framework;
 mod helpers;

@@ -15,7 +15,7 @@ async fn quickstart_flow_token_send_read_sms_validate() {
         .client
         .post(format!("{}/oauth2/token", app.api))
         .content_type("application/x-www-form-urlencoded")
-        .send_body("grant_type=client_credentials&client_id=demo&client_secret=demo-secret")
+        .send_body("grant_type=client_credentials&scope=one-time-password-sms:send-validate&client_id=demo&client_secret=demo-secret")
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
@@ -166,6 +166,7 @@ async fn the_page_prefills_the_demo_client_and_never_a_configured_one() {
             scopes: vec!["one-time-password-sms:send-validate".into()],
             token_ttl: None,
             rate_limit: None,
+            ..Default::default()
         }];
     })
     .await;

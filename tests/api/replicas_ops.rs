@@ -59,6 +59,7 @@ async fn two_replicas_on_one_redis_share_a_clients_rate_limit() {
                 scopes: vec![SCOPE.into()],
                 token_ttl: None,
                 rate_limit: Some(4),
+                ..Default::default()
             }];
         }
     };

@@ -428,6 +428,7 @@ async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
             scopes: vec![SCOPE.into()],
             token_ttl: None,
             rate_limit: Some(3),
+            ..Default::default()
         }]
     })
     .await;

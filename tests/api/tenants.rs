@@ -17,6 +17,7 @@ fn client(id: &str) -> ClientEntry {
         scopes: vec![SCOPE.into()],
         token_ttl: None,
         rate_limit: None,
+        ..Default::default()
     }
 }
 

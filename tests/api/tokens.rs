@@ -65,6 +65,7 @@ fn client(id: &str, secret: &str, scopes: &[&str]) -> otp_gateway::config::Clien
         scopes: scopes.iter().map(|s| (*s).into()).collect(),
         token_ttl: None,
         rate_limit: None,
+        ..Default::default()
     }
 }
 

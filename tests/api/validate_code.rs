@@ -270,6 +270,7 @@ async fn another_clients_id_is_not_found_and_spends_no_attempt() {
                 scopes: vec![SCOPE.into()],
                 token_ttl: None,
                 rate_limit: None,
+                ..Default::default()
             },
             otp_gateway::config::ClientEntry {
                 id: "other-app".into(),
@@ -277,6 +278,7 @@ async fn another_clients_id_is_not_found_and_spends_no_attempt() {
                 scopes: vec![SCOPE.into()],
                 token_ttl: None,
                 rate_limit: None,
+                ..Default::default()
             },
         ]
     })

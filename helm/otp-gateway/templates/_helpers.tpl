@@ -70,7 +70,15 @@ for the SMPP unbind and the admin listener. Defaults are the gateway's own.
 {{- $_ := set $cfg "sandbox" (dict "expose" (and (eq .Values.profile "sandbox") .Values.smsc.embedded)) -}}
 {{- if .Values.secrets.signingKey.name -}}
 {{- $auth := default (dict) $cfg.auth -}}
+{{- if .Values.secrets.signingKey.keys -}}
+{{- $files := list -}}
+{{- range .Values.secrets.signingKey.keys -}}
+{{- $files = append $files (printf "/etc/otp-gateway-secrets/%s" .) -}}
+{{- end -}}
+{{- $_ := set $auth "signing_key_files" $files -}}
+{{- else -}}
 {{- $_ := set $auth "signing_key_file" "/etc/otp-gateway-secrets/signing-key.pem" -}}
+{{- end -}}
 {{- $_ := set $cfg "auth" $auth -}}
 {{- end -}}
 {{- with .Values.secrets.redisTls -}}
