@@ -42,6 +42,8 @@ pub struct AdminState {
     /// Cancelled when shutdown begins, so load balancers stop sending traffic before we stop
     /// serving.
     pub draining: CancellationToken,
+    /// For readiness: every external identity provider's keys loaded.
+    pub identity_providers: crate::auth::BearerValidator,
 }
 
 pub use crate::auth::ADMIN_SCOPE;
@@ -154,10 +156,11 @@ async fn ready(state: web::Data<AdminState>) -> HttpResponse {
     let store_ok = state.otp.store_ready().await;
     let bound = state.smpp.is_bound();
     let draining = state.draining.is_cancelled();
-    let up = store_ok && bound && !draining;
+    let idp = state.identity_providers.is_ready();
+    let up = store_ok && bound && !draining && idp;
     let body = json!({
         "status": if up { "UP" } else { "DOWN" },
-        "checks": {"store": store_ok, "smpp_bound": bound, "draining": draining}
+        "checks": {"store": store_ok, "smpp_bound": bound, "draining": draining, "identity_providers": idp}
     });
     if up {
         HttpResponse::Ok().json(body)

@@ -16,7 +16,10 @@ use anyhow::Context;
 use crate::admin::{self, AdminState};
 use crate::api::deadline;
 use crate::api::{self, openapi::Issuer, ApiState};
-use crate::auth::{AttemptLimits, ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer};
+use crate::auth::external::ExternalIssuer;
+use crate::auth::{
+    AttemptLimits, BearerValidator, ClientSecret, IssuerSettings, RegisteredClient, TokenIssuer,
+};
 use crate::config::{Config, EmbeddedSmsc, StoreConfig};
 use crate::delivery_state::RedisDeliveryState;
 use crate::metrics::Metrics;
@@ -160,7 +163,12 @@ impl Application {
             otp: Arc::clone(&otp),
             max_body_bytes: config.http.max_body_bytes,
         });
-        let validator = web::Data::new(issuer.validator());
+        let bearer = bearer_validator(&config, &issuer, &metrics)?;
+        // An IdP down now is not fatal: readiness stays false until its keys load, retried in
+        // the background (see crate::auth::external::jwks).
+        bearer.start(shutdown.root());
+        let validator = web::Data::new(bearer.clone());
+        let embedded = config.auth.embedded;
         let limiter = web::Data::new(limiter);
         let issuer_data = web::Data::from(Arc::clone(&issuer));
         let issuer_url = web::Data::new(Issuer(config.auth.issuer.clone()));
@@ -185,7 +193,12 @@ impl Application {
                 .app_data(issuer_url.clone())
                 .app_data(metrics_data.clone())
                 .configure(api::configure)
-                .configure(crate::auth::configure)
+                .configure(|cfg| {
+                    // auth.embedded = false: no token endpoint, JWKS or discovery document.
+                    if embedded {
+                        crate::auth::configure(cfg);
+                    }
+                })
                 .default_service(web::to(api::not_found))
         })
         .client_request_timeout(request_timeout)
@@ -201,6 +214,7 @@ impl Application {
             metrics,
             simulator: simulator.clone(),
             draining: shutdown.draining(),
+            identity_providers: bearer,
         });
         let admin_guard = web::Data::new(admin::AdminGuard::new(
             config.admin.credential_required(),
@@ -277,6 +291,29 @@ impl Application {
             })
             .await
     }
+}
+
+/// The API's bearer-token check: the embedded issuer (unless `auth.embedded = false`) and
+/// every `[[auth.issuers]]` entry.
+fn bearer_validator(
+    config: &Config,
+    issuer: &TokenIssuer,
+    metrics: &Metrics,
+) -> anyhow::Result<BearerValidator> {
+    let auth = &config.auth;
+    let external = auth
+        .issuers
+        .iter()
+        .map(|c| ExternalIssuer::new(c.clone(), metrics.auth.clone()))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
+    Ok(BearerValidator::new(
+        auth.embedded.then(|| issuer.validator()),
+        auth.issuer.clone(),
+        external,
+        auth.clients.iter().map(|c| c.id.clone()),
+        metrics.auth.clone(),
+    ))
 }
 
 /// The embedded token issuer and its clients.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::issuers::{IssuerConfig, IssuerEntry};
 use super::{invalid, ConfigError};
 use crate::domain::Secret;
 
@@ -35,6 +36,10 @@ pub struct AuthSettings {
     /// Failed client authentications per minute allowed over all client ids (also the burst):
     /// bounds the CPU an unauthenticated flood can spend on secret hashing.
     pub failed_attempts_total: u32,
+    /// Whether the embedded issuer serves tokens and its tokens are accepted (default true).
+    pub embedded: bool,
+    /// External identity providers whose access tokens are accepted.
+    pub issuers: Vec<IssuerEntry>,
 }
 
 impl Default for AuthSettings {
@@ -47,6 +52,8 @@ impl Default for AuthSettings {
             signing_key_file: None,
             failed_attempts_per_client: 10,
             failed_attempts_total: 120,
+            embedded: true,
+            issuers: Vec::new(),
         }
     }
 }
@@ -89,6 +96,10 @@ pub struct AuthConfig {
     pub failed_attempts_per_client: u32,
     /// `auth.failed_attempts_total`.
     pub failed_attempts_total: u32,
+    /// `auth.embedded`.
+    pub embedded: bool,
+    /// `[[auth.issuers]]`, validated.
+    pub issuers: Vec<IssuerConfig>,
 }
 
 impl AuthSettings {
@@ -147,8 +158,19 @@ impl AuthSettings {
                 Some(Secret::wrap(bytes))
             }
         };
+        if !self.embedded && self.issuers.is_empty() {
+            return Err(invalid(
+                "auth.embedded",
+                "with the embedded issuer off, configure at least one [[auth.issuers]]",
+            ));
+        }
+        let issuers = super::issuers::validate_issuers(
+            self.issuers,
+            self.embedded.then_some(issuer.as_str()),
+        )?;
         let mut clients = self.clients;
-        let demo_client = clients.is_empty();
+        // Without the embedded issuer nobody could use the demo client's secret.
+        let demo_client = clients.is_empty() && self.embedded;
         if demo_client {
             if !loopback {
                 return Err(invalid(
@@ -173,6 +195,8 @@ impl AuthSettings {
             signing_key,
             failed_attempts_per_client: self.failed_attempts_per_client,
             failed_attempts_total: self.failed_attempts_total,
+            embedded: self.embedded,
+            issuers,
         })
     }
 }
