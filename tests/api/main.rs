@@ -7,6 +7,7 @@
 mod admin;
 mod chaos;
 mod error_log;
+mod external_issuers;
 mod framework;
 mod helpers;
 mod late_acceptance;

@@ -121,7 +121,7 @@ impl Introspector {
         }
         if answer
             .aud()
-            .is_some_and(|aud| !aud.iter().any(|a| *a == self.audience))
+            .is_some_and(|aud| !aud.contains(&self.audience))
         {
             return Err(Rejected::WrongAudience);
         }

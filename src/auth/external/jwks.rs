@@ -195,6 +195,9 @@ impl RawJwk {
     }
 }
 
+/// What runs when a new key set arrives.
+type KeySetListener = Box<dyn Fn(&KeySet) + Send + Sync>;
+
 /// Fetch bookkeeping, behind the async lock that serialises fetches.
 #[derive(Default)]
 struct FetchState {
@@ -218,7 +221,7 @@ pub struct JwksCache {
     metrics: AuthMetrics,
     /// Called with the new set after each successful fetch (the token cache drops tokens whose
     /// key is gone).
-    on_change: RwLock<Option<Box<dyn Fn(&KeySet) + Send + Sync>>>,
+    on_change: RwLock<Option<KeySetListener>>,
 }
 
 #[derive(Deserialize)]
