@@ -46,6 +46,8 @@ pub struct AdminState {
     pub draining: CancellationToken,
     /// The barred numbers the number policy checks.
     pub barring: Arc<Barring>,
+    /// For readiness: every external identity provider's keys loaded.
+    pub identity_providers: crate::auth::BearerValidator,
 }
 
 pub use crate::auth::ADMIN_SCOPE;
@@ -165,10 +167,11 @@ async fn ready(state: web::Data<AdminState>) -> HttpResponse {
     let store_ok = state.otp.store_ready().await;
     let bound = state.smpp.is_bound();
     let draining = state.draining.is_cancelled();
-    let up = store_ok && bound && !draining;
+    let idp = state.identity_providers.is_ready();
+    let up = store_ok && bound && !draining && idp;
     let body = json!({
         "status": if up { "UP" } else { "DOWN" },
-        "checks": {"store": store_ok, "smpp_bound": bound, "draining": draining}
+        "checks": {"store": store_ok, "smpp_bound": bound, "draining": draining, "identity_providers": idp}
     });
     if up {
         HttpResponse::Ok().json(body)

@@ -17,9 +17,10 @@ use crate::admin::{self, AdminState};
 use crate::api::deadline;
 use crate::api::openapi::{docs_config, served_document_json, PageNotes, ServedDocument};
 use crate::api::{self, ApiState};
+use crate::auth::external::ExternalIssuer;
 use crate::auth::{
-    AttemptLimits, AuthMethod, ClientKeys, ClientSecret, IssuerSettings, RegisteredClient,
-    TokenIssuer,
+    AttemptLimits, AuthMethod, BearerValidator, ClientKeys, ClientSecret, IssuerSettings,
+    RegisteredClient, TokenIssuer,
 };
 use crate::config::{Config, EmbeddedSmsc, StoreConfig};
 use crate::delivery_state::RedisDeliveryState;
@@ -176,7 +177,12 @@ impl Application {
             otp: Arc::clone(&otp),
             max_body_bytes: config.http.max_body_bytes,
         });
-        let validator = web::Data::new(issuer.validator());
+        let bearer = bearer_validator(&config, &issuer, &metrics)?;
+        // An IdP down now is not fatal: readiness stays false until its keys load, retried in
+        // the background (see crate::auth::external::jwks).
+        bearer.start(shutdown.root());
+        let validator = web::Data::new(bearer.clone());
+        let embedded = config.auth.embedded;
         let limiter = web::Data::new(limiter);
         let issuer_data = web::Data::from(Arc::clone(&issuer));
         // Bound before the API so the page can link to the sandbox inbox's real port.
@@ -221,7 +227,12 @@ impl Application {
                 .app_data(docs_config.clone())
                 .app_data(metrics_data.clone())
                 .configure(api::configure)
-                .configure(crate::auth::configure)
+                .configure(|cfg| {
+                    // auth.embedded = false: no token endpoint, JWKS or discovery document.
+                    if embedded {
+                        crate::auth::configure(cfg);
+                    }
+                })
                 .default_service(web::to(api::not_found))
         })
         .client_request_timeout(request_timeout)
@@ -238,6 +249,7 @@ impl Application {
             simulator: simulator.clone(),
             draining: shutdown.draining(),
             barring,
+            identity_providers: bearer,
         });
         let admin_guard = web::Data::new(admin::AdminGuard::new(
             config.admin.credential_required(),
@@ -311,6 +323,29 @@ impl Application {
             })
             .await
     }
+}
+
+/// The API's bearer-token check: the embedded issuer (unless `auth.embedded = false`) and
+/// every `[[auth.issuers]]` entry.
+fn bearer_validator(
+    config: &Config,
+    issuer: &TokenIssuer,
+    metrics: &Metrics,
+) -> anyhow::Result<BearerValidator> {
+    let auth = &config.auth;
+    let external = auth
+        .issuers
+        .iter()
+        .map(|c| ExternalIssuer::new(c.clone(), metrics.auth.clone()))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
+    Ok(BearerValidator::new(
+        auth.embedded.then(|| issuer.validator()),
+        auth.issuer.clone(),
+        external,
+        auth.clients.iter().map(|c| c.id.clone()),
+        metrics.auth.clone(),
+    ))
 }
 
 /// The embedded token issuer and its clients.

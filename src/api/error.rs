@@ -26,8 +26,11 @@ pub struct ErrorInfo {
 pub enum ApiError {
     /// 400: the request does not match the schema; the text says what is wrong.
     InvalidArgument(String),
-    /// 401: missing, invalid or expired token.
+    /// 401: no bearer token was presented (RFC 6750 §3.1: no error code then).
     Unauthenticated,
+    /// 401: the token presented is malformed, forged, expired, foreign or revoked; the same
+    /// answer whatever check failed (the log says which).
+    InvalidToken,
     /// 403: the token lacks the scope.
     PermissionDenied,
     /// 403: too many codes for the number.
@@ -74,7 +77,7 @@ impl ApiError {
                 "INVALID_ARGUMENT",
                 "Client specified an invalid argument, request body or query param.",
             ),
-            ApiError::Unauthenticated => (
+            ApiError::Unauthenticated | ApiError::InvalidToken => (
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
                 "Request not authenticated due to missing, invalid, or expired credentials.",
@@ -207,6 +210,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated => {
                 res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
+            ApiError::InvalidToken => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
+            }
             ApiError::PermissionDenied => {
                 res.insert_header((
                     header::WWW_AUTHENTICATE,
@@ -307,6 +313,11 @@ mod tests {
                 r#"{"status":401,"code":"UNAUTHENTICATED","message":"Request not authenticated due to missing, invalid, or expired credentials."}"#,
             ),
             (
+                ApiError::InvalidToken,
+                401,
+                r#"{"status":401,"code":"UNAUTHENTICATED","message":"Request not authenticated due to missing, invalid, or expired credentials."}"#,
+            ),
+            (
                 ApiError::PermissionDenied,
                 403,
                 r#"{"status":403,"code":"PERMISSION_DENIED","message":"Client does not have sufficient permissions to perform this action."}"#,
@@ -396,6 +407,11 @@ mod tests {
     fn auth_errors_carry_www_authenticate_and_405_carries_allow() {
         let r = ApiError::Unauthenticated.error_response();
         assert_eq!(r.headers().get(header::WWW_AUTHENTICATE).unwrap(), "Bearer");
+        let r = ApiError::InvalidToken.error_response();
+        assert_eq!(
+            r.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+            "Bearer error=\"invalid_token\""
+        );
         let r = ApiError::PermissionDenied.error_response();
         assert!(r.headers().get(header::WWW_AUTHENTICATE).is_some());
         let r = ApiError::MethodNotAllowed.error_response();

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assertion;
+pub mod external;
 pub mod issuer;
 pub mod jwt;
 pub mod routes;
@@ -33,7 +34,7 @@ pub use issuer::{
 pub use routes::configure;
 pub use secret::ClientSecret;
 pub use throttle::AttemptLimits;
-pub use validator::TokenValidator;
+pub use validator::{BearerValidator, Refusal, TokenValidator};
 
 /// Scope granting access to `POST /send-code` and `POST /validate-code` of the
 /// CAMARA One Time Password SMS API.

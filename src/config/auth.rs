@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::issuers::{IssuerConfig, IssuerEntry};
 use super::{invalid, ConfigError};
 use crate::domain::Secret;
 
@@ -46,6 +47,10 @@ pub struct AuthSettings {
     /// Failed client authentications per minute allowed over all client ids (also the burst):
     /// bounds the CPU an unauthenticated flood can spend on secret hashing.
     pub failed_attempts_total: u32,
+    /// Whether the embedded issuer serves tokens and its tokens are accepted (default true).
+    pub embedded: bool,
+    /// External identity providers whose access tokens are accepted.
+    pub issuers: Vec<IssuerEntry>,
 }
 
 impl Default for AuthSettings {
@@ -61,6 +66,8 @@ impl Default for AuthSettings {
             client_jwks_min_refresh: Duration::from_secs(30),
             failed_attempts_per_client: 10,
             failed_attempts_total: 120,
+            embedded: true,
+            issuers: Vec::new(),
         }
     }
 }
@@ -122,6 +129,10 @@ pub struct AuthConfig {
     pub failed_attempts_per_client: u32,
     /// `auth.failed_attempts_total`.
     pub failed_attempts_total: u32,
+    /// `auth.embedded`.
+    pub embedded: bool,
+    /// `[[auth.issuers]]`, validated.
+    pub issuers: Vec<IssuerConfig>,
 }
 
 impl AuthSettings {
@@ -205,7 +216,18 @@ impl AuthSettings {
             }
             signing_keys.push(Secret::wrap(bytes));
         }
-        let demo_client = clients.is_empty();
+        if !self.embedded && self.issuers.is_empty() {
+            return Err(invalid(
+                "auth.embedded",
+                "with the embedded issuer off, configure at least one [[auth.issuers]]",
+            ));
+        }
+        let issuers = super::issuers::validate_issuers(
+            self.issuers,
+            self.embedded.then_some(issuer.as_str()),
+        )?;
+        // Without the embedded issuer nobody could use the demo client's secret.
+        let demo_client = clients.is_empty() && self.embedded;
         if demo_client {
             if !loopback {
                 return Err(invalid(
@@ -231,6 +253,8 @@ impl AuthSettings {
             client_jwks_min_refresh: self.client_jwks_min_refresh,
             failed_attempts_per_client: self.failed_attempts_per_client,
             failed_attempts_total: self.failed_attempts_total,
+            embedded: self.embedded,
+            issuers,
         })
     }
 }

@@ -7,6 +7,7 @@
 mod api;
 mod auth;
 mod http;
+mod issuers;
 mod log;
 mod otp;
 mod policy;
@@ -22,6 +23,9 @@ use serde::Deserialize;
 pub use self::api::ApiSettings;
 pub use self::auth::{AuthConfig, AuthSettings, ClientEntry, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 pub use self::http::{AdminSettings, HttpSettings, SandboxSettings};
+pub use self::issuers::{
+    ClientIdClaim, IntrospectionConfig, IssuerConfig, IssuerEntry, KeySource, SUPPORTED_ALGORITHMS,
+};
 pub use self::log::{LogFormat, LogSettings};
 pub use self::otp::{HashKey, OtpSettings};
 pub use self::policy::PolicySettings;

@@ -8,6 +8,7 @@ mod admin;
 mod chaos;
 mod client_assertions;
 mod error_log;
+mod external_issuers;
 mod framework;
 mod helpers;
 mod late_acceptance;
