@@ -479,7 +479,7 @@ async fn json_logs_carry_correlator_client_route_and_masked_number_and_nothing_s
         .post(format!("{}/oauth2/token", gw.api))
         .basic_auth("demo", "demo-secret")
         .content_type("application/x-www-form-urlencoded")
-        .send_body("grant_type=client_credentials")
+        .send_body("grant_type=client_credentials&scope=one-time-password-sms:send-validate")
         .await
         .unwrap();
     let token: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();

@@ -5,8 +5,17 @@
 //! carries `aud`); the client is read from the issuer's client id claim (`client_id`, `azp` or
 //! `sub` of the answer). It is reused until `exp`, but never longer than
 //! `introspection_cache_ttl`, so a revocation at the IdP is seen within that time.
+//!
+//! A flood of made-up opaque tokens must not become a flood at the IdP: at most
+//! [`MAX_IN_FLIGHT`] introspections per issuer run at once (the others wait their turn, within
+//! the issuer's `timeout`, then answer 401 like an IdP that cannot be reached), and a token the
+//! IdP called inactive is answered from memory for [`REFUSED_FOR`].
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+use ring::digest;
+use tokio::sync::Semaphore;
 
 use oauth2::basic::{
     BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenResponse, BasicTokenType,
@@ -48,6 +57,13 @@ type IntrospectionClient = Client<
     EndpointNotSet,
 >;
 
+/// Introspections of one issuer running at once, at most.
+pub const MAX_IN_FLIGHT: usize = 16;
+/// How long an inactive answer is reused.
+pub const REFUSED_FOR: Duration = Duration::from_secs(10);
+/// Inactive answers remembered at most (32 bytes each).
+const REFUSED_CAPACITY: u64 = 100_000;
+
 /// Introspects tokens at one IdP.
 pub struct Introspector {
     name: String,
@@ -59,6 +75,10 @@ pub struct Introspector {
     cache_ttl: u64,
     http: reqwest::Client,
     metrics: AuthMetrics,
+    in_flight: Semaphore,
+    wait: Duration,
+    /// SHA-256 of tokens the IdP called inactive, for [`REFUSED_FOR`].
+    refused: Cache<[u8; 32], ()>,
 }
 
 impl Introspector {
@@ -79,6 +99,12 @@ impl Introspector {
             cache_ttl: settings.cache_ttl.as_secs(),
             http,
             metrics,
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            wait: issuer.timeout,
+            refused: Cache::builder()
+                .max_capacity(REFUSED_CAPACITY)
+                .time_to_live(REFUSED_FOR)
+                .build(),
         }
     }
 
@@ -90,6 +116,15 @@ impl Introspector {
     ) -> Result<Vouched, Rejected> {
         let endpoint = endpoint
             .ok_or_else(|| Rejected::Unavailable("no introspection endpoint yet".into()))?;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
+        if self.refused.contains_key(&key) {
+            return Err(Rejected::Inactive);
+        }
+        let _permit = tokio::time::timeout(self.wait, self.in_flight.acquire())
+            .await
+            .map_err(|_| Rejected::Unavailable("too many introspections in flight".into()))?
+            .map_err(|_| Rejected::Unavailable("introspection closed".into()))?;
         let url = IntrospectionUrl::new(endpoint)
             .map_err(|e| Rejected::Unavailable(format!("introspection endpoint: {e}")))?;
         let client: IntrospectionClient = Client::new(ClientId::new(self.client_id.clone()))
@@ -108,7 +143,11 @@ impl Introspector {
             .observe(started.elapsed().as_secs_f64());
         // The error's text can quote the IdP's answer but never the token.
         let answer = answer.map_err(|e| Rejected::Unavailable(format!("introspection: {e}")))?;
-        self.judge(&answer, unix_now())
+        let verdict = self.judge(&answer, unix_now());
+        if matches!(verdict, Err(Rejected::Inactive)) {
+            self.refused.insert(key, ());
+        }
+        verdict
     }
 
     /// The rules an answer must meet.
@@ -197,6 +236,87 @@ mod tests {
 
     fn answer(v: serde_json::Value) -> Answer {
         serde_json::from_value(v).unwrap()
+    }
+
+    /// A stand-in IdP (the real oidc-provider cannot report how many introspections it serves
+    /// at once): answers every request `{"active": false}` after 100 ms, counting requests and
+    /// the most it held at once.
+    async fn slow_idp() -> (String, std::sync::Arc<[std::sync::atomic::AtomicUsize; 3]>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+        // requests, in flight now, most in flight
+        let stats = std::sync::Arc::new([(); 3].map(|_| std::sync::atomic::AtomicUsize::new(0)));
+        let s = std::sync::Arc::clone(&stats);
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let s = std::sync::Arc::clone(&s);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut got = Vec::new();
+                    // Head and a small form body: read until the body's length is in.
+                    loop {
+                        let Ok(n) = tcp.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&got).to_lowercase();
+                        if let Some(head_end) = text.find("\r\n\r\n") {
+                            let len = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if got.len() >= head_end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    s[0].fetch_add(1, SeqCst);
+                    let now = s[1].fetch_add(1, SeqCst) + 1;
+                    s[2].fetch_max(now, SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    s[1].fetch_sub(1, SeqCst);
+                    let body = r#"{"active":false}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tcp.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (url, stats)
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_made_up_tokens_reaches_the_idp_a_few_at_a_time_and_once_each() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (url, stats) = slow_idp().await;
+        let i = std::sync::Arc::new(introspector(ClientIdClaim::ClientId));
+        let flood: Vec<_> = (0..64)
+            .map(|n| {
+                let i = std::sync::Arc::clone(&i);
+                let url = url.clone();
+                tokio::spawn(async move { i.introspect(&format!("opaque-{n}"), Some(url)).await })
+            })
+            .collect();
+        for task in flood {
+            assert_eq!(task.await.unwrap().unwrap_err(), Rejected::Inactive);
+        }
+        assert_eq!(stats[0].load(SeqCst), 64);
+        let most = stats[2].load(SeqCst);
+        assert!(most <= MAX_IN_FLIGHT, "{most} introspections at once");
+        // A refused token comes back: answered from memory.
+        assert_eq!(
+            i.introspect("opaque-7", Some(url)).await.unwrap_err(),
+            Rejected::Inactive
+        );
+        assert_eq!(stats[0].load(SeqCst), 64, "the IdP was not asked again");
     }
 
     #[test]
