@@ -165,3 +165,24 @@ fn an_unknown_step_stops_the_run_naming_its_file_and_line() {
     assert!(stderr.contains("nothing was run"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The v1.1.1 environment is the v1.1.0 one but for the OAS document and the correlator step
+/// of the Commonalities background, so a change to one (a client's scope, a number) cannot be
+/// forgotten in the other.
+#[test]
+fn the_v1_1_1_environment_differs_from_the_v1_1_0_one_only_where_the_version_does() {
+    let read = |name: &str| {
+        std::fs::read_to_string(repo().join("conformance-tests/ci").join(name)).unwrap()
+    };
+    let (v110, v111) = (read("env.toml"), read("env-v1.1.1.toml"));
+    let body = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| !l.starts_with("oas = ") && !l.contains("x-correlator"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(body(&v110), body(&v111));
+    assert!(v111.contains("one-time-password-sms-v1.1.1.yaml"));
+    assert!(v111.contains("#/components/schemas/XCorrelator"));
+}
