@@ -80,14 +80,26 @@ run_wrk() {
 field() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); [v:=v[k] for k in sys.argv[2].split(".")]; print(v)' "$1" "$2"; }
 half() { python3 -c 'import sys; print(max(1, int(float(sys.argv[1]) / 2)))' "$1"; }
 
-# perf around a wrk run, gateway process only (flat profile by symbol and by DSO).
-perf_start() { [ "$PERF" = 1 ] || return 0; perf record -F 999 -p "$GW_PID" -o "$OUT/perf-$1.data" -- sleep "$DURATION" >/dev/null 2>&1 & PERF_PID=$!; }
+# perf around a wrk run, gateway process only: software cpu-clock samples (no hardware
+# counters needed) with DWARF call graphs; self time by DSO and by symbol, and time including
+# callees by symbol (what an area such as moka or ring costs with all it calls).
+perf_start() {
+    [ "$PERF" = 1 ] || return 0
+    perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$GW_PID" -o "$OUT/perf-$1.data" \
+        -- sleep "$DURATION" >/dev/null 2>&1 &
+    PERF_PID=$!
+}
 perf_end() {
     [ "$PERF" = 1 ] || return 0
     wait "$PERF_PID" || true
-    perf report -i "$OUT/perf-$1.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15 >"$OUT/perf-$1.txt" || true
-    echo "----" >>"$OUT/perf-$1.txt"
-    perf report -i "$OUT/perf-$1.data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60 >>"$OUT/perf-$1.txt" || true
+    local data="$OUT/perf-$1.data" txt="$OUT/perf-$1.txt"
+    { echo "## self time by DSO"
+      perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+      echo "## self time by symbol"
+      perf report -i "$data" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
+      echo "## time including callees by symbol"
+      perf report -i "$data" --children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -150
+    } >"$txt" || true
 }
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
