@@ -35,9 +35,11 @@ if ! command -v wrk >/dev/null; then
     say "installing wrk"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
-for tool in curl python3; do
-    command -v "$tool" >/dev/null || { echo "bench.sh needs $tool" >&2; exit 1; }
-done
+if ! command -v curl >/dev/null; then
+    say "installing curl"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+fi
+command -v python3 >/dev/null || { echo "bench.sh needs python3" >&2; exit 1; }
 if [ "$PERF" = 1 ] && ! command -v perf >/dev/null; then
     say "installing linux-perf"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null
