@@ -172,7 +172,8 @@ fn an_unknown_step_stops_the_run_naming_its_file_and_line() {
 #[test]
 fn the_v1_1_1_environment_differs_from_the_v1_1_0_one_only_where_the_version_does() {
     let read = |name: &str| {
-        std::fs::read_to_string(repo().join("conformance-tests/ci").join(name)).unwrap()
+        std::fs::read_to_string(repo().join("conformance-tests/ci").join(name))
+            .expect("a CI environment file")
     };
     let (v110, v111) = (read("env.toml"), read("env-v1.1.1.toml"));
     let body = |s: &str| -> Vec<String> {
