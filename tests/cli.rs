@@ -312,6 +312,17 @@ impl Gateway {
 
     /// Token, send-code with `message`, and the code read back from the sandbox inbox.
     async fn send(&self, message: &str) -> (String, String) {
+        let (code, token, _) = self.send_correlated(message, None).await;
+        (code, token)
+    }
+
+    /// As [`Gateway::send`], with an `x-correlator` when given; also returns the
+    /// authenticationId.
+    async fn send_correlated(
+        &self,
+        message: &str,
+        correlator: Option<&str>,
+    ) -> (String, String, String) {
         let client = awc::Client::default();
         let mut r = client
             .post(format!("{}/oauth2/token", self.api))
@@ -322,13 +333,19 @@ impl Gateway {
             .unwrap();
         let token: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
         let token = token["access_token"].as_str().unwrap().to_string();
-        let r = client
+        let mut req = client
             .post(format!("{}/one-time-password-sms/v1/send-code", self.api))
-            .bearer_auth(&token)
+            .bearer_auth(&token);
+        if let Some(c) = correlator {
+            req = req.insert_header(("x-correlator", c));
+        }
+        let mut r = req
             .send_json(&json!({"phoneNumber": "+34600000002", "message": message}))
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+        let sent: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
+        let id = sent["authenticationId"].as_str().unwrap().to_string();
         let mut r = client
             .get(format!(
                 "{}/sandbox/v1/messages?phoneNumber=%2B34600000002",
@@ -345,7 +362,7 @@ impl Gateway {
             .next()
             .unwrap()
             .to_string();
-        (code, token)
+        (code, token, id)
     }
 
     /// SIGTERM, wait for the exit, and every line written.
@@ -474,55 +491,24 @@ fn the_sandbox_on_a_public_admin_listener_needs_an_explicit_opt_in() {
 #[actix_web::test]
 async fn json_logs_carry_correlator_client_route_and_masked_number_and_nothing_secret() {
     let gw = Gateway::start(&[("OTPGW_LOG__FORMAT", "json"), ("OTPGW_LOG__LEVEL", "debug")]);
+    let (code, token, id) = gw
+        .send_correlated("{{code}} is your code", Some("log-fields-7"))
+        .await;
     let client = awc::Client::default();
-    let mut r = client
-        .post(format!("{}/oauth2/token", gw.api))
-        .basic_auth("demo", "demo-secret")
-        .content_type("application/x-www-form-urlencoded")
-        .send_body("grant_type=client_credentials&scope=one-time-password-sms:send-validate")
-        .await
-        .unwrap();
-    let token: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
-    let token = token["access_token"].as_str().unwrap().to_string();
     let api = format!("{}/one-time-password-sms/v1", gw.api);
-    let mut r = client
-        .post(format!("{api}/send-code"))
-        .bearer_auth(&token)
-        .insert_header(("x-correlator", "log-fields-7"))
-        .send_json(&json!({"phoneNumber": "+34600000002", "message": "{{code}} is your code"}))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let id: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
-    let mut r = client
-        .get(format!(
-            "{}/sandbox/v1/messages?phoneNumber=%2B34600000002",
-            gw.admin
-        ))
-        .send()
-        .await
-        .unwrap();
-    let inbox: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
-    let code = inbox[0]["text"]
-        .as_str()
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap();
     let wrong: String = code
         .chars()
         .map(|c| if c == '1' { '2' } else { '1' })
         .collect();
-    for attempt in [wrong.as_str(), code] {
+    for attempt in [wrong.as_str(), code.as_str()] {
         client
             .post(format!("{api}/validate-code"))
             .bearer_auth(&token)
             .insert_header(("x-correlator", "log-fields-8"))
-            .send_json(&json!({"authenticationId": id["authenticationId"], "code": attempt}))
+            .send_json(&json!({"authenticationId": id, "code": attempt}))
             .await
             .unwrap();
     }
-    let code = code.to_string();
     let lines = gw.stop();
 
     let events: Vec<Value> = lines
