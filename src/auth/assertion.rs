@@ -266,24 +266,31 @@ impl RemoteJwks {
     }
 }
 
-/// GETs a JWK Set. The default awc connector is rustls on the ring provider, the only one
-/// linked, with the webpki roots.
+/// GETs a JWK Set with the same HTTP client stack as the external issuers (reqwest on
+/// rustls/ring); no redirect is followed and at most [`MAX_JWKS_BYTES`] are read.
 async fn fetch_jwks(uri: &str) -> Result<JwkSet, String> {
-    let client = awc::Client::builder().timeout(FETCH_TIMEOUT).finish();
+    let client = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .connect_timeout(FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
     let mut response = client
         .get(uri)
-        .insert_header(("Accept", "application/json"))
+        .header("Accept", "application/json")
         .send()
         .await
         .map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("status {}", response.status()));
     }
-    let body = response
-        .body()
-        .limit(MAX_JWKS_BYTES)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(format!("larger than {MAX_JWKS_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
     let text = std::str::from_utf8(&body).map_err(|_| "body is not UTF-8".to_owned())?;
     ClientKeys::parse_set(text)
 }
