@@ -201,15 +201,26 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> Reply {
-        let mut req = self.client.post(format!("{}{}", self.api, path));
-        for (k, v) in headers {
-            req = req.insert_header((*k, *v));
+        // A pooled connection the server closed while idle (keep-alive) fails as `Connect`
+        // before any byte of the request left: sending again is what a real client does, and
+        // cannot count a request twice.
+        for attempt in 0.. {
+            let mut req = self.client.post(format!("{}{}", self.api, path));
+            for (k, v) in headers {
+                req = req.insert_header((*k, *v));
+            }
+            let res = match body {
+                Some(b) => req.send_body(b.to_string()).await,
+                None => req.send().await,
+            };
+            match res {
+                Err(awc::error::SendRequestError::Connect(e)) if attempt < 2 => {
+                    eprintln!("connect failed ({e}); sending again");
+                }
+                res => return Self::reply(res.unwrap()).await,
+            }
         }
-        let res = match body {
-            Some(b) => req.send_body(b.to_string()).await,
-            None => req.send().await,
-        };
-        Self::reply(res.unwrap()).await
+        unreachable!("the loop returns")
     }
 
     pub async fn request(&self, method: awc::http::Method, url: &str) -> Reply {
