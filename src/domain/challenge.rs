@@ -157,21 +157,42 @@ impl Challenge {
         now_ms: u64,
         max_attempts: u32,
     ) -> AttemptOutcome {
-        if now_ms >= self.expires_at_ms {
-            return AttemptOutcome::Expired;
-        }
-        if self.failed_attempts >= max_attempts {
-            return AttemptOutcome::Locked;
-        }
-        if hashes_match(&self.code_hash, presented) {
-            return AttemptOutcome::Valid;
-        }
-        self.failed_attempts += 1;
-        if self.failed_attempts >= max_attempts {
-            AttemptOutcome::Locked
-        } else {
-            AttemptOutcome::Invalid
-        }
+        attempt_rules(
+            &self.code_hash,
+            self.expires_at_ms,
+            &mut self.failed_attempts,
+            presented,
+            now_ms,
+            max_attempts,
+        )
+    }
+}
+
+/// [`Challenge::attempt`] on the fields alone, for a backend that keeps a challenge in a
+/// record of its own (the memory store does not keep the number). Expiry wins over a lock,
+/// and a locked id stays locked even for the right code.
+pub fn attempt_rules(
+    code_hash: &CodeHash,
+    expires_at_ms: u64,
+    failed_attempts: &mut u32,
+    presented: &CodeHash,
+    now_ms: u64,
+    max_attempts: u32,
+) -> AttemptOutcome {
+    if now_ms >= expires_at_ms {
+        return AttemptOutcome::Expired;
+    }
+    if *failed_attempts >= max_attempts {
+        return AttemptOutcome::Locked;
+    }
+    if hashes_match(code_hash, presented) {
+        return AttemptOutcome::Valid;
+    }
+    *failed_attempts += 1;
+    if *failed_attempts >= max_attempts {
+        AttemptOutcome::Locked
+    } else {
+        AttemptOutcome::Invalid
     }
 }
 

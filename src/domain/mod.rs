@@ -14,7 +14,9 @@ mod template;
 #[cfg(test)]
 pub(crate) use authentication_id::with_bucket_bits;
 pub use authentication_id::{AuthenticationId, IdKey};
-pub use challenge::{AttemptOutcome, Challenge, ChallengeId, ClientTag, StoreBucket};
+pub use challenge::{
+    attempt_rules, AttemptOutcome, Challenge, ChallengeId, ClientTag, StoreBucket,
+};
 pub use code_hash::{hashes_match, CodeHash};
 pub use phone_number::{mask_digits, PhoneNumber};
 pub use secret::Secret;
