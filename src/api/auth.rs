@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
@@ -30,7 +31,7 @@ impl RequiredScope for SendValidate {
 /// A caller whose token verified and carries scope `S`.
 pub struct Authenticated<S: RequiredScope> {
     /// Who is calling.
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     _scope: PhantomData<S>,
 }
 

@@ -932,3 +932,30 @@ fn request_limits_are_checked_naming_the_key() {
     assert_eq!(s.http.request_timeout, Duration::from_secs(10));
     assert!(s.validate().is_ok());
 }
+
+/// The verified-token cache is shared with the external issuers (one lookup per request), so
+/// an entry an external issuer vouched for must not pass the embedded issuer's own checks,
+/// which the admin guard relies on.
+#[test]
+fn an_externally_vouched_cache_entry_is_not_an_embedded_token() {
+    let validator = issuer().validator();
+    let token = raw_token(
+        &json!({"alg": "ES256", "typ": "at+jwt"}),
+        &claims(),
+        b"not a signature",
+    );
+    validator.cache().insert(
+        &token,
+        crate::auth::validator::CachedToken {
+            principal: std::sync::Arc::new(Principal {
+                client_id: "alice".into(),
+                scopes: vec![crate::auth::ADMIN_SCOPE.into()],
+            }),
+            valid_until: now() + 300,
+            issuer: Some(0),
+            kid: None,
+        },
+    );
+    assert!(validator.cache().contains(&token));
+    assert!(validator.validate(&token).is_err());
+}

@@ -53,8 +53,9 @@ struct Inner {
 
 /// What is remembered about a verified token.
 pub struct CachedToken {
-    /// Who presented it.
-    pub principal: Principal,
+    /// Who presented it; shared, so a cache hit costs a reference count, not a copy of the
+    /// client id and scopes.
+    pub principal: Arc<Principal>,
     /// Unix second from which it is no longer accepted.
     pub valid_until: u64,
     /// The external issuer (index) that vouched for it; `None` for the embedded issuer.
@@ -164,19 +165,32 @@ impl TokenValidator {
     }
 
     /// Validates a bearer token against the current time.
-    pub fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+    pub fn validate(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         self.validate_at(token, unix_now())
     }
 
     /// Validates a bearer token as if the time were `now` (seconds since the
     /// Unix epoch); lets tests cross a token's expiry without sleeping.
-    pub fn validate_at(&self, token: &str, now: u64) -> Result<Principal, AuthError> {
+    pub fn validate_at(&self, token: &str, now: u64) -> Result<Arc<Principal>, AuthError> {
         let principal = self.verified(token, now)?;
-        // Checked on cache hits too: a lookup is cheap, and it keeps the rule in one place.
-        if !self.inner.clients.contains_key(&principal.client_id) {
-            return Err(AuthError::UnknownClient);
-        }
+        self.admit(&principal)?;
         Ok(principal)
+    }
+
+    /// The rule applied to every embedded token, cache hits included: its client is still
+    /// registered (a lookup is cheap, and it keeps the rule in one place).
+    fn admit(&self, principal: &Principal) -> Result<(), AuthError> {
+        if self.inner.clients.contains_key(&principal.client_id) {
+            Ok(())
+        } else {
+            Err(AuthError::UnknownClient)
+        }
+    }
+
+    /// The verified-token cache, which [`BearerValidator`] shares so that one lookup serves
+    /// embedded and external tokens alike.
+    pub(crate) fn cache(&self) -> &TokenCache {
+        &self.inner.cache
     }
 
     /// Whether `principal` may use `scope`: its token grants it and its client still holds it
@@ -191,24 +205,28 @@ impl TokenValidator {
     }
 
     /// The signature and claim checks, with the verified-token cache.
-    fn verified(&self, token: &str, now: u64) -> Result<Principal, AuthError> {
+    fn verified(&self, token: &str, now: u64) -> Result<Arc<Principal>, AuthError> {
         // Checked before hashing so oversized input costs nothing.
         if token.len() > jwt::MAX_TOKEN_LEN {
             return Err(AuthError::Malformed("token too long"));
         }
         // Only fully verified tokens are cached; time is the one thing that can have changed.
+        // The cache is shared with the external issuers: only this issuer's entries count
+        // here (an external token must never pass as an embedded one, e.g. at the admin
+        // guard), the others go through the signature check and fail it.
         match self.inner.cache.get(token, now) {
-            Some(Ok(hit)) => return Ok(hit.principal.clone()),
-            Some(Err(_)) => return Err(AuthError::Expired),
-            None => {}
+            Some(Ok(hit)) if hit.issuer.is_none() => return Ok(Arc::clone(&hit.principal)),
+            Some(Err(hit)) if hit.issuer.is_none() => return Err(AuthError::Expired),
+            _ => {}
         }
 
         let claims = jwt::verify(token, &self.inner.keys)?;
         let (principal, exp) = self.check_claims(&claims, now)?;
+        let principal = Arc::new(principal);
         self.inner.cache.insert(
             token,
             CachedToken {
-                principal: principal.clone(),
+                principal: Arc::clone(&principal),
                 valid_until: exp.saturating_add(CLOCK_SKEW_LEEWAY_SECS),
                 issuer: None,
                 kid: None,
@@ -329,7 +347,11 @@ impl BearerValidator {
         registered: impl IntoIterator<Item = String>,
         metrics: AuthMetrics,
     ) -> BearerValidator {
-        let cache = TokenCache::new(CACHE_CAPACITY);
+        // One cache for every issuer: a request costs one lookup whoever issued its token.
+        let cache = match &embedded {
+            Some(e) => e.cache().clone(),
+            None => TokenCache::new(CACHE_CAPACITY),
+        };
         let external: Vec<Arc<ExternalIssuer>> = external.into_iter().map(Arc::new).collect();
         for (index, issuer) in external.iter().enumerate() {
             let cache = cache.clone();
@@ -373,7 +395,7 @@ impl BearerValidator {
     }
 
     /// Validates `token` and checks that it grants `scope`.
-    pub async fn authorize(&self, token: &str, scope: &str) -> Result<Principal, Refusal> {
+    pub async fn authorize(&self, token: &str, scope: &str) -> Result<Arc<Principal>, Refusal> {
         if token.len() > jwt::MAX_TOKEN_LEN {
             return Err(self.refuse("unknown", "malformed", &"token too long"));
         }
@@ -381,7 +403,23 @@ impl BearerValidator {
         match self.inner.cache.get(token, now) {
             Some(Ok(hit)) => {
                 let name = self.issuer_name(hit.issuer);
-                return self.grant(name, hit.principal.clone(), scope, "cached");
+                if hit.issuer.is_none() {
+                    // The embedded issuer's own rules, as on its uncached path.
+                    let Some(embedded) = &self.inner.embedded else {
+                        return Err(self.refuse(name, "wrong_issuer", &Rejected::WrongIssuer));
+                    };
+                    if let Err(e) = embedded.admit(&hit.principal) {
+                        return Err(self.refuse(name, auth_error_label(&e), &e));
+                    }
+                    return if embedded.permits(&hit.principal, scope) {
+                        self.record(name, "cached");
+                        Ok(Arc::clone(&hit.principal))
+                    } else {
+                        self.record(name, "insufficient_scope");
+                        Err(Refusal::InsufficientScope)
+                    };
+                }
+                return self.grant(name, Arc::clone(&hit.principal), scope, "cached");
             }
             Some(Err(hit)) => {
                 let name = self.issuer_name(hit.issuer);
@@ -396,7 +434,7 @@ impl BearerValidator {
         }
     }
 
-    async fn authorize_jwt(&self, token: &str, scope: &str) -> Result<Principal, Refusal> {
+    async fn authorize_jwt(&self, token: &str, scope: &str) -> Result<Arc<Principal>, Refusal> {
         let iss = match jsonwebtoken::dangerous::insecure_decode_claims::<Routing>(token) {
             Ok(Routing {
                 iss: Some(Value::String(iss)),
@@ -429,7 +467,7 @@ impl BearerValidator {
         }
     }
 
-    async fn authorize_opaque(&self, token: &str, scope: &str) -> Result<Principal, Refusal> {
+    async fn authorize_opaque(&self, token: &str, scope: &str) -> Result<Arc<Principal>, Refusal> {
         // RFC 6750 §2.1 b64token: anything else was never issued by an authorisation server
         // and is not worth a round trip.
         let b64token = !token.is_empty()
@@ -465,18 +503,18 @@ impl BearerValidator {
         token: &str,
         vouched: Vouched,
         scope: &str,
-    ) -> Result<Principal, Refusal> {
+    ) -> Result<Arc<Principal>, Refusal> {
         let issuer = &self.inner.external[index];
         if issuer.registered_clients_only()
             && !self.inner.registered.contains(&vouched.principal.client_id)
         {
             return Err(self.refuse(issuer.name(), "unknown_client", &Rejected::UnknownClient));
         }
-        let principal = vouched.principal.clone();
+        let principal = Arc::new(vouched.principal);
         self.inner.cache.insert(
             token,
             CachedToken {
-                principal: vouched.principal,
+                principal: Arc::clone(&principal),
                 valid_until: vouched.valid_until,
                 issuer: Some(index),
                 kid: vouched.kid,
@@ -488,10 +526,10 @@ impl BearerValidator {
     fn grant(
         &self,
         issuer: &str,
-        principal: Principal,
+        principal: Arc<Principal>,
         scope: &str,
         outcome: &'static str,
-    ) -> Result<Principal, Refusal> {
+    ) -> Result<Arc<Principal>, Refusal> {
         if principal.has_scope(scope) {
             self.record(issuer, outcome);
             Ok(principal)

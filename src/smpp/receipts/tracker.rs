@@ -7,10 +7,12 @@
 //! filed id waits briefly as an "orphan" and is applied when the id is
 //! filed. Filing and matching run under one lock so neither order loses it.
 
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use moka::sync::Cache;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use super::parse::{receipt_keys, response_key, DeliveryState, MessageIdFormat, Receipt};
@@ -68,49 +70,212 @@ pub struct DeliveryReport {
     pub updated_at: String,
 }
 
-/// What is kept per tag; formatted into a [`DeliveryReport`] only when read,
-/// so the send path does no date formatting.
+/// What is kept per tag, compact because one is kept per code sent for the whole retention:
+/// the number as an integer, the route shared, times as Unix ms, one segment inline. Formatted
+/// into a [`DeliveryReport`] only when read, so the send path does no date formatting.
 struct Entry {
-    tag: String,
-    destination: PhoneNumber,
-    route: String,
+    destination: u64,
+    route: Arc<str>,
     state: DeliveryState,
-    segments: Vec<SegmentEntry>,
-    submitted_at: SystemTime,
-    updated_at: SystemTime,
+    segments: SmallVec<[SegmentEntry; 1]>,
+    submitted_at_ms: u64,
+    updated_at_ms: u64,
 }
 
 struct SegmentEntry {
-    message_id: String,
+    message_id: Box<str>,
     state: DeliveryState,
-    error: Option<String>,
-    receipt_at: Option<SystemTime>,
+    error: Option<Box<str>>,
+    /// Unix ms; 0 until a receipt arrived.
+    receipt_at_ms: u64,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn from_unix_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The digits of an E.164 number as an integer (at most 15 digits, no leading zero).
+fn number_key(phone: &PhoneNumber) -> u64 {
+    phone
+        .as_e164()
+        .bytes()
+        .skip(1)
+        .fold(0u64, |n, d| n * 10 + u64::from(d.wrapping_sub(b'0')))
+}
+
+fn masked_number(key: u64) -> String {
+    PhoneNumber::parse(&format!("+{key}"))
+        .map(|p| p.masked())
+        .unwrap_or_default()
 }
 
 impl Entry {
-    fn report(&self) -> DeliveryReport {
+    fn new(destination: &PhoneNumber, route: Arc<str>, ids: &[String], now: SystemTime) -> Entry {
+        let now = unix_ms(now);
+        Entry {
+            destination: number_key(destination),
+            route,
+            state: DeliveryState::Submitted,
+            segments: ids
+                .iter()
+                .map(|id| SegmentEntry {
+                    message_id: id.as_str().into(),
+                    state: DeliveryState::Submitted,
+                    error: None,
+                    receipt_at_ms: 0,
+                })
+                .collect(),
+            submitted_at_ms: now,
+            updated_at_ms: now,
+        }
+    }
+
+    fn report(&self, tag: &str) -> DeliveryReport {
         DeliveryReport {
-            tag: self.tag.clone(),
-            phone_number: self.destination.masked(),
-            route: self.route.clone(),
+            tag: tag.to_owned(),
+            phone_number: masked_number(self.destination),
+            route: self.route.to_string(),
             state: self.state,
             segments: self
                 .segments
                 .iter()
                 .map(|s| SegmentReport {
-                    message_id: s.message_id.clone(),
+                    message_id: s.message_id.to_string(),
                     state: s.state,
-                    error: s.error.clone(),
-                    receipt_at: s.receipt_at.map(rfc3339),
+                    error: s.error.as_deref().map(str::to_owned),
+                    receipt_at: (s.receipt_at_ms > 0)
+                        .then(|| rfc3339(from_unix_ms(s.receipt_at_ms))),
                 })
                 .collect(),
-            submitted_at: rfc3339(self.submitted_at),
-            updated_at: rfc3339(self.updated_at),
+            submitted_at: rfc3339(from_unix_ms(self.submitted_at_ms)),
+            updated_at: rfc3339(from_unix_ms(self.updated_at_ms)),
         }
     }
 
     fn aggregate(&mut self) {
         self.state = DeliveryState::aggregate(self.segments.iter().map(|s| s.state));
+    }
+}
+
+/// The 16-byte key of a tag: the UUID it spells (the gateway tags each SMS with its
+/// authenticationId), else the first 16 bytes of its SHA-256; a 36-character string key would
+/// cost more than the report.
+fn tag_key(tag: &str) -> u128 {
+    match uuid::Uuid::try_parse(tag) {
+        Ok(u) => u.as_u128(),
+        Err(_) => {
+            let d = ring::digest::digest(&ring::digest::SHA256, tag.as_bytes());
+            let mut first = [0u8; 16];
+            first.copy_from_slice(&d.as_ref()[..16]);
+            u128::from_be_bytes(first)
+        }
+    }
+}
+
+const REPORT_SHARDS: usize = 16;
+
+/// Reports by tag for one retention, bounded: per shard a map and an insertion-ordered queue
+/// (one retention for all entries, so the queue's front is always the oldest), read by the
+/// admin listener while sends write, hence sharded locks rather than one.
+struct Reports {
+    retention: Duration,
+    per_shard: usize,
+    shards: Box<[Mutex<ReportShard>]>,
+}
+
+#[derive(Default)]
+struct ReportShard {
+    map: HashMap<u128, (Instant, Entry)>,
+    order: VecDeque<(Instant, u128)>,
+}
+
+impl Reports {
+    fn new(retention: Duration, capacity: u64) -> Reports {
+        let per_shard = usize::try_from(capacity.div_ceil(REPORT_SHARDS as u64))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        Reports {
+            retention,
+            per_shard,
+            shards: (0..REPORT_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn shard(&self, key: u128) -> &Mutex<ReportShard> {
+        // Tag keys are UUIDs or digests: their low bits are already spread.
+        &self.shards[(key as usize) % REPORT_SHARDS]
+    }
+
+    /// Runs `f` on the report of `tag`, creating it with `make` when absent or expired.
+    fn upsert<T>(
+        &self,
+        tag: &str,
+        make: impl FnOnce() -> Entry,
+        f: impl FnOnce(&mut Entry) -> T,
+    ) -> T {
+        let key = tag_key(tag);
+        let now = Instant::now();
+        let mut shard = lock(self.shard(key));
+        let shard = &mut *shard;
+        Self::purge(shard, now, self.retention, self.per_shard);
+        let live = shard
+            .map
+            .get(&key)
+            .is_some_and(|(at, _)| *at + self.retention > now);
+        if !live {
+            shard.order.push_back((now, key));
+        }
+        let slot = match shard.map.entry(key) {
+            MapEntry::Occupied(o) if live => o.into_mut(),
+            MapEntry::Occupied(mut o) => {
+                o.insert((now, make()));
+                o.into_mut()
+            }
+            MapEntry::Vacant(v) => v.insert((now, make())),
+        };
+        f(&mut slot.1)
+    }
+
+    /// Keeps a fresh report for `tag`, replacing any earlier one (a tag is sent once).
+    fn put(&self, tag: &str, entry: Entry) {
+        let key = tag_key(tag);
+        let now = Instant::now();
+        let mut shard = lock(self.shard(key));
+        let shard = &mut *shard;
+        Self::purge(shard, now, self.retention, self.per_shard);
+        shard.order.push_back((now, key));
+        shard.map.insert(key, (now, entry));
+    }
+
+    /// Runs `f` on the report of `tag` if it is kept.
+    fn with<T>(&self, tag: &str, f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
+        let key = tag_key(tag);
+        let now = Instant::now();
+        let mut shard = lock(self.shard(key));
+        match shard.map.get_mut(&key) {
+            Some((at, entry)) if *at + self.retention > now => Some(f(entry)),
+            _ => None,
+        }
+    }
+
+    /// Drops expired reports and, past the bound, the oldest ones.
+    fn purge(shard: &mut ReportShard, now: Instant, retention: Duration, max: usize) {
+        while let Some(&(at, key)) = shard.order.front() {
+            if at + retention > now && shard.map.len() < max {
+                break;
+            }
+            // Only if the map entry is still the one this queue slot was made for.
+            if shard.map.get(&key).is_some_and(|(t, _)| *t == at) {
+                shard.map.remove(&key);
+            }
+            shard.order.pop_front();
+        }
     }
 }
 
@@ -187,7 +352,9 @@ struct Correlation {
 pub(in crate::smpp) struct Tracker {
     format: MessageIdFormat,
     correlation: Mutex<Correlation>,
-    reports: Cache<String, Arc<Mutex<Entry>>>,
+    reports: Reports,
+    /// Route names, shared by every report of the route.
+    routes: Mutex<Vec<Arc<str>>>,
     metrics: SmppMetrics,
 }
 
@@ -213,10 +380,8 @@ impl Tracker {
                     usize::try_from(MAX_ORPHANS).unwrap_or(usize::MAX),
                 ),
             }),
-            reports: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(retention)
-                .build(),
+            reports: Reports::new(retention, capacity),
+            routes: Mutex::new(Vec::new()),
             metrics,
         }
     }
@@ -230,25 +395,9 @@ impl Tracker {
         ids: &[String],
         submitted: Instant,
     ) {
-        let now = SystemTime::now();
-        let report = Arc::new(Mutex::new(Entry {
-            tag: tag.to_owned(),
-            destination: destination.clone(),
-            route: route.to_owned(),
-            state: DeliveryState::Submitted,
-            segments: ids
-                .iter()
-                .map(|id| SegmentEntry {
-                    message_id: id.clone(),
-                    state: DeliveryState::Submitted,
-                    error: None,
-                    receipt_at: None,
-                })
-                .collect(),
-            submitted_at: now,
-            updated_at: now,
-        }));
-        self.reports.insert(tag.to_owned(), Arc::clone(&report));
+        let route = self.route(route);
+        let entry = Entry::new(destination, route, ids, SystemTime::now());
+        self.reports.put(tag, entry);
         let mut c = lock(&self.correlation);
         for (segment, id) in ids.iter().enumerate() {
             let key = response_key(id, self.format);
@@ -259,7 +408,7 @@ impl Tracker {
             };
             match c.orphans.remove(&key) {
                 Some(receipt) => {
-                    self.apply(&report, &filed, &receipt);
+                    self.apply(&filed, &receipt);
                     if !receipt.state.is_final() {
                         c.filed.insert(key, filed);
                     }
@@ -267,6 +416,17 @@ impl Tracker {
                 None => c.filed.insert(key, filed),
             }
         }
+    }
+
+    /// The shared name of `route` (a handful per gateway).
+    fn route(&self, route: &str) -> Arc<str> {
+        let mut routes = lock(&self.routes);
+        if let Some(r) = routes.iter().find(|r| &***r == route) {
+            return Arc::clone(r);
+        }
+        let r: Arc<str> = route.into();
+        routes.push(Arc::clone(&r));
+        r
     }
 
     /// Files one segment the SMSC accepted after its submit answered "may hold": the entry of
@@ -278,30 +438,22 @@ impl Tracker {
         route: &str,
         id: &str,
     ) {
-        let now = SystemTime::now();
-        let report = self.reports.get_with(tag.to_owned(), || {
-            Arc::new(Mutex::new(Entry {
-                tag: tag.to_owned(),
-                destination: destination.clone(),
-                route: route.to_owned(),
-                state: DeliveryState::Submitted,
-                segments: Vec::new(),
-                submitted_at: now,
-                updated_at: now,
-            }))
-        });
-        let segment = {
-            let mut r = lock(&report);
-            r.segments.push(SegmentEntry {
-                message_id: id.to_owned(),
-                state: DeliveryState::Submitted,
-                error: None,
-                receipt_at: None,
-            });
-            r.updated_at = now;
-            r.aggregate();
-            r.segments.len() - 1
-        };
+        let route = self.route(route);
+        let segment = self.reports.upsert(
+            tag,
+            || Entry::new(destination, route, &[], SystemTime::now()),
+            |r| {
+                r.segments.push(SegmentEntry {
+                    message_id: id.into(),
+                    state: DeliveryState::Submitted,
+                    error: None,
+                    receipt_at_ms: 0,
+                });
+                r.updated_at_ms = unix_ms(SystemTime::now());
+                r.aggregate();
+                r.segments.len() - 1
+            },
+        );
         let key = response_key(id, self.format);
         let filed = Filed {
             tag: tag.to_owned(),
@@ -310,7 +462,7 @@ impl Tracker {
         };
         let mut c = lock(&self.correlation);
         match c.orphans.remove(&key) {
-            Some(receipt) => self.apply(&report, &filed, &receipt),
+            Some(receipt) => self.apply(&filed, &receipt),
             None => c.filed.insert(key, filed),
         }
     }
@@ -320,15 +472,13 @@ impl Tracker {
         lock(&self.correlation)
             .filed
             .remove(&response_key(id, self.format));
-        let Some(report) = self.reports.get(tag) else {
-            return;
-        };
-        let mut r = lock(&report);
-        if let Some(segment) = r.segments.iter_mut().find(|s| s.message_id == id) {
-            segment.state = DeliveryState::Cancelled;
-            r.updated_at = SystemTime::now();
-            r.aggregate();
-        }
+        self.reports.with(tag, |r| {
+            if let Some(segment) = r.segments.iter_mut().find(|s| &*s.message_id == id) {
+                segment.state = DeliveryState::Cancelled;
+                r.updated_at_ms = unix_ms(SystemTime::now());
+                r.aggregate();
+            }
+        });
     }
 
     /// Applies a receipt read from a deliver_sm.
@@ -343,9 +493,7 @@ impl Tracker {
                 if receipt.state.is_final() {
                     c.filed.remove(&key);
                 }
-                if let Some(report) = self.reports.get(&filed.tag) {
-                    self.apply(&report, &filed, &receipt);
-                }
+                self.apply(&filed, &receipt);
             }
             None => {
                 tracing::debug!(
@@ -360,17 +508,23 @@ impl Tracker {
         }
     }
 
-    fn apply(&self, report: &Mutex<Entry>, filed: &Filed, receipt: &Receipt) {
-        let mut r = lock(report);
-        let now = SystemTime::now();
-        let Some(segment) = r.segments.get_mut(filed.segment) else {
+    /// Applies a receipt to its report, if the report is still kept.
+    fn apply(&self, filed: &Filed, receipt: &Receipt) {
+        let now = unix_ms(SystemTime::now());
+        let applied = self.reports.with(&filed.tag, |r| {
+            let Some(segment) = r.segments.get_mut(filed.segment) else {
+                return false;
+            };
+            segment.state = receipt.state;
+            segment.error = receipt.error.as_deref().map(Box::from);
+            segment.receipt_at_ms = now;
+            r.updated_at_ms = now;
+            r.aggregate();
+            true
+        });
+        if applied != Some(true) {
             return;
-        };
-        segment.state = receipt.state;
-        segment.error.clone_from(&receipt.error);
-        segment.receipt_at = Some(now);
-        r.updated_at = now;
-        r.aggregate();
+        }
         if receipt.state.is_final() {
             let m = &self.metrics;
             m.receipts.with_label_values(&[receipt.state.label()]).inc();
@@ -388,7 +542,7 @@ impl Tracker {
 
     /// The delivery report of `tag`, if it is still kept.
     pub(in crate::smpp) fn report(&self, tag: &str) -> Option<DeliveryReport> {
-        self.reports.get(tag).map(|r| lock(&r).report())
+        self.reports.with(tag, |r| r.report(tag))
     }
 }
 
@@ -456,5 +610,31 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["segments"][0]["messageId"], "00000000B1");
         assert_eq!(json["state"], "undeliverable");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_are_kept_for_the_retention_and_bounded() {
+        let t = Tracker::new(
+            MessageIdFormat::Auto,
+            Duration::from_secs(60),
+            32,
+            SmppMetrics::new().unwrap(),
+        );
+        let phone = PhoneNumber::parse("+34600000001").unwrap();
+        let tags: Vec<String> = (0..200u32)
+            .map(|i| uuid::Uuid::from_u128(u128::from(i) * 0x9e37_79b9_7f4a_7c15).to_string())
+            .collect();
+        for (i, tag) in tags.iter().enumerate() {
+            t.file(tag, &phone, "default", &[format!("{i:x}")], Instant::now());
+        }
+        let kept = tags.iter().filter(|t_| t.report(t_).is_some()).count();
+        assert!((1..=32).contains(&kept), "{kept} reports kept");
+        let last = tags.last().unwrap();
+        let r = t.report(last).unwrap();
+        assert_eq!(r.tag, *last);
+        assert_eq!(r.route, "default");
+        assert_eq!(r.segments[0].message_id, "c7");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(t.report(last).is_none(), "past the retention");
     }
 }
