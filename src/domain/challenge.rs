@@ -172,10 +172,10 @@ impl Challenge {
 /// record of its own (the memory store does not keep the number). Expiry wins over a lock,
 /// and a locked id stays locked even for the right code.
 pub fn attempt_rules(
-    code_hash: &CodeHash,
+    code_hash: &[u8],
     expires_at_ms: u64,
     failed_attempts: &mut u32,
-    presented: &CodeHash,
+    presented: &[u8],
     now_ms: u64,
     max_attempts: u32,
 ) -> AttemptOutcome {

@@ -17,7 +17,7 @@ pub use authentication_id::{AuthenticationId, IdKey};
 pub use challenge::{
     attempt_rules, AttemptOutcome, Challenge, ChallengeId, ClientTag, StoreBucket,
 };
-pub use code_hash::{hashes_match, CodeHash};
+pub use code_hash::{hashes_match, short as short_code_hash, CodeHash, ShortCodeHash};
 pub use phone_number::{mask_digits, PhoneNumber};
 pub use secret::Secret;
 pub use template::{CodeAttempt, MessageTemplate, OtpCode};

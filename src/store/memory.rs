@@ -6,8 +6,8 @@
 //! admission or frequency tracking. Measured on the 2-core benchmark machine (docs/PERFORMANCE.md):
 //! moka's concurrent map cost validate-code about a fifth of its CPU (invalidation with its
 //! rehash) and about 1.9 KB of RSS per live code, and its table growth stalled requests for
-//! hundreds of milliseconds with a million live codes. Here a live code costs one 48-byte slot
-//! and usually one 64-byte number record, and a table grows one shard (1/64 of the codes) at a
+//! hundreds of milliseconds with a million live codes. Here a live code costs one 32-byte slot
+//! and usually one 48-byte number record, and a table grows one shard (1/64 of the codes) at a
 //! time.
 //!
 //! Memory is reclaimed by sweeping: each write that lands in a shard sweeps that shard when
@@ -38,7 +38,8 @@ use smallvec::SmallVec;
 
 use super::{ChallengeStore, Discard, InsertError, SendQuotas, StoreError};
 use crate::domain::{
-    attempt_rules, AttemptOutcome, Challenge, ChallengeId, ClientTag, CodeHash, PhoneNumber,
+    attempt_rules, short_code_hash, AttemptOutcome, Challenge, ChallengeId, ClientTag, CodeHash,
+    PhoneNumber, ShortCodeHash,
 };
 use crate::metrics::StoreMetrics;
 use crate::sync::lock;
@@ -50,10 +51,10 @@ const SHARDS: usize = 64;
 /// How often a shard is swept at most (monotonic seconds).
 const SWEEP_EVERY: u32 = 1;
 
-/// One live challenge: 48 bytes, no heap. The number is not kept: validation needs only the
+/// One live challenge: 32 bytes, no heap. The number is not kept: validation needs only the
 /// hash, the deadline and the count, and superseding goes through the number's record.
 struct Slot {
-    code_hash: CodeHash,
+    code_hash: ShortCodeHash,
     /// The caller's clock: the code is refused from this millisecond on.
     expires_at_ms: u64,
     /// This process's monotonic clock: the slot may be freed from this second on.
@@ -62,8 +63,8 @@ struct Slot {
 }
 
 // Memory per live code is these two records plus the maps' slack: keep them from growing.
-const _: () = assert!(std::mem::size_of::<Slot>() == 48);
-const _: () = assert!(std::mem::size_of::<PhoneState>() <= 56);
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
+const _: () = assert!(std::mem::size_of::<PhoneState>() <= 48);
 
 /// Where a send stands; decides how long its record is kept.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -77,13 +78,49 @@ enum Stage {
     Settled,
 }
 
-/// One send to the number: 40 bytes, no heap.
+/// One send to the number: 32 bytes, no heap (the stage rides in the time's top bits).
 #[derive(Clone, Copy)]
 struct Send {
-    at_ms: u64,
+    /// Milliseconds of the send (caller's clock) in the low 62 bits, the stage in the top 2.
+    at_and_stage: u64,
     client: ClientTag,
     id: ChallengeId,
-    stage: Stage,
+}
+
+const AT_BITS: u32 = 62;
+const AT_MASK: u64 = (1 << AT_BITS) - 1;
+
+impl Send {
+    fn new(at_ms: u64, client: ClientTag, id: ChallengeId, stage: Stage) -> Send {
+        let mut s = Send {
+            at_and_stage: at_ms.min(AT_MASK),
+            client,
+            id,
+        };
+        s.set_stage(stage);
+        s
+    }
+
+    fn at_ms(&self) -> u64 {
+        self.at_and_stage & AT_MASK
+    }
+
+    fn stage(&self) -> Stage {
+        match self.at_and_stage >> AT_BITS {
+            0 => Stage::Pending,
+            1 => Stage::Current,
+            _ => Stage::Settled,
+        }
+    }
+
+    fn set_stage(&mut self, stage: Stage) {
+        let bits = match stage {
+            Stage::Pending => 0,
+            Stage::Current => 1,
+            Stage::Settled => 2,
+        };
+        self.at_and_stage = self.at_ms() | (bits << AT_BITS);
+    }
 }
 
 /// One number's sends, every client's (filtered by tag for the per-client view). Most numbers
@@ -332,12 +369,12 @@ impl ChallengeStore for MemoryStore {
         let inner = &*self.inner;
         let per_client_ms = millis(quotas.per_client.window);
         let all_clients_ms = millis(quotas.all_clients.window);
-        let within = |s: &Send, window_ms: u64| now_ms.saturating_sub(s.at_ms) < window_ms;
+        let within = |s: &Send, window_ms: u64| now_ms.saturating_sub(s.at_ms()) < window_ms;
         let horizon = per_client_ms.max(all_clients_ms);
         let id = challenge.id;
         inner.with_phone(&challenge.phone, |p| {
             p.sends
-                .retain(|s| s.stage != Stage::Settled || within(s, horizon));
+                .retain(|s| s.stage() != Stage::Settled || within(s, horizon));
             let mine = p
                 .sends
                 .iter()
@@ -353,12 +390,7 @@ impl ChallengeStore for MemoryStore {
             if !inner.reserve() {
                 return Err(StoreError::Full.into());
             }
-            p.sends.push(Send {
-                at_ms: now_ms,
-                client,
-                id,
-                stage: Stage::Pending,
-            });
+            p.sends.push(Send::new(now_ms, client, id, Stage::Pending));
             Ok(())
         })?;
         let keep_for = challenge
@@ -367,7 +399,7 @@ impl ChallengeStore for MemoryStore {
             .div_ceil(1000);
         let now = inner.mono_secs();
         let slot = Slot {
-            code_hash: challenge.code_hash,
+            code_hash: short_code_hash(&challenge.code_hash),
             expires_at_ms: challenge.expires_at_ms,
             sweep_at: now.saturating_add(u32::try_from(keep_for).unwrap_or(u32::MAX)),
             failed_attempts: challenge.failed_attempts,
@@ -399,23 +431,18 @@ impl ChallengeStore for MemoryStore {
                     continue;
                 }
                 if s.id == id {
-                    s.stage = Stage::Current;
+                    s.set_stage(Stage::Current);
                     found = true;
-                } else if s.stage == Stage::Current {
+                } else if s.stage() == Stage::Current {
                     superseded.push(s.id);
-                    s.stage = Stage::Settled;
+                    s.set_stage(Stage::Settled);
                 }
             }
             if !found {
                 // The number's state was dropped while the SMS was on its way: keep the
                 // challenge findable for the next superseding; at time 0 no window counts it
                 // again.
-                p.sends.push(Send {
-                    at_ms: 0,
-                    client,
-                    id,
-                    stage: Stage::Current,
-                });
+                p.sends.push(Send::new(0, client, id, Stage::Current));
             }
             superseded
         });
@@ -442,7 +469,7 @@ impl ChallengeStore for MemoryStore {
                 Discard::Refund => p.sends.retain(|s| !this(s)),
                 Discard::KeepCounted => {
                     for s in p.sends.iter_mut().filter(|s| this(s)) {
-                        s.stage = Stage::Settled;
+                        s.set_stage(Stage::Settled);
                     }
                 }
             }
@@ -467,7 +494,7 @@ impl ChallengeStore for MemoryStore {
                 &slot.code_hash,
                 slot.expires_at_ms,
                 &mut slot.failed_attempts,
-                &presented,
+                &short_code_hash(&presented),
                 now_ms,
                 max_attempts,
             );

@@ -306,11 +306,15 @@ impl<V> Expiring<V> {
         }
     }
 
-    /// Drops expired entries and, past the size bound, the oldest ones.
+    /// Drops expired entries and, past the size bound, the oldest ones; and queue slots whose
+    /// entry is already gone (most filed ids leave at their final receipt, a few hundred
+    /// milliseconds after filing, in about filing order), so the queue does not hold a key
+    /// per message for the whole retention.
     fn purge(&mut self, now: Instant) {
         while let Some((at, key)) = self.order.front() {
             let expired = *at + self.ttl <= now;
-            if !expired && self.map.len() < self.max && self.order.len() < self.max * 2 {
+            let gone = self.map.get(key).is_none_or(|(t, _)| t != at);
+            if !gone && !expired && self.map.len() < self.max && self.order.len() < self.max * 2 {
                 break;
             }
             // Only remove the map entry if it is still the one this queue
