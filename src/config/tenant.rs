@@ -349,3 +349,68 @@ mod tests {
         TenantBounds::default().check(&otp).unwrap();
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod file_tests {
+    use figment::providers::{Format, Toml};
+    use figment::Figment;
+
+    use super::super::Settings;
+
+    fn validate(text: &str) -> Result<super::super::Config, String> {
+        let s: Settings = Figment::from(Toml::string(text))
+            .extract()
+            .map_err(|e| e.to_string())?;
+        s.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_example_tenants_file_validates_and_sets_each_profile() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tenants.toml");
+        let s = Settings::load(Some(std::path::Path::new(path))).unwrap();
+        let c = s.validate().unwrap();
+        let bank = c.auth.clients.iter().find(|c| c.id == "bank-app").unwrap();
+        assert_eq!(bank.tenant.code_length, Some(8));
+        assert_eq!(
+            bank.tenant.webotp_origin.as_deref(),
+            Some("login.mybank.example")
+        );
+        assert_eq!(c.otp.tenant_bounds.max_attempts, 5);
+    }
+
+    #[test]
+    fn a_tenant_outside_the_bounds_in_a_file_stops_the_start_naming_the_client() {
+        let err = validate(
+            r#"
+[otp.tenant_bounds]
+max_attempts = 4
+[[auth.clients]]
+id = "greedy"
+secret = "greedy-secret"
+scopes = ["one-time-password-sms:send-validate"]
+[auth.clients.tenant]
+max_attempts = 9
+"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("auth.clients.tenant.max_attempts") && err.contains("client greedy"),
+            "{err}"
+        );
+        let err = validate(
+            r#"
+[[auth.clients]]
+id = "typo"
+secret = "typo-secret"
+[auth.clients.tenant]
+daily_qouta = 5
+"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("daily_qouta"),
+            "unknown keys are refused: {err}"
+        );
+    }
+}
