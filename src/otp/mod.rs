@@ -169,9 +169,12 @@ impl OtpService {
             PolicyViolation::Blocked => OtpError::PhoneBlocked,
         })?;
         let tenant = self.tenants.of(client_id);
-        tenant.admit(phone, template).map_err(|r| match r {
-            TenantRefusal::DestinationNotAllowed => OtpError::DestinationNotAllowed,
-            TenantRefusal::TemplateNotAllowed => OtpError::TemplateNotAllowed,
+        tenant.admit(phone, template).map_err(|r| {
+            tracing::info!(target: TARGET, refusal = ?r, "send refused by the client's tenant profile");
+            match r {
+                TenantRefusal::DestinationNotAllowed => OtpError::DestinationNotAllowed,
+                TenantRefusal::TemplateNotAllowed => OtpError::TemplateNotAllowed,
+            }
         })?;
         let now_ms = self.clock.now_ms();
         let mut random = [0u8; 8];
@@ -203,10 +206,13 @@ impl OtpService {
                 QuotaError::Spent {
                     period,
                     retry_after_secs,
-                } => OtpError::QuotaExceeded {
-                    period,
-                    retry_after_secs,
-                },
+                } => {
+                    tracing::info!(target: TARGET, period, "the client's quota is spent");
+                    OtpError::QuotaExceeded {
+                        period,
+                        retry_after_secs,
+                    }
+                }
                 QuotaError::Store(e) => OtpError::Store(e),
             })?;
         let inserted = self

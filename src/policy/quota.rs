@@ -50,23 +50,30 @@ pub enum QuotaError {
     Store(#[from] StoreError),
 }
 
-/// The counters of the current periods, at most one day and one month.
-fn counters(quota: &Quota, now_ms: u64) -> ([Option<QuotaCounter>; 2], [u64; 2]) {
+/// The counters of the current periods, month first: when both are spent, the month's end is
+/// the honest `Retry-After`. With each, when its period ends (unix ms).
+fn counters(quota: &Quota, now_ms: u64) -> [Option<(QuotaCounter, u64)>; 2] {
     let day = now_ms / DAY_MS;
     let day_end = (day + 1) * DAY_MS;
     let (month, month_end) = month_of(now_ms);
     // Keys outlive their period by a day, so a replica whose clock lags still finds them.
-    let daily = quota.daily.map(|limit| QuotaCounter {
-        period: QuotaPeriod::Day(day),
-        limit,
-        expires_at_ms: day_end + DAY_MS,
+    let daily = quota.daily.map(|limit| {
+        let c = QuotaCounter {
+            period: QuotaPeriod::Day(day),
+            limit,
+            expires_at_ms: day_end + DAY_MS,
+        };
+        (c, day_end)
     });
-    let monthly = quota.monthly.map(|limit| QuotaCounter {
-        period: QuotaPeriod::Month(month),
-        limit,
-        expires_at_ms: month_end + DAY_MS,
+    let monthly = quota.monthly.map(|limit| {
+        let c = QuotaCounter {
+            period: QuotaPeriod::Month(month),
+            limit,
+            expires_at_ms: month_end + DAY_MS,
+        };
+        (c, month_end)
     });
-    ([daily, monthly], [day_end, month_end])
+    [monthly, daily]
 }
 
 /// Months since January 1970 of `now_ms`, and when that month ends (unix ms).
@@ -148,22 +155,26 @@ impl TenantQuotas {
         if !quota.is_limited() {
             return Ok(QuotaTicket::default());
         }
-        let (counters, ends) = counters(quota, now_ms);
+        let counters = counters(quota, now_ms);
         let spent = |c: QuotaCounter| {
-            let (period, end) = match c.period {
-                QuotaPeriod::Day(_) => ("daily", ends[0]),
-                QuotaPeriod::Month(_) => ("monthly", ends[1]),
-            };
+            let end = counters
+                .iter()
+                .flatten()
+                .find(|(held, _)| held.period == c.period)
+                .map_or(now_ms, |(_, end)| *end);
             QuotaError::Spent {
-                period,
+                period: match c.period {
+                    QuotaPeriod::Day(_) => "daily",
+                    QuotaPeriod::Month(_) => "monthly",
+                },
                 retry_after_secs: end.saturating_sub(now_ms).div_ceil(1000).max(1),
             }
         };
         let ticket = QuotaTicket {
-            periods: counters.map(|c| c.map(|c| c.period)),
+            periods: counters.map(|c| c.map(|(c, _)| c.period)),
         };
         if let Some(store) = &self.shared {
-            let list: Vec<QuotaCounter> = counters.iter().flatten().copied().collect();
+            let list: Vec<QuotaCounter> = counters.iter().flatten().map(|(c, _)| *c).collect();
             return match store.take_quota(client_id, &list).await? {
                 None => Ok(ticket),
                 Some(c) => Err(spent(c)),
@@ -173,12 +184,12 @@ impl TenantQuotas {
             return Ok(QuotaTicket::default());
         };
         let mut local = local.lock().unwrap_or_else(|p| p.into_inner());
-        for c in counters.iter().flatten() {
+        for (c, _) in counters.iter().flatten() {
             if local.count(c.period) >= c.limit {
                 return Err(spent(*c));
             }
         }
-        for c in counters.iter().flatten() {
+        for (c, _) in counters.iter().flatten() {
             let n = local.count(c.period) + 1;
             *local.slot(c.period) = Some((c.period, n));
         }
@@ -218,19 +229,20 @@ mod tests {
 
     #[test]
     fn periods_end_at_the_next_utc_midnight_and_first_of_the_month() {
-        let (_, ends) = counters(
-            &Quota {
-                daily: Some(1),
-                monthly: Some(1),
-            },
-            NEW_YEARS_EVE,
-        );
-        assert_eq!(ends[0] - NEW_YEARS_EVE, 30_000);
+        let both = Quota {
+            daily: Some(1),
+            monthly: Some(1),
+        };
+        let [month, day] = counters(&both, NEW_YEARS_EVE);
+        assert_eq!(day.unwrap().1 - NEW_YEARS_EVE, 30_000);
         assert_eq!(
-            ends[1] - NEW_YEARS_EVE,
+            month.unwrap().1 - NEW_YEARS_EVE,
             30_000,
             "December ends with the day"
         );
+        let [month, day] = counters(&both, NEW_YEARS_EVE - 10 * DAY_MS);
+        assert_eq!(day.unwrap().1, NEW_YEARS_EVE - 10 * DAY_MS + 30_000);
+        assert_eq!(month.unwrap().1, NEW_YEARS_EVE + 30_000);
         let (jan, _) = month_of(NEW_YEARS_EVE + 60_000);
         let (dec, _) = month_of(NEW_YEARS_EVE);
         assert_eq!(jan, dec + 1);
@@ -260,5 +272,74 @@ mod tests {
         // A new day, a new count.
         q.take("a", &quota, NEW_YEARS_EVE + 60_000).await.unwrap();
         assert!(q.take("b", &Quota::default(), now).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn with_both_spent_the_retry_after_is_the_months_end() {
+        let q = TenantQuotas::new(["a"]);
+        let quota = Quota {
+            daily: Some(1),
+            monthly: Some(1),
+        };
+        let now = NEW_YEARS_EVE - 10 * DAY_MS;
+        q.take("a", &quota, now).await.unwrap();
+        match q.take("a", &quota, now).await {
+            Err(QuotaError::Spent {
+                period: "monthly",
+                retry_after_secs,
+            }) => assert_eq!(retry_after_secs, 10 * 86_400 + 30),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn redis_store(url: String) -> RedisStore {
+        use crate::domain::Secret;
+        use crate::store::{RedisSettings, RedisTarget};
+        RedisStore::new(
+            RedisSettings {
+                target: RedisTarget::Single(Secret::new(url)),
+                prefix: format!("q{}", std::process::id()),
+                timeout: std::time::Duration::from_secs(2),
+                state_ttl: std::time::Duration::from_secs(60),
+                wait_replicas: 0,
+                tls: Default::default(),
+            },
+            b"quota-test-key-quota-test-key-quota-test",
+        )
+    }
+
+    #[tokio::test]
+    async fn two_counters_on_one_redis_share_the_quota_and_its_refunds() {
+        let redis = crate::store::redis::testkit::RedisServer::start().unwrap();
+        let one = TenantQuotas::new(["a"]).shared(redis_store(redis.url()));
+        let two = TenantQuotas::new(["a"]).shared(redis_store(redis.url()));
+        let quota = Quota {
+            daily: Some(2),
+            monthly: Some(3),
+        };
+        let now = NEW_YEARS_EVE - 10 * DAY_MS;
+        let first = one.take("a", &quota, now).await.unwrap();
+        two.take("a", &quota, now).await.unwrap();
+        assert!(matches!(
+            one.take("a", &quota, now).await,
+            Err(QuotaError::Spent {
+                period: "daily",
+                ..
+            })
+        ));
+        // A refund on one frees a send for the other.
+        two.refund("a", first).await.unwrap();
+        one.take("a", &quota, now).await.unwrap();
+        // The next day: the month has 2 counted (3 taken, one given back), so one more fits.
+        let tomorrow = now + DAY_MS;
+        two.take("a", &quota, tomorrow).await.unwrap();
+        assert!(matches!(
+            one.take("a", &quota, tomorrow).await,
+            Err(QuotaError::Spent {
+                period: "monthly",
+                ..
+            })
+        ));
+        assert!(one.take("b", &Quota::default(), now).await.is_ok());
     }
 }
