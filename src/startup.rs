@@ -172,18 +172,16 @@ impl Application {
         if let Store::Redis(redis) = &store {
             quotas = quotas.shared(redis.clone());
         }
-        let otp = Arc::new(
-            OtpService::new(
-                store,
-                sender,
-                policy,
-                rules,
-                config.hash_key.key.expose_value(),
-                opts.clock,
-                metrics.clone(),
-            )
-            .with_tenants(tenants, quotas),
+        let otp = OtpService::new(
+            store,
+            sender,
+            policy,
+            rules,
+            config.hash_key.key.expose_value(),
+            opts.clock,
+            metrics.clone(),
         );
+        let otp = Arc::new(otp.with_tenants(tenants, quotas));
 
         let api_state = web::Data::new(ApiState {
             otp: Arc::clone(&otp),

@@ -81,6 +81,30 @@ pub enum OtpError {
     },
 }
 
+impl From<TenantRefusal> for OtpError {
+    fn from(r: TenantRefusal) -> OtpError {
+        match r {
+            TenantRefusal::DestinationNotAllowed => OtpError::DestinationNotAllowed,
+            TenantRefusal::TemplateNotAllowed => OtpError::TemplateNotAllowed,
+        }
+    }
+}
+
+impl From<QuotaError> for OtpError {
+    fn from(e: QuotaError) -> OtpError {
+        match e {
+            QuotaError::Spent {
+                period,
+                retry_after_secs,
+            } => OtpError::QuotaExceeded {
+                period,
+                retry_after_secs,
+            },
+            QuotaError::Store(e) => OtpError::Store(e),
+        }
+    }
+}
+
 /// The configurable rules.
 #[derive(Debug, Clone)]
 pub struct OtpRules {
@@ -169,13 +193,7 @@ impl OtpService {
             PolicyViolation::Blocked => OtpError::PhoneBlocked,
         })?;
         let tenant = self.tenants.of(client_id);
-        tenant.admit(phone, template).map_err(|r| {
-            tracing::info!(target: TARGET, refusal = ?r, "send refused by the client's tenant profile");
-            match r {
-                TenantRefusal::DestinationNotAllowed => OtpError::DestinationNotAllowed,
-                TenantRefusal::TemplateNotAllowed => OtpError::TemplateNotAllowed,
-            }
-        })?;
+        tenant.admit(phone, template)?;
         let now_ms = self.clock.now_ms();
         let mut random = [0u8; 8];
         self.rng.fill(&mut random).map_err(|_| OtpError::Random)?;
@@ -198,23 +216,7 @@ impl OtpService {
             expires_at_ms: now_ms.saturating_add(ttl_ms),
             failed_attempts: 0,
         };
-        let ticket = self
-            .quotas
-            .take(client_id, &tenant.quota, now_ms)
-            .await
-            .map_err(|e| match e {
-                QuotaError::Spent {
-                    period,
-                    retry_after_secs,
-                } => {
-                    tracing::info!(target: TARGET, period, "the client's quota is spent");
-                    OtpError::QuotaExceeded {
-                        period,
-                        retry_after_secs,
-                    }
-                }
-                QuotaError::Store(e) => OtpError::Store(e),
-            })?;
+        let ticket = self.quotas.take(client_id, &tenant.quota, now_ms).await?;
         let inserted = self
             .store
             .insert_pending(challenge, client, self.rules.quotas, now_ms)

@@ -162,11 +162,13 @@ impl TenantQuotas {
                 .flatten()
                 .find(|(held, _)| held.period == c.period)
                 .map_or(now_ms, |(_, end)| *end);
+            let period = match c.period {
+                QuotaPeriod::Day(_) => "daily",
+                QuotaPeriod::Month(_) => "monthly",
+            };
+            tracing::info!(target: "otp_gateway::policy", period, "the client's quota is spent");
             QuotaError::Spent {
-                period: match c.period {
-                    QuotaPeriod::Day(_) => "daily",
-                    QuotaPeriod::Month(_) => "monthly",
-                },
+                period,
                 retry_after_secs: end.saturating_sub(now_ms).div_ceil(1000).max(1),
             }
         };

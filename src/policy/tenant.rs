@@ -135,17 +135,22 @@ impl TenantProfile {
         phone: &PhoneNumber,
         template: &MessageTemplate,
     ) -> Result<(), TenantRefusal> {
-        if let Some(allowed) = &self.allowed_prefixes {
-            if !allowed.matches(phone.as_e164()) {
-                return Err(TenantRefusal::DestinationNotAllowed);
-            }
-        }
-        if !self.templates.is_empty()
+        let refusal = if self
+            .allowed_prefixes
+            .as_ref()
+            .is_some_and(|allowed| !allowed.matches(phone.as_e164()))
+        {
+            TenantRefusal::DestinationNotAllowed
+        } else if !self.templates.is_empty()
             && !self.templates.iter().any(|t| t.matches(template.as_str()))
         {
-            return Err(TenantRefusal::TemplateNotAllowed);
-        }
-        Ok(())
+            TenantRefusal::TemplateNotAllowed
+        } else {
+            return Ok(());
+        };
+        // Neither the number nor the template is logged: the span has the masked number.
+        tracing::info!(target: "otp_gateway::policy", ?refusal, "send refused by the client's tenant profile");
+        Err(refusal)
     }
 
     /// The SMS text: the rendered template, then the WebOTP line `@host #code` when set (the
