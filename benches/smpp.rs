@@ -52,6 +52,7 @@ async fn run(binds: usize, window: usize) {
                         destination: PhoneNumber::parse(&format!("+3460{w:02}{i:06}")).unwrap(),
                         text: Secret::new("123456 is your code"),
                         validity: Duration::from_secs(300),
+                        source: None,
                     };
                     let t = Instant::now();
                     client.submit(sms).await.unwrap();

@@ -6,9 +6,21 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::domain::{PhoneNumber, Secret};
+use crate::domain::{PhoneNumber, Secret, SenderId, SenderKind};
 use crate::otp::{DeliveryError, Sent, SmsSender};
-use crate::smpp::{OutboundSms, SmppError, SmppRouter};
+use crate::smpp::{MessageSource, OutboundSms, SmppError, SmppRouter, SourceAddr};
+
+/// A client's sender id as SMPP addresses it (SMPP 3.4 §5.2.5-6).
+fn message_source(sender: &SenderId) -> Option<MessageSource> {
+    let (ton, npi) = match sender.kind() {
+        SenderKind::Alphanumeric => (5, 0),
+        SenderKind::International => (1, 1),
+        SenderKind::National => (2, 1),
+    };
+    // A SenderId always passes SourceAddr's checks (it is the stricter of the two).
+    let addr = SourceAddr::try_from(sender.address().to_owned()).ok()?;
+    Some(MessageSource { addr, ton, npi })
+}
 
 impl SmsSender for SmppRouter {
     fn send(
@@ -18,10 +30,22 @@ impl SmsSender for SmppRouter {
         validity: Duration,
         authentication_id: &str,
     ) -> BoxFuture<'_, Result<Sent, DeliveryError>> {
+        self.send_from(to, text, validity, authentication_id, None)
+    }
+
+    fn send_from(
+        &self,
+        to: &PhoneNumber,
+        text: String,
+        validity: Duration,
+        authentication_id: &str,
+        sender: Option<&SenderId>,
+    ) -> BoxFuture<'_, Result<Sent, DeliveryError>> {
         let sms = OutboundSms {
             destination: to.clone(),
             text: Secret::new(text),
             validity,
+            source: sender.and_then(message_source),
         };
         let tag = authentication_id.to_owned();
         Box::pin(async move {

@@ -26,7 +26,7 @@ use crate::config::{Config, EmbeddedSmsc, StoreConfig};
 use crate::delivery_state::RedisDeliveryState;
 use crate::metrics::Metrics;
 use crate::otp::{Clock, OtpRules, OtpService, SmsSender, SystemClock};
-use crate::policy::{ClientRateLimiter, NumberPolicy};
+use crate::policy::{ClientRateLimiter, NumberPolicy, TenantQuotas, Tenants};
 use crate::shutdown::{Services, Shutdown};
 use crate::smpp::{RouteSettings, SharedDeliveryState, SmppRouter};
 use crate::smsc_sim::{SimSettings, SmscHandle};
@@ -88,7 +88,10 @@ impl Application {
         let state_ttl = otp_settings
             .max_codes_window
             .max(otp_settings.max_codes_window_all_clients)
-            .max(otp_settings.ttl);
+            .max(crate::config::longest_ttl(
+                &config.auth.clients,
+                otp_settings,
+            ));
         let store = match &config.store {
             StoreConfig::Memory { max_challenges } => Store::Memory(
                 MemoryStore::new(*max_challenges, state_ttl).with_metrics(metrics.store.clone()),
@@ -163,7 +166,13 @@ impl Application {
             shutdown.root().clone(),
         ));
         let barring = Arc::clone(policy.barring());
-        let otp = Arc::new(OtpService::new(
+        // Tenant profiles by client id; with Redis their quotas are counted there, for all.
+        let tenants = Tenants::new(&config.auth.clients, otp_settings);
+        let mut quotas = TenantQuotas::new(tenants.with_quota());
+        if let Store::Redis(redis) = &store {
+            quotas = quotas.shared(redis.clone());
+        }
+        let otp = OtpService::new(
             store,
             sender,
             policy,
@@ -171,7 +180,8 @@ impl Application {
             config.hash_key.key.expose_value(),
             opts.clock,
             metrics.clone(),
-        ));
+        );
+        let otp = Arc::new(otp.with_tenants(tenants, quotas));
 
         let api_state = web::Data::new(ApiState {
             otp: Arc::clone(&otp),

@@ -161,6 +161,7 @@ async fn run(kind: Kind, concatenation: Concatenation) {
             destination: PhoneNumber::parse(to).unwrap(),
             text: Secret::new(text.clone()),
             validity: Duration::from_secs(300),
+            source: None,
         };
         let receipt = client.submit_tagged(sms, Some(&tag)).await.unwrap();
         let expected = match concatenation {

@@ -66,6 +66,19 @@ pub enum ApiError {
     Timeout,
     /// 409 (admin API only): the change conflicts with the resource's state; the text says how.
     Conflict(String),
+    /// 403 PHONE_NUMBER_NOT_ALLOWED: outside the destinations of the client's tenant profile.
+    DestinationNotAllowed,
+    /// 403 PERMISSION_DENIED: a template the client's tenant profile does not allow (no
+    /// scope challenge: the token is fine, the text is not).
+    TemplateNotAllowed,
+    /// 429 QUOTA_EXCEEDED: the client's `daily` or `monthly` quota is spent, with the seconds
+    /// until it renews (`Retry-After`).
+    QuotaSpent {
+        /// `daily` or `monthly`.
+        period: &'static str,
+        /// Seconds until the next UTC day or month.
+        retry_after_secs: u64,
+    },
 }
 
 impl ApiError {
@@ -167,6 +180,21 @@ impl ApiError {
                 "CONFLICT",
                 "The request conflicts with the current state of the resource.",
             ),
+            ApiError::DestinationNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "ONE_TIME_PASSWORD_SMS.PHONE_NUMBER_NOT_ALLOWED",
+                "This client is not allowed to send codes to this phone number's country or range.",
+            ),
+            ApiError::TemplateNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                "This client is not allowed to send this message text; use one of the templates the operator allows for it.",
+            ),
+            ApiError::QuotaSpent { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "QUOTA_EXCEEDED",
+                "Out of resource quota.",
+            ),
         }
     }
 
@@ -178,6 +206,10 @@ impl ApiError {
                 format!("Client specified an invalid argument: {detail}.")
             }
             ApiError::Conflict(detail) if !detail.is_empty() => detail.clone(),
+            ApiError::QuotaSpent { period, .. } => format!(
+                "Out of resource quota: this client's {period} quota of codes is spent; it renews at the start of the next {} (UTC).",
+                if *period == "monthly" { "month" } else { "day" }
+            ),
             _ => message.to_string(),
         };
         ErrorInfo {
@@ -225,6 +257,11 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests => {
                 res.insert_header((header::RETRY_AFTER, "1"));
             }
+            ApiError::QuotaSpent {
+                retry_after_secs, ..
+            } => {
+                res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
             _ => {}
         }
         let body = serde_json::to_string(&self.body()).unwrap_or_else(|_| {
@@ -254,6 +291,15 @@ impl From<OtpError> for ApiError {
             }
             OtpError::Store(_) => ApiError::Unavailable,
             OtpError::Random => ApiError::Internal,
+            OtpError::DestinationNotAllowed => ApiError::DestinationNotAllowed,
+            OtpError::TemplateNotAllowed => ApiError::TemplateNotAllowed,
+            OtpError::QuotaExceeded {
+                period,
+                retry_after_secs,
+            } => ApiError::QuotaSpent {
+                period,
+                retry_after_secs: *retry_after_secs,
+            },
         };
         if answer.parts().0.is_server_error() {
             log_cause_chain(&e, &answer);
@@ -397,6 +443,24 @@ mod tests {
                 504,
                 r#"{"status":504,"code":"TIMEOUT","message":"Request timeout exceeded."}"#,
             ),
+            (
+                ApiError::DestinationNotAllowed,
+                403,
+                r#"{"status":403,"code":"ONE_TIME_PASSWORD_SMS.PHONE_NUMBER_NOT_ALLOWED","message":"This client is not allowed to send codes to this phone number's country or range."}"#,
+            ),
+            (
+                ApiError::TemplateNotAllowed,
+                403,
+                r#"{"status":403,"code":"PERMISSION_DENIED","message":"This client is not allowed to send this message text; use one of the templates the operator allows for it."}"#,
+            ),
+            (
+                ApiError::QuotaSpent {
+                    period: "daily",
+                    retry_after_secs: 3600,
+                },
+                429,
+                r#"{"status":429,"code":"QUOTA_EXCEEDED","message":"Out of resource quota: this client's daily quota of codes is spent; it renews at the start of the next day (UTC)."}"#,
+            ),
         ];
         for (err, status, body) in table {
             assert_eq!(json(&err), (status, body.to_string()), "{err:?}");
@@ -416,5 +480,13 @@ mod tests {
         assert!(r.headers().get(header::WWW_AUTHENTICATE).is_some());
         let r = ApiError::MethodNotAllowed.error_response();
         assert_eq!(r.headers().get(header::ALLOW).unwrap(), "POST");
+        let r = ApiError::TemplateNotAllowed.error_response();
+        assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
+        let r = ApiError::QuotaSpent {
+            period: "monthly",
+            retry_after_secs: 42,
+        }
+        .error_response();
+        assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "42");
     }
 }

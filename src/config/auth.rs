@@ -104,6 +104,9 @@ pub struct ClientEntry {
     /// API requests per second (and burst) allowed to this client; none means unlimited.
     #[serde(default)]
     pub rate_limit: Option<u32>,
+    /// `[auth.clients.tenant]`: this client's tenant profile (see `config::tenant`).
+    #[serde(default)]
+    pub tenant: super::TenantSettings,
 }
 
 /// `[auth]` after validation.

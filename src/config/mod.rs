@@ -13,6 +13,7 @@ mod otp;
 mod policy;
 mod smpp;
 mod store;
+mod tenant;
 
 use std::path::Path;
 
@@ -31,6 +32,7 @@ pub use self::otp::{HashKey, OtpSettings};
 pub use self::policy::PolicySettings;
 pub use self::smpp::{EmbeddedSmsc, RouteEntry, SmppConfig, SmppSettings, SmscUrl, DEFAULT_ROUTE};
 pub use self::store::{StoreBackend, StoreConfig, StoreSettings};
+pub use self::tenant::{longest_ttl, TenantBounds, TenantSettings};
 
 /// Settings as read from defaults, file and environment.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -167,9 +169,10 @@ impl Settings {
         self.otp.check()?;
         let hash_key = self.otp.hash_key()?;
         // Delivery state lives as long as the challenge it belongs to.
-        let smpp = self
-            .smpp
-            .validate(self.otp.ttl, self.store.max_challenges)?;
+        let smpp = self.smpp.validate(
+            tenant::longest_ttl(&self.auth.clients, &self.otp),
+            self.store.max_challenges,
+        )?;
         let store = self.store.validate()?;
         // The embedded simulator's inbox holds every code sent: beyond loopback it is served
         // only when asked for (and then only with a credential, see `admin`).
@@ -186,6 +189,7 @@ impl Settings {
         }
         let auth = self.auth.validate(self.http.listen.ip().is_loopback())?;
         self.policy.check()?;
+        tenant::check_all(&auth.clients, &self.otp)?;
         Ok(Config {
             api: self.api,
             http: self.http,

@@ -41,6 +41,8 @@ pub struct OtpSettings {
     pub id_retention: Duration,
     /// Key for code hashes and authenticationId MACs (at least 32 bytes); random when absent.
     pub hash_key: Option<Secret>,
+    /// `[otp.tenant_bounds]`: the range a client's tenant `ttl` and `max_attempts` must keep.
+    pub tenant_bounds: super::TenantBounds,
 }
 
 impl Default for OtpSettings {
@@ -55,6 +57,7 @@ impl Default for OtpSettings {
             max_codes_window_all_clients: Duration::from_secs(600),
             id_retention: Duration::from_secs(24 * 3600),
             hash_key: None,
+            tenant_bounds: super::TenantBounds::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ mod challenge;
 mod code_hash;
 mod phone_number;
 mod secret;
+mod sender_id;
 mod template;
 
 #[cfg(test)]
@@ -20,4 +21,7 @@ pub use challenge::{
 pub use code_hash::{hashes_match, short as short_code_hash, CodeHash, ShortCodeHash};
 pub use phone_number::{mask_digits, PhoneNumber};
 pub use secret::Secret;
-pub use template::{CodeAttempt, MessageTemplate, OtpCode};
+pub use sender_id::{SenderId, SenderKind, MAX_ALPHANUMERIC_SENDER};
+pub use template::{
+    CodeAttempt, MessageTemplate, OtpCode, MAX_CODE_CHARS, MAX_TEMPLATE_CHARS, PLACEHOLDER,
+};

@@ -27,6 +27,11 @@ impl MessageTemplate {
         Ok(MessageTemplate(s.to_string()))
     }
 
+    /// The template as the client sent it (for matching against a tenant's allowed templates).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// The SMS text: every `{{code}}` replaced by the code.
     pub fn render(&self, code: &OtpCode) -> String {
         self.0.replace(PLACEHOLDER, code.expose())

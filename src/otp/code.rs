@@ -1,24 +1,64 @@
-//! Code generation (CSPRNG, uniform digits) and the keyed hash that is all the store ever sees.
+//! Code generation (CSPRNG, uniform over the alphabet) and the keyed hash that is all the store
+//! ever sees.
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::domain::{AuthenticationId, CodeHash, OtpCode};
 
-/// Draws `len` decimal digits from the system CSPRNG. Bytes ≥ 250 are rejected so that every
-/// digit is exactly equally likely (250 is the largest multiple of 10 that fits in a byte).
+/// The characters a code is drawn from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeAlphabet {
+    /// `0`-`9`.
+    #[default]
+    Digits,
+    /// Upper-case letters and digits without the look-alikes `0 O 1 I L` (31 characters):
+    /// read off a lock screen and typed without confusion. Validation ignores case.
+    Alphanumeric,
+}
+
+const DIGITS: &[u8] = b"0123456789";
+const ALPHANUMERIC: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+
+impl CodeAlphabet {
+    /// The characters, each drawn with equal probability.
+    pub fn symbols(self) -> &'static [u8] {
+        match self {
+            CodeAlphabet::Digits => DIGITS,
+            CodeAlphabet::Alphanumeric => ALPHANUMERIC,
+        }
+    }
+}
+
+/// Draws `len` decimal digits from the system CSPRNG (see [`generate_from`]).
 pub fn generate(rng: &SystemRandom, len: usize) -> Result<OtpCode, ring::error::Unspecified> {
-    let mut digits = String::with_capacity(len);
+    generate_from(rng, len, CodeAlphabet::Digits)
+}
+
+/// Draws `len` characters of `alphabet` from the system CSPRNG. A byte at or above the largest
+/// multiple of the alphabet's size that fits in a byte (250 for digits, 248 for the 31
+/// alphanumerics) is rejected, so every character is exactly equally likely (no modulo bias).
+pub fn generate_from(
+    rng: &SystemRandom,
+    len: usize,
+    alphabet: CodeAlphabet,
+) -> Result<OtpCode, ring::error::Unspecified> {
+    let symbols = alphabet.symbols();
+    // Both alphabets have fewer than 256 symbols (checked by a test).
+    let n = symbols.len();
+    let limit = 256 - 256 % n;
+    let mut code = String::with_capacity(len);
     let mut buf = [0u8; 16];
-    while digits.len() < len {
+    while code.len() < len {
         rng.fill(&mut buf)?;
         for b in buf {
-            if b < 250 && digits.len() < len {
-                digits.push(char::from(b'0' + b % 10));
+            if usize::from(b) < limit && code.len() < len {
+                code.push(char::from(symbols[usize::from(b) % n]));
             }
         }
     }
-    Ok(OtpCode::new(digits))
+    Ok(OtpCode::new(code))
 }
 
 /// HMAC-SHA256 of (id, code) under a key derived from the gateway secret.
@@ -73,6 +113,29 @@ mod tests {
         // 20,000 digits: each expected 2,000; a 6-sigma band is about ±255.
         for c in counts {
             assert!((1745..=2255).contains(&c), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn alphanumeric_codes_use_every_symbol_uniformly_and_no_look_alike() {
+        let rng = SystemRandom::new();
+        let symbols = CodeAlphabet::Alphanumeric.symbols();
+        assert_eq!(symbols.len(), 31);
+        for c in b"0O1IL".iter() {
+            assert!(!symbols.contains(c), "{}", char::from(*c));
+        }
+        let mut counts = [0u32; 31];
+        for _ in 0..3100 {
+            let code = generate_from(&rng, 10, CodeAlphabet::Alphanumeric).unwrap();
+            assert_eq!(code.expose().len(), 10);
+            for b in code.expose().bytes() {
+                let at = symbols.iter().position(|s| *s == b).unwrap();
+                counts[at] += 1;
+            }
+        }
+        // 31,000 characters: each expected 1,000 (sd about 31); a 6-sigma band is ±190.
+        for c in counts {
+            assert!((810..=1190).contains(&c), "{counts:?}");
         }
     }
 

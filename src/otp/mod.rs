@@ -12,7 +12,7 @@ use std::time::Duration;
 use ring::rand::{SecureRandom, SystemRandom};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use code::{generate, CodeHasher};
+pub use code::{generate, generate_from, CodeAlphabet, CodeHasher};
 pub use port::{DeliveryError, Sent, SmsSender};
 
 use crate::domain::{
@@ -20,7 +20,10 @@ use crate::domain::{
     MessageTemplate, PhoneNumber, StoreBucket,
 };
 use crate::metrics::Metrics;
-use crate::policy::{NumberPolicy, PolicyViolation};
+use crate::policy::{
+    NumberPolicy, PolicyViolation, QuotaError, QuotaTicket, TenantProfile, TenantQuotas,
+    TenantRefusal, Tenants,
+};
 use crate::store::{ChallengeStore, Discard, InsertError, SendQuotas, Store, StoreError};
 
 const TARGET: &str = "otp_gateway::otp";
@@ -62,6 +65,44 @@ pub enum OtpError {
     /// The system random generator failed.
     #[error("random generator failure")]
     Random,
+    /// The number is outside the client's allowed destinations (its tenant profile).
+    #[error("destination not allowed for this client")]
+    DestinationNotAllowed,
+    /// The template is not one the client may send (its tenant profile).
+    #[error("message template not allowed for this client")]
+    TemplateNotAllowed,
+    /// The client's daily or monthly quota is spent.
+    #[error("the client's {period} quota is spent")]
+    QuotaExceeded {
+        /// `daily` or `monthly`.
+        period: &'static str,
+        /// Seconds until the period ends.
+        retry_after_secs: u64,
+    },
+}
+
+impl From<TenantRefusal> for OtpError {
+    fn from(r: TenantRefusal) -> OtpError {
+        match r {
+            TenantRefusal::DestinationNotAllowed => OtpError::DestinationNotAllowed,
+            TenantRefusal::TemplateNotAllowed => OtpError::TemplateNotAllowed,
+        }
+    }
+}
+
+impl From<QuotaError> for OtpError {
+    fn from(e: QuotaError) -> OtpError {
+        match e {
+            QuotaError::Spent {
+                period,
+                retry_after_secs,
+            } => OtpError::QuotaExceeded {
+                period,
+                retry_after_secs,
+            },
+            QuotaError::Store(e) => OtpError::Store(e),
+        }
+    }
 }
 
 /// The configurable rules.
@@ -90,6 +131,8 @@ pub struct OtpService {
     clock: Arc<dyn Clock>,
     rng: SystemRandom,
     metrics: Metrics,
+    tenants: Tenants,
+    quotas: TenantQuotas,
 }
 
 impl OtpService {
@@ -108,12 +151,31 @@ impl OtpService {
             store,
             sender,
             policy,
-            rules,
             hasher: CodeHasher::derive(secret),
             id_key: IdKey::derive(secret),
             clock,
             rng: SystemRandom::new(),
             metrics,
+            tenants: Tenants::uniform(TenantProfile::uniform(
+                rules.code_length,
+                rules.ttl,
+                rules.max_attempts,
+            )),
+            quotas: TenantQuotas::default(),
+            rules,
+        }
+    }
+
+    /// Applies per-client tenant profiles and their quota counters (see `policy::tenant`).
+    pub fn with_tenants(mut self, tenants: Tenants, quotas: TenantQuotas) -> OtpService {
+        self.tenants = tenants;
+        self.quotas = quotas;
+        self
+    }
+
+    async fn refund_quota(&self, client_id: &str, ticket: QuotaTicket) {
+        if let Err(e) = self.quotas.refund(client_id, ticket).await {
+            tracing::error!(target: TARGET, error = %e, "could not refund the client's quota");
         }
     }
 
@@ -130,6 +192,8 @@ impl OtpService {
             PolicyViolation::NotAllowed => OtpError::PhoneNotAllowed,
             PolicyViolation::Blocked => OtpError::PhoneBlocked,
         })?;
+        let tenant = self.tenants.of(client_id);
+        tenant.admit(phone, template)?;
         let now_ms = self.clock.now_ms();
         let mut random = [0u8; 8];
         self.rng.fill(&mut random).map_err(|_| OtpError::Random)?;
@@ -140,8 +204,9 @@ impl OtpService {
             u64::from_be_bytes(random),
             StoreBucket::of(phone),
         );
-        let code = generate(&self.rng, self.rules.code_length).map_err(|_| OtpError::Random)?;
-        let ttl_ms = u64::try_from(self.rules.ttl.as_millis()).unwrap_or(u64::MAX);
+        let code = generate_from(&self.rng, tenant.code_length, tenant.alphabet)
+            .map_err(|_| OtpError::Random)?;
+        let ttl_ms = u64::try_from(tenant.ttl.as_millis()).unwrap_or(u64::MAX);
         let key = ChallengeId::from(&id);
         let client = ClientTag::of(client_id);
         let challenge = Challenge {
@@ -151,11 +216,15 @@ impl OtpService {
             expires_at_ms: now_ms.saturating_add(ttl_ms),
             failed_attempts: 0,
         };
-        match self
+        let ticket = self.quotas.take(client_id, &tenant.quota, now_ms).await?;
+        let inserted = self
             .store
             .insert_pending(challenge, client, self.rules.quotas, now_ms)
-            .await
-        {
+            .await;
+        if inserted.is_err() {
+            self.refund_quota(client_id, ticket).await;
+        }
+        match inserted {
             Ok(()) => {}
             Err(InsertError::QuotaExceeded) => return Err(OtpError::TooManyCodes),
             Err(InsertError::NumberCapExceeded) => {
@@ -166,10 +235,13 @@ impl OtpService {
             }
             Err(InsertError::Store(e)) => return Err(e.into()),
         }
-        let text = template.render(&code);
+        let text = tenant.render(template, &code);
         drop(code);
         let tag = id.to_string();
-        let sent = self.sender.send(phone, text, self.rules.ttl, &tag).await;
+        let sent = self
+            .sender
+            .send_from(phone, text, tenant.ttl, &tag, tenant.sender())
+            .await;
         match sent {
             Ok(Sent { segments, route }) => {
                 self.store
@@ -196,6 +268,9 @@ impl OtpService {
                     .await
                 {
                     tracing::error!(target: TARGET, %id, error = %store, "could not discard challenge");
+                }
+                if how == Discard::Refund {
+                    self.refund_quota(client_id, ticket).await;
                 }
                 let reason = match &e {
                     DeliveryError::Unavailable(_) => "smsc_unavailable",
@@ -250,14 +325,15 @@ impl OtpService {
         if now_ms / 1000 > id.issued_at().saturating_add(retention) {
             return Err(OtpError::UnknownId);
         }
-        let presented = self.hasher.hash(&id, code.expose());
+        let tenant = self.tenants.of(client_id);
+        let presented = self.hasher.hash(&id, &tenant.normalise(code.expose()));
         match self
             .store
             .attempt(
                 ChallengeId::from(&id),
                 presented,
                 now_ms,
-                self.rules.max_attempts,
+                tenant.max_attempts,
             )
             .await?
         {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::domain::PhoneNumber;
+use crate::domain::{PhoneNumber, SenderId};
 
 /// A lower-level error kept as the source of a [`DeliveryError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -50,4 +50,19 @@ pub trait SmsSender: Send + Sync + 'static {
         validity: Duration,
         authentication_id: &str,
     ) -> BoxFuture<'_, Result<Sent, DeliveryError>>;
+
+    /// [`send`](SmsSender::send) from the client's own sender id (`None`: the channel's
+    /// default sender). The default ignores `sender`: right for channels that have no sender
+    /// to choose (test doubles, an inbox); the SMPP channel overrides it.
+    fn send_from(
+        &self,
+        to: &PhoneNumber,
+        text: String,
+        validity: Duration,
+        authentication_id: &str,
+        sender: Option<&SenderId>,
+    ) -> BoxFuture<'_, Result<Sent, DeliveryError>> {
+        let _ = sender;
+        self.send(to, text, validity, authentication_id)
+    }
 }

@@ -5,13 +5,17 @@
 
 mod barring;
 mod prefixes;
+mod quota;
 mod rate;
+mod tenant;
 
 use std::sync::Arc;
 
 pub use barring::{read_file as read_barring_file, BarSource, Barring};
 pub use prefixes::PrefixSet;
+pub use quota::{Quota, QuotaError, QuotaTicket, TenantQuotas};
 pub use rate::ClientRateLimiter;
+pub use tenant::{TenantProfile, TenantRefusal, Tenants};
 
 use crate::config::PolicySettings;
 use crate::domain::PhoneNumber;

@@ -36,7 +36,7 @@ pub mod tls;
 
 pub use client::{SmppClient, SubmitReceipt};
 pub use error::{status, BoxError, SmppError, Uncertainty};
-pub use pdu::{relative_validity, OutboundSms};
+pub use pdu::{relative_validity, MessageSource, OutboundSms};
 pub use receipts::{
     DeliveryReport, DeliveryState, MessageIdFormat, SegmentReport, SharedDeliveryState,
 };

@@ -14,7 +14,7 @@ use rusmpp::values::{
 
 use super::encoding;
 use super::error::SmppError;
-use super::settings::SessionOptions;
+use super::settings::{SessionOptions, SourceAddr};
 use crate::domain::{PhoneNumber, Secret};
 
 /// esm_class bit telling the SMSC the short_message starts with a UDH.
@@ -32,6 +32,20 @@ pub struct OutboundSms {
     pub text: Secret,
     /// How long the SMSC should keep trying to deliver.
     pub validity: Duration,
+    /// This message's sender, in place of the route's `source_addr` (and its TON/NPI); `None`
+    /// sends from the route's.
+    pub source: Option<MessageSource>,
+}
+
+/// A per-message sender address with the TON/NPI to send it with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageSource {
+    /// The address (checked like `source_addr`).
+    pub addr: SourceAddr,
+    /// source_addr_ton.
+    pub ton: u8,
+    /// source_addr_npi.
+    pub npi: u8,
 }
 
 /// Formats `validity` as an SMPP 3.4 §7.1.1 relative time
@@ -93,9 +107,10 @@ pub(crate) fn build_submits(
         (Some(ton), Some(npi)) => (Ton::from(ton), Npi::from(npi)),
         _ => (Ton::International, Npi::Isdn),
     };
-    let (src_ton, src_npi, src) = match (options.source_ton, options.source_npi) {
+    let (src_ton, src_npi, src) = match (&sms.source, options.source_ton, options.source_npi) {
+        (Some(s), _, _) => (Ton::from(s.ton), Npi::from(s.npi), s.addr.as_str()),
         // An operator-mandated TON/NPI is sent as configured, address untouched.
-        (Some(ton), Some(npi)) => (Ton::from(ton), Npi::from(npi), source),
+        (None, Some(ton), Some(npi)) => (Ton::from(ton), Npi::from(npi), source),
         _ => source_address(source),
     };
     let src = COctetString::<1, 21>::from_str(src)
@@ -179,7 +194,29 @@ mod tests {
             destination: PhoneNumber::parse("+34600000001").unwrap(),
             text: Secret::new("123456 is your code"),
             validity: Duration::from_secs(300),
+            source: None,
         }
+    }
+
+    #[test]
+    fn a_message_source_replaces_the_route_sender_and_its_ton_npi() {
+        let mut m = sms();
+        m.source = Some(MessageSource {
+            addr: SourceAddr::try_from("CoolApp".to_owned()).unwrap(),
+            ton: 5,
+            npi: 0,
+        });
+        let pinned = SessionOptions {
+            source_ton: Some(1),
+            source_npi: Some(1),
+            ..SessionOptions::default()
+        };
+        let (_, pdus) = build_submits(&pinned, &m).unwrap();
+        assert_eq!(pdus[0].source_addr.as_str(), "CoolApp");
+        assert_eq!(pdus[0].source_addr_ton, Ton::Alphanumeric);
+        assert_eq!(pdus[0].source_addr_npi, Npi::Unknown);
+        let (_, pdus) = build_submits(&SessionOptions::default(), &sms()).unwrap();
+        assert_eq!(pdus[0].source_addr.as_str(), "OTPGateway");
     }
 
     #[test]

@@ -57,6 +57,7 @@ fn sms(text: &str) -> OutboundSms {
         destination: phone(PHONE),
         text: Secret::new(text),
         validity: Duration::from_secs(300),
+        source: None,
     }
 }
 

@@ -76,6 +76,10 @@ pub struct ReceivedSms {
     pub text: String,
     /// RFC 3339 UTC timestamp of the (last) submit_sm.
     pub received_at: String,
+    /// The submit_sm's source_addr and source_addr_ton, as the handset would show the sender
+    /// (for tests; not in the inbox's JSON).
+    #[serde(skip)]
+    pub source: (String, u8),
     /// Which inbox entry a cancel_sm removes.
     #[serde(skip)]
     inbox_id: u64,
@@ -408,7 +412,7 @@ impl SimShared {
     }
 
     /// Stores a complete message and plays it on the "handset"; returns its inbox id.
-    fn deliver(&self, phone_number: String, text: String) -> u64 {
+    fn deliver(&self, phone_number: String, text: String, source: (String, u8)) -> u64 {
         if self.settings.print_messages {
             tracing::info!(target: HANDSET_TARGET, "SMS to {phone_number}: {}", crate::telemetry::escape_control(&text));
         }
@@ -417,6 +421,7 @@ impl SimShared {
             phone_number,
             text,
             received_at: now_rfc3339(),
+            source,
             inbox_id,
         };
         let mut inbox = lock(&self.inbox);

@@ -490,7 +490,8 @@ impl Session {
                     seq,
                 )];
             };
-            inbox_id = Some(self.shared.deliver(phone.clone(), text));
+            let sender = (source.clone(), u8::from(submit.source_addr_ton));
+            inbox_id = Some(self.shared.deliver(phone.clone(), text, sender));
         }
 
         let number = NEXT_MESSAGE_ID.fetch_add(1, Ordering::Relaxed) & 0xFF_FFFF_FFFF;

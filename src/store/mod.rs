@@ -14,7 +14,9 @@ pub mod redis;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use self::redis::{RedisSettings, RedisStore, RedisTarget, RedisTls};
+pub use self::redis::{
+    QuotaCounter, QuotaPeriod, RedisSettings, RedisStore, RedisTarget, RedisTls,
+};
 pub use memory::MemoryStore;
 
 use crate::domain::{AttemptOutcome, Challenge, ChallengeId, ClientTag, CodeHash, PhoneNumber};

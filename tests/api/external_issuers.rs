@@ -676,6 +676,49 @@ async fn an_external_client_shares_the_rate_limit_of_its_auth_clients_entry() {
 }
 
 #[actix_web::test]
+async fn an_external_client_gets_the_tenant_profile_of_its_auth_clients_entry() {
+    let idp = Idp::start();
+    let e = entry(&idp.issuer(), json!({}));
+    let app = spawn_app_with(move |s| {
+        s.auth.issuers = vec![e];
+        s.auth.clients = vec![
+            serde_json::from_value(
+                json!({"id": "demo", "secret": "demo-secret", "scopes": [SCOPE]}),
+            )
+            .unwrap(),
+            serde_json::from_value(
+                json!({"id": "app", "secret": "unused-app-secret", "scopes": [SCOPE],
+                "tenant": {"allowed_prefixes": ["+44"], "sender_id": "IdpApp"}}),
+            )
+            .unwrap(),
+        ];
+    })
+    .await;
+    wait_ready(&app).await;
+    let auth = format!("Bearer {}", idp.token("urn:otp-gateway").await);
+    let send = |phone: &'static str| {
+        let auth = auth.clone();
+        let app = &app;
+        async move {
+            app.post_raw(
+                "/one-time-password-sms/v1/send-code",
+                &[
+                    ("Authorization", auth.as_str()),
+                    ("Content-Type", "application/json"),
+                ],
+                Some(&json!({"phoneNumber": phone, "message": MESSAGE}).to_string()),
+            )
+            .await
+        }
+    };
+    send("+34600000801")
+        .await
+        .assert_error(403, "ONE_TIME_PASSWORD_SMS.PHONE_NUMBER_NOT_ALLOWED");
+    assert_eq!(send("+447700900801").await.status, 200);
+    assert_eq!(app.sim.messages_for("+447700900801")[0].source.0, "IdpApp");
+}
+
+#[actix_web::test]
 async fn registered_clients_only_refuses_a_client_without_an_entry() {
     let idp = Idp::start();
     let app = gateway_for(&idp, json!({"registered_clients_only": true})).await;

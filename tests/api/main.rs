@@ -20,6 +20,7 @@ mod replicas;
 mod replicas_ops;
 mod send_code;
 mod shutdown;
+mod tenant_profiles;
 mod tenants;
 mod tokens;
 mod validate_code;

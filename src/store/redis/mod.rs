@@ -17,6 +17,7 @@
 //! code is stored, only its HMAC. Every call has a deadline; a Redis that does not answer is a
 //! `StoreError::Unavailable` (503), and the connection recovers by itself.
 
+mod quota;
 mod scripts;
 #[doc(hidden)]
 pub mod testkit;
@@ -35,6 +36,8 @@ use crate::domain::{
     AttemptOutcome, Challenge, ChallengeId, ClientTag, CodeHash, PhoneNumber, Secret,
 };
 use crate::metrics::StoreMetrics;
+
+pub use quota::{QuotaCounter, QuotaPeriod};
 
 static INSERT: LazyLock<Lua> = LazyLock::new(|| Lua::with_records(scripts::INSERT));
 static ACTIVATE: LazyLock<Lua> = LazyLock::new(|| Lua::with_records(scripts::ACTIVATE));
