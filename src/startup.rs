@@ -163,15 +163,30 @@ impl Application {
             shutdown.root().clone(),
         ));
         let barring = Arc::clone(policy.barring());
-        let otp = Arc::new(OtpService::new(
-            store,
-            sender,
-            policy,
-            rules,
-            config.hash_key.key.expose_value(),
-            opts.clock,
-            metrics.clone(),
-        ));
+        let guards = crate::policy::Guards::build(
+            &config.policy,
+            otp_settings.ttl,
+            Arc::clone(&opts.clock),
+            &metrics,
+            match &store {
+                Store::Redis(redis) => Some(redis.handle()),
+                Store::Memory(_) => None,
+            },
+        )
+        .map_err(anyhow::Error::msg)?;
+        let pumping = web::Data::new(guards.pumping.clone());
+        let otp = Arc::new(
+            OtpService::new(
+                store,
+                sender,
+                policy,
+                rules,
+                config.hash_key.key.expose_value(),
+                opts.clock,
+                metrics.clone(),
+            )
+            .with_guards(guards),
+        );
 
         let api_state = web::Data::new(ApiState {
             otp: Arc::clone(&otp),
@@ -263,6 +278,7 @@ impl Application {
                 }))
                 .app_data(admin_state.clone())
                 .app_data(admin_guard.clone())
+                .app_data(pumping.clone())
                 .configure(admin::configure)
                 .default_service(web::to(api::not_found))
         })

@@ -252,7 +252,7 @@ impl From<OtpError> for ApiError {
             OtpError::Delivery(DeliveryError::DestinationBlocked(_)) => {
                 ApiError::PhoneNumberBlocked
             }
-            OtpError::Store(_) => ApiError::Unavailable,
+            OtpError::Store(_) | OtpError::Lookup(_) => ApiError::Unavailable,
             OtpError::Random => ApiError::Internal,
         };
         if answer.parts().0.is_server_error() {

@@ -20,7 +20,7 @@ use crate::domain::{
     MessageTemplate, PhoneNumber, StoreBucket,
 };
 use crate::metrics::Metrics;
-use crate::policy::{NumberPolicy, PolicyViolation};
+use crate::policy::{GuardRefusal, Guards, NumberPolicy, PolicyViolation};
 use crate::store::{ChallengeStore, Discard, InsertError, SendQuotas, Store, StoreError};
 
 const TARGET: &str = "otp_gateway::otp";
@@ -62,6 +62,22 @@ pub enum OtpError {
     /// The system random generator failed.
     #[error("random generator failure")]
     Random,
+    /// The number lookup failed and `policy.lookup.on_failure = "closed"`.
+    #[error(transparent)]
+    Lookup(crate::policy::lookup::LookupUnavailable),
+}
+
+impl From<GuardRefusal> for OtpError {
+    fn from(r: GuardRefusal) -> OtpError {
+        match r {
+            GuardRefusal::Violation(PolicyViolation::NotOperatorNumber) => {
+                OtpError::NotOperatorNumber
+            }
+            GuardRefusal::Violation(PolicyViolation::NotAllowed) => OtpError::PhoneNotAllowed,
+            GuardRefusal::Violation(PolicyViolation::Blocked) => OtpError::PhoneBlocked,
+            GuardRefusal::Unavailable(e) => OtpError::Lookup(e),
+        }
+    }
 }
 
 /// The configurable rules.
@@ -90,6 +106,7 @@ pub struct OtpService {
     clock: Arc<dyn Clock>,
     rng: SystemRandom,
     metrics: Metrics,
+    guards: Guards,
 }
 
 impl OtpService {
@@ -114,7 +131,14 @@ impl OtpService {
             clock,
             rng: SystemRandom::new(),
             metrics,
+            guards: Guards::default(),
         }
+    }
+
+    /// The same service with the lookup hook and pumping protection of `guards`.
+    pub fn with_guards(mut self, guards: Guards) -> OtpService {
+        self.guards = guards;
+        self
     }
 
     /// Sends a fresh code to `phone` and returns its id once the SMSC has accepted the SMS.
@@ -130,6 +154,7 @@ impl OtpService {
             PolicyViolation::NotAllowed => OtpError::PhoneNotAllowed,
             PolicyViolation::Blocked => OtpError::PhoneBlocked,
         })?;
+        self.guards.before_send(phone).await?;
         let now_ms = self.clock.now_ms();
         let mut random = [0u8; 8];
         self.rng.fill(&mut random).map_err(|_| OtpError::Random)?;
@@ -177,6 +202,7 @@ impl OtpService {
                     .await?;
                 self.metrics.codes_sent.inc();
                 self.metrics.segments_sent.inc_by(segments as u64);
+                self.guards.sent(&id, phone).await;
                 tracing::info!(target: TARGET, %id, segments, %route, "code sent");
                 Ok(id)
             }
@@ -261,7 +287,10 @@ impl OtpService {
             )
             .await?
         {
-            AttemptOutcome::Valid => Ok(()),
+            AttemptOutcome::Valid => {
+                self.guards.validated(&id).await;
+                Ok(())
+            }
             AttemptOutcome::Invalid => Err(OtpError::InvalidCode),
             AttemptOutcome::Locked => Err(OtpError::Locked),
             AttemptOutcome::Expired => Err(OtpError::Expired),

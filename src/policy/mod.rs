@@ -4,12 +4,16 @@
 //! configuration, a reloaded file and the admin API ([`Barring`]).
 
 mod barring;
+mod guards;
+pub mod lookup;
 mod prefixes;
+pub mod pumping;
 mod rate;
 
 use std::sync::Arc;
 
 pub use barring::{read_file as read_barring_file, BarSource, Barring};
+pub use guards::{GuardRefusal, Guards};
 pub use prefixes::PrefixSet;
 pub use rate::ClientRateLimiter;
 
