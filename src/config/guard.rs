@@ -188,3 +188,70 @@ impl PumpingSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn the_example_policy_file_loads_and_validates() {
+        let s = Settings::load(Some(std::path::Path::new("examples/policy.toml"))).unwrap();
+        let c = s.validate().unwrap();
+        let lookup = c.policy.lookup.unwrap();
+        assert_eq!(lookup.on_failure, LookupFailure::Open);
+        assert_eq!(lookup.timeout, Duration::from_millis(300));
+        let pumping = c.policy.pumping.unwrap();
+        assert_eq!(pumping.min_sends, 50);
+        assert_eq!(pumping.prefixes, ["+3460", "+34612"]);
+        assert_eq!(c.otp.all_clients_cap(), 8);
+    }
+
+    #[test]
+    fn bad_guard_values_name_their_key() {
+        let lookup = |f: &dyn Fn(&mut LookupSettings)| {
+            let mut l = LookupSettings {
+                url: "https://hlr.example.net/v1/lookup".into(),
+                timeout: default_lookup_timeout(),
+                cache_ttl: default_cache_ttl(),
+                negative_cache_ttl: default_negative_ttl(),
+                cache_entries: 10,
+                max_concurrency: 1,
+                on_failure: LookupFailure::Closed,
+                credential: None,
+                credential_header: None,
+            };
+            f(&mut l);
+            l.check().err().map(|e| e.to_string())
+        };
+        assert_eq!(lookup(&|_| {}), None);
+        assert!(lookup(&|l| l.url = "ftp://x/".into())
+            .unwrap()
+            .contains("policy.lookup.url"));
+        assert!(lookup(&|l| l.url = "not a url".into())
+            .unwrap()
+            .contains("policy.lookup.url"));
+        assert!(lookup(&|l| l.max_concurrency = 0)
+            .unwrap()
+            .contains("policy.lookup.max_concurrency"));
+        assert!(lookup(&|l| l.credential_header = Some("X-Key".into()))
+            .unwrap()
+            .contains("needs policy.lookup.credential"));
+        let pumping = |f: &dyn Fn(&mut PumpingSettings)| {
+            let mut p = PumpingSettings::default();
+            f(&mut p);
+            p.check().err().map(|e| e.to_string())
+        };
+        assert_eq!(pumping(&|_| {}), None);
+        assert!(pumping(&|p| p.min_conversion = 1.5)
+            .unwrap()
+            .contains("policy.pumping.min_conversion"));
+        assert!(pumping(&|p| p.prefix_digits = 12)
+            .unwrap()
+            .contains("policy.pumping.prefix_digits"));
+        assert!(pumping(&|p| p.min_sends = 0)
+            .unwrap()
+            .contains("policy.pumping.min_sends"));
+    }
+}
