@@ -307,7 +307,12 @@ impl PumpingGuard {
         let now_ms = self.clock.now_ms();
         let result = match &self.backend {
             Backend::Memory(m) => {
-                m.record(&prefix, Event::Sent, now_ms / self.slice_ms);
+                m.record(
+                    &prefix,
+                    Event::Sent,
+                    now_ms / self.slice_ms,
+                    *self.slices(now_ms).start(),
+                );
                 m.remember(authentication_id, &prefix);
                 Ok(())
             }
@@ -335,7 +340,12 @@ impl PumpingGuard {
         let result = match &self.backend {
             Backend::Memory(m) => {
                 if let Some(prefix) = m.take(authentication_id) {
-                    m.record(&prefix, Event::Validated, slice);
+                    m.record(
+                        &prefix,
+                        Event::Validated,
+                        slice,
+                        *self.slices(now_ms).start(),
+                    );
                 }
                 Ok(())
             }

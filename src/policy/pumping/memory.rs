@@ -11,6 +11,9 @@ use super::{Check, Cooling, Event, Thresholds, Verdict};
 /// Ids remembered at most (a live code each); beyond, the oldest validations go uncounted,
 /// which can only make a prefix look worse, never hide pumping.
 const MAX_REMEMBERED: u64 = 1_000_000;
+/// Prefixes with counts before a new one makes the map drop those with nothing in the window
+/// (prefixes that are never checked again would otherwise stay forever).
+const PRUNE_ABOVE: usize = 10_000;
 
 #[derive(Default)]
 struct State {
@@ -107,8 +110,13 @@ impl MemoryPumping {
         }
     }
 
-    pub(super) fn record(&self, prefix: &str, event: Event, slice: u64) {
+    /// Counts `event` in `slice`; `oldest` is the first slice the window still reads.
+    pub(super) fn record(&self, prefix: &str, event: Event, slice: u64, oldest: u64) {
         let mut st = self.state();
+        if st.windows.len() >= PRUNE_ABOVE && !st.windows.contains_key(prefix) {
+            st.windows
+                .retain(|_, w| w.last_key_value().is_some_and(|(s, _)| *s >= oldest));
+        }
         let counts = st
             .windows
             .entry(prefix.to_owned())
@@ -150,5 +158,32 @@ impl MemoryPumping {
         } else {
             st.pins.remove(prefix)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_with_nothing_left_in_the_window_are_dropped_once_many_are_tracked() {
+        let m = MemoryPumping::new(Duration::from_secs(60));
+        for i in 0..PRUNE_ABOVE {
+            m.record(&format!("+{i}"), Event::Sent, 0, 0);
+        }
+        m.record("+1", Event::Sent, 9, 5);
+        assert_eq!(
+            m.state().windows.len(),
+            PRUNE_ABOVE,
+            "a known prefix prunes nothing"
+        );
+        m.record("+99999999", Event::Sent, 9, 5);
+        let st = m.state();
+        assert_eq!(
+            st.windows.len(),
+            2,
+            "only the prefixes counted in the window stay"
+        );
+        assert!(st.windows.contains_key("+1") && st.windows.contains_key("+99999999"));
     }
 }

@@ -211,3 +211,96 @@ impl RedisHandle {
         Ok(self.invoke::<i64>(inv).await? == 1)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::testkit::RedisCluster;
+    use super::super::{RedisSettings, RedisStore, RedisTarget, RedisTls};
+    use crate::config::PumpingSettings;
+    use crate::domain::{PhoneNumber, Secret};
+    use crate::otp::ManualClock;
+    use crate::policy::pumping::{PumpingGuard, PumpingMetrics};
+
+    use super::*;
+
+    fn guard(urls: &[String], clock: &ManualClock) -> PumpingGuard {
+        let store = RedisStore::new(
+            RedisSettings {
+                target: RedisTarget::Cluster(
+                    urls.iter().map(|u| Secret::new(u.as_str())).collect(),
+                ),
+                prefix: format!("pump{}", std::process::id()),
+                timeout: Duration::from_secs(2),
+                state_ttl: Duration::from_secs(600),
+                wait_replicas: 0,
+                tls: RedisTls::default(),
+            },
+            b"pumping-test-key-pumping-test-key",
+        );
+        PumpingGuard::new(
+            &PumpingSettings {
+                window: Duration::from_secs(100),
+                min_sends: 3,
+                min_conversion: 0.5,
+                cooldown: Duration::from_secs(30),
+                prefix_digits: 4,
+                prefixes: Vec::new(),
+                pinned_prefixes: Vec::new(),
+            },
+            Duration::from_secs(60),
+            Arc::new(clock.clone()),
+            PumpingMetrics::new().unwrap(),
+        )
+        .shared(store.handle())
+    }
+
+    #[tokio::test]
+    async fn two_guards_on_a_cluster_share_counts_cool_downs_and_pins() {
+        let cluster = RedisCluster::start(3, 0).unwrap();
+        let clock = ManualClock::new();
+        let a = guard(&cluster.urls(), &clock);
+        let b = guard(&cluster.urls(), &clock);
+        let phone = PhoneNumber::parse("+34600000001").unwrap();
+        a.sent("id-1", &phone).await;
+        b.validated("id-1").await;
+        b.validated("id-1").await;
+        a.sent("id-2", &phone).await;
+        b.sent("id-3", &phone).await;
+        // 3 sent, 1 validated (a code counts once, whichever replica validates it).
+        assert!(!a.allows(&phone).await, "tripped");
+        assert!(
+            !b.allows(&phone).await,
+            "cooling down on the other replica too"
+        );
+        let (cooling, _) = b.status().await.unwrap();
+        assert_eq!(cooling.len(), 1);
+        assert_eq!(
+            (
+                cooling[0].prefix.as_str(),
+                cooling[0].sent,
+                cooling[0].validated
+            ),
+            ("+3460", 3, 1)
+        );
+        assert!(a.lift("+3460").await.unwrap());
+        assert!(!a.lift("+3460").await.unwrap());
+        assert!(b.allows(&phone).await, "lifted for both, window empty");
+
+        assert!(b.pin("+3460").await.unwrap());
+        for i in 0..5 {
+            a.sent(&format!("p-{i}"), &phone).await;
+        }
+        assert!(a.allows(&phone).await, "pinned on the other replica");
+        assert_eq!(a.status().await.unwrap().1.len(), 1);
+        assert!(a.unpin("+3460").await.unwrap());
+        assert!(!b.allows(&phone).await, "5 sent, none validated");
+        clock.advance(Duration::from_secs(31));
+        assert!(
+            a.allows(&phone).await,
+            "the cool-down ended on the gateway clock"
+        );
+    }
+}
