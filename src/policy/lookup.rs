@@ -148,6 +148,9 @@ impl NumberLookup {
     /// Builds the client from validated settings; contacts nothing yet.
     pub fn new(s: &LookupSettings, metrics: LookupMetrics) -> Result<NumberLookup, String> {
         let url = reqwest::Url::parse(&s.url).map_err(|e| e.to_string())?;
+        if url.scheme() == "http" && !url.host_str().is_some_and(is_loopback) {
+            tracing::warn!(target: TARGET, host = url.host_str().unwrap_or_default(), "policy.lookup.url is plain HTTP: phone numbers and the credential travel unencrypted");
+        }
         let http = reqwest::Client::builder()
             .timeout(s.timeout)
             .connect_timeout(s.timeout)
@@ -287,6 +290,14 @@ impl NumberLookup {
             .await
             .unwrap_or_else(|_| Err(("timeout", "no answer in time".to_owned())))
     }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ const GARBLED: &str = "+34600001006";
 #[derive(Clone)]
 struct StandIn {
     calls: Arc<Mutex<HashMap<String, usize>>>,
-    /// Authorization headers received.
+    /// `Authorization` and `X-API-Key` headers received.
     credentials: Arc<Mutex<Vec<String>>>,
     gate: Arc<Semaphore>,
     url: String,
@@ -62,11 +62,13 @@ impl StandIn {
 async fn answer(req: HttpRequest, body: web::Json<Value>, s: web::Data<StandIn>) -> HttpResponse {
     let phone = body["phoneNumber"].as_str().unwrap_or_default().to_owned();
     *s.calls.lock().unwrap().entry(phone.clone()).or_default() += 1;
-    if let Some(auth) = req.headers().get("authorization") {
-        s.credentials
-            .lock()
-            .unwrap()
-            .push(auth.to_str().unwrap().to_owned());
+    for name in ["authorization", "x-api-key"] {
+        if let Some(value) = req.headers().get(name) {
+            s.credentials
+                .lock()
+                .unwrap()
+                .push(format!("{name}: {}", value.to_str().unwrap()));
+        }
     }
     let result = match &phone[phone.len() - 2..] {
         "02" => "not_allowed",
@@ -167,7 +169,7 @@ async fn each_lookup_result_gives_its_camara_answer_and_is_asked_once_per_number
         .lock()
         .unwrap()
         .iter()
-        .all(|c| c == &format!("Bearer {TOKEN}")));
+        .all(|c| c == &format!("authorization: Bearer {TOKEN}")));
     assert_eq!(hlr.credentials.lock().unwrap().len(), 4);
     // The static lists answer first: the lookup service is not asked about them.
     app.send_code(CANNOT_RECEIVE_SMS)
@@ -220,6 +222,7 @@ async fn a_lookup_that_times_out_fails_open_with_a_warning_and_a_metric_and_is_n
         "{log}"
     );
     assert!(!log.contains(HELD), "the number is masked in the log");
+    assert!(!log.contains(TOKEN), "the credential is never logged");
     assert!(log.contains("+346******05"), "{log}");
     hlr.release();
 }
@@ -287,5 +290,22 @@ async fn a_slow_lookup_holds_up_neither_other_numbers_nor_a_second_request_for_i
         hlr.calls(HELD),
         1,
         "concurrent lookups of one number share one call"
+    );
+}
+
+#[actix_web::test]
+async fn the_credential_can_travel_in_a_header_of_the_operators_choice() {
+    let hlr = start_stand_in();
+    let url = hlr.url.clone();
+    let app = spawn_app_with(move |s| {
+        with_lookup(&url, LookupFailure::Closed, Duration::from_secs(5))(s);
+        let lookup = s.policy.lookup.as_mut().unwrap();
+        lookup.credential_header = Some("X-API-Key".into());
+    })
+    .await;
+    assert_eq!(app.send_code(SERVE).await.status, 200);
+    assert_eq!(
+        *hlr.credentials.lock().unwrap(),
+        [format!("x-api-key: {TOKEN}")]
     );
 }
