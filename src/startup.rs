@@ -169,7 +169,7 @@ impl Application {
             Arc::clone(&opts.clock),
             &metrics,
             match &store {
-                Store::Redis(redis) => Some(redis.handle()),
+                Store::Redis(redis) => Some(redis),
                 Store::Memory(_) => None,
             },
         )

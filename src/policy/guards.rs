@@ -74,7 +74,7 @@ impl Guards {
         code_ttl: std::time::Duration,
         clock: Arc<dyn crate::otp::Clock>,
         metrics: &crate::metrics::Metrics,
-        redis: Option<crate::store::redis::RedisHandle>,
+        redis: Option<&crate::store::RedisStore>,
     ) -> Result<Guards, String> {
         let lookup = match &settings.lookup {
             None => None,

@@ -209,8 +209,8 @@ impl PumpingGuard {
     }
 
     /// The same guard counting in the store's Redis, shared by every replica.
-    pub(crate) fn shared(mut self, redis: RedisHandle) -> PumpingGuard {
-        self.backend = Backend::Redis(redis);
+    pub fn shared(mut self, redis: &crate::store::RedisStore) -> PumpingGuard {
+        self.backend = Backend::Redis(redis.handle());
         self
     }
 

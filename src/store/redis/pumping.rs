@@ -254,7 +254,7 @@ mod tests {
             Arc::new(clock.clone()),
             PumpingMetrics::new().unwrap(),
         )
-        .shared(store.handle())
+        .shared(&store)
     }
 
     #[tokio::test]
