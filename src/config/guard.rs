@@ -185,6 +185,17 @@ impl PumpingSettings {
                 "must be between 1 and 8",
             ));
         }
+        for (key, list) in [
+            ("policy.pumping.prefixes", &self.prefixes),
+            ("policy.pumping.pinned_prefixes", &self.pinned_prefixes),
+        ] {
+            if let Some(p) = list.iter().find(|p| p.len() > 9) {
+                return Err(invalid(
+                    key,
+                    format!("{p:?} is longer than `+` and 8 digits: track ranges, not numbers"),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -250,6 +261,9 @@ mod tests {
         assert!(pumping(&|p| p.prefix_digits = 12)
             .unwrap()
             .contains("policy.pumping.prefix_digits"));
+        assert!(pumping(&|p| p.prefixes = vec!["+346123456789".into()])
+            .unwrap()
+            .contains("policy.pumping.prefixes"));
         assert!(pumping(&|p| p.min_sends = 0)
             .unwrap()
             .contains("policy.pumping.min_sends"));
