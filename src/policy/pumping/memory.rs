@@ -77,7 +77,7 @@ impl MemoryPumping {
             None => (0, 0),
             Some(w) => {
                 // Slices behind the window are never read again.
-                *w = w.split_off(&first);
+                w.retain(|slice, _| *slice >= first);
                 w.range(slices)
                     .fold((0, 0), |(s, v), (_, (ds, dv))| (s + ds, v + dv))
             }
