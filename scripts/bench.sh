@@ -10,7 +10,10 @@
 #   - start-up to ready with embedded defaults.
 # Prints a table and writes target/bench/bench.json. Only 2xx answers count as served.
 # BENCH_PERF=1 also records a perf profile of the gateway during the send-code and
-# validate-code runs (target/bench/perf-*.txt). BENCH_DURATION, BENCH_CONNECTIONS,
+# validate-code runs (target/bench/perf-*.txt). BENCH_SYSCALLS=1 counts the gateway's socket
+# system calls during the same runs (perf stat on the syscall tracepoints), per answered request.
+# BENCH_GATEWAY=/path/to/otp-gateway measures that binary (e.g. an older release, for a
+# before/after in one run) with this build's simulator, echo server and load generator. BENCH_DURATION, BENCH_CONNECTIONS,
 # BENCH_THREADS (wrk's) and BENCH_LIVE change the defaults of 10 s, 64, 2 and 1,000,000.
 set -euo pipefail
 
@@ -22,6 +25,7 @@ CONNECTIONS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
 LIVE="${BENCH_LIVE:-1000000}"
 PERF="${BENCH_PERF:-0}"
+SYSCALLS="${BENCH_SYSCALLS:-0}"
 # debug: a quick check of the script itself (figures meaningless).
 PROFILE="${BENCH_PROFILE:-release}"
 LUA="$ROOT/scripts/bench/wrk.lua"
@@ -40,7 +44,7 @@ if ! command -v curl >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 fi
 command -v python3 >/dev/null || { echo "bench.sh needs python3" >&2; exit 1; }
-if [ "$PERF" = 1 ] && ! command -v perf >/dev/null; then
+if { [ "$PERF" = 1 ] || [ "$SYSCALLS" = 1 ]; } && ! command -v perf >/dev/null; then
     say "installing linux-perf"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null
 fi
@@ -52,7 +56,8 @@ else
     cargo build --bins --example echo --example loadgen >&2
 fi
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
-GW="$BIN/otp-gateway"
+SIM="$BIN/otp-gateway"
+GW="${BENCH_GATEWAY:-$SIM}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # URL: until it answers at all
@@ -104,6 +109,18 @@ perf_end() {
     } >"$txt" || true
 }
 
+# Socket system calls of the gateway during a run, from the syscall tracepoints.
+SYSCALL_EVENTS="syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex"
+syscalls_start() {
+    [ "$SYSCALLS" = 1 ] || return 0
+    perf stat -x, -e "$SYSCALL_EVENTS" -p "$GW_PID" -o "$OUT/syscalls-$1.csv" -- sleep "$DURATION" >/dev/null 2>&1 &
+    SYSCALLS_PID=$!
+}
+syscalls_end() {
+    [ "$SYSCALLS" = 1 ] || return 0
+    wait "$SYSCALLS_PID" || true
+}
+
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- start-up to ready, embedded defaults (only the listeners moved to free ports) ----------
@@ -122,7 +139,7 @@ run_wrk echo "http://127.0.0.1:$ECHO_PORT/echo" echo
 # --- simulator and gateway ----------------------------------------------------------------
 SIM_PORT=$(free_port); API_PORT=$(free_port); ADMIN_PORT=$(free_port)
 API="http://127.0.0.1:$API_PORT"
-"$GW" smsc-sim --listen "127.0.0.1:$SIM_PORT" >"$OUT/sim.log" 2>&1 &
+"$SIM" smsc-sim --listen "127.0.0.1:$SIM_PORT" >"$OUT/sim.log" 2>&1 &
 SIM_PID=$!; PIDS+=("$SIM_PID")
 sleep 0.3
 OTPGW_HTTP__LISTEN="127.0.0.1:$API_PORT" OTPGW_ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT" \
@@ -140,7 +157,9 @@ RSS_BEFORE=$(rss_kib "$GW_PID")
 
 # --- closed loop: send-code ---------------------------------------------------------------
 perf_start send-code
+syscalls_start send-code
 run_wrk send-code "$API" send "$TOKEN" 34600000000
+syscalls_end send-code
 perf_end send-code
 SENT=$(field "$OUT/send-code.json" ok_2xx)
 
@@ -174,8 +193,8 @@ with open(f"{out}/pool-ids.tsv") as f:
             bodies.append('{"authenticationId":"%s","code":"%s"}' % (cid, codes[phone]))
 random.Random(12).shuffle(bodies)
 n = len(bodies)
-# closed-loop validate 55 %, the mix 15 %, open-loop validate 30 %.
-cuts = {"validate": (0, int(n * .55)), "mix": (int(n * .55), int(n * .70)), "open": (int(n * .70), n)}
+# closed-loop validate 62 %, the mix 13 %, open-loop validate 25 %.
+cuts = {"validate": (0, int(n * .62)), "mix": (int(n * .62), int(n * .75)), "open": (int(n * .75), n)}
 for name, (a, b) in cuts.items():
     part = bodies[a:b]
     if name == "open":
@@ -188,7 +207,9 @@ PY
 
 # --- closed loop: validate-code, mix ------------------------------------------------------
 perf_start validate-code
+syscalls_start validate-code
 run_wrk validate-code "$API" validate "$TOKEN" 0 "$OUT/pool-validate"
+syscalls_end validate-code
 perf_end validate-code
 run_wrk mix "$API" mix "$TOKEN" 34800000000 "$OUT/pool-mix"
 
@@ -235,7 +256,23 @@ report = {
                "bytes_per_live_challenge": round(rss_delta / live, 1) if live else None,
                "fill": j("fill")},
     "ready": ready,
+    "binary": os.environ.get("BENCH_GATEWAY", "this build"),
 }
+def syscalls(name):
+    # perf stat -x, lines: value,unit,event,...; per answered request of the run.
+    path = f"{out}/syscalls-{name}.csv"
+    if not os.path.exists(path):
+        return None
+    counts = {}
+    for line in open(path):
+        f = line.strip().split(",")
+        if len(f) > 2 and f[0].replace(".", "").isdigit():
+            counts[f[2].split(":sys_enter_")[-1]] = int(float(f[0]))
+    ok = closed[name]["requests"] or 1
+    return {k: round(v / ok, 2) for k, v in counts.items()}
+sc = {n: syscalls(n) for n in ("send-code", "validate-code")}
+if any(sc.values()):
+    report["syscalls_per_request"] = sc
 json.dump(report, open(f"{out}/bench.json", "w"), indent=2)
 
 print(f"\nbench {report['date']}  commit {report['commit']}  {cpu} x{os.cpu_count()}  load {load0} -> {load1}")
@@ -258,6 +295,9 @@ if short:
     print(f"\nWARNING: the validate pool ran out ({short} requests without a live code, counted as non-2xx): raise BENCH_LIVE")
 m = report["memory"]
 print(f"\nmemory: {m['bytes_per_live_challenge']} B of RSS per live challenge ({live:,} live; RSS {int(rss0)//1024} -> {int(rss1)//1024} MiB; fill at {m['fill']['ok_per_second']:,.0f} send-code/s)")
+for n, v in (report.get("syscalls_per_request") or {}).items():
+    if v:
+        print(f"syscalls per {n} request: " + ", ".join(f"{k} {c}" for k, c in sorted(v.items())))
 print(f"ready:  {ready['min_ms']:.1f} ms min, {ready['median_ms']:.1f} ms median of {len(ready['runs_ms'])} starts (spawn -> /health/ready 200, embedded defaults)")
 print(f"\nwritten: {out}/bench.json")
 PY

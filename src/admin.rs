@@ -10,6 +10,8 @@
 //! to whatever path the router matches (percent-encoded spellings included). `/metrics` and
 //! `/health/*` stay open for scrapers and probes.
 
+mod pumping;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -149,6 +151,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .route("/v1/blocked-numbers/{phone_number}", web::put().to(bar))
                 .route("/v1/blocked-numbers/{phone_number}", web::delete().to(lift))
+                .configure(pumping::configure)
                 .default_service(web::to(crate::api::not_found)),
         )
         .service(

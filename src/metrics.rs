@@ -357,6 +357,15 @@ impl SmppMetrics {
 }
 
 impl Metrics {
+    /// Adds a collector another module owns (the number-policy guards) to the registry, so
+    /// it renders with the rest.
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     /// Creates and registers the metrics.
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();

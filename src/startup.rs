@@ -172,16 +172,31 @@ impl Application {
         if let Store::Redis(redis) = &store {
             quotas = quotas.shared(redis.clone());
         }
-        let otp = OtpService::new(
-            store,
-            sender,
-            policy,
-            rules,
-            config.hash_key.key.expose_value(),
-            opts.clock,
-            metrics.clone(),
+        let guards = crate::policy::Guards::build(
+            &config.policy,
+            crate::config::longest_ttl(&config.auth.clients, otp_settings),
+            Arc::clone(&opts.clock),
+            &metrics,
+            match &store {
+                Store::Redis(redis) => Some(redis),
+                Store::Memory(_) => None,
+            },
+        )
+        .map_err(anyhow::Error::msg)?;
+        let pumping = web::Data::new(guards.pumping.clone());
+        let otp = Arc::new(
+            OtpService::new(
+                store,
+                sender,
+                policy,
+                rules,
+                config.hash_key.key.expose_value(),
+                opts.clock,
+                metrics.clone(),
+            )
+            .with_tenants(tenants, quotas)
+            .with_guards(guards),
         );
-        let otp = Arc::new(otp.with_tenants(tenants, quotas));
 
         let api_state = web::Data::new(ApiState {
             otp: Arc::clone(&otp),
@@ -273,6 +288,7 @@ impl Application {
                 }))
                 .app_data(admin_state.clone())
                 .app_data(admin_guard.clone())
+                .app_data(pumping.clone())
                 .configure(admin::configure)
                 .default_service(web::to(api::not_found))
         })

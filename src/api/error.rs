@@ -289,7 +289,7 @@ impl From<OtpError> for ApiError {
             OtpError::Delivery(DeliveryError::DestinationBlocked(_)) => {
                 ApiError::PhoneNumberBlocked
             }
-            OtpError::Store(_) => ApiError::Unavailable,
+            OtpError::Store(_) | OtpError::Lookup(_) => ApiError::Unavailable,
             OtpError::Random => ApiError::Internal,
             OtpError::DestinationNotAllowed => ApiError::DestinationNotAllowed,
             OtpError::TemplateNotAllowed => ApiError::TemplateNotAllowed,

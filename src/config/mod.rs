@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod guard;
 mod http;
 mod issuers;
 mod log;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 
 pub use self::api::ApiSettings;
 pub use self::auth::{AuthConfig, AuthSettings, ClientEntry, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+pub use self::guard::{LookupFailure, LookupSettings, PumpingSettings};
 pub use self::http::{AdminSettings, HttpSettings, SandboxSettings};
 pub use self::issuers::{
     ClientIdClaim, IntrospectionConfig, IssuerConfig, IssuerEntry, KeySource, SUPPORTED_ALGORITHMS,

@@ -27,6 +27,10 @@ pub struct PolicySettings {
     /// How often the file's modification time and size are checked.
     #[serde(with = "humantime_serde")]
     pub blocked_numbers_reload: Duration,
+    /// `[policy.lookup]`: the HLR / number-portability hook, asked after the lists above.
+    pub lookup: Option<super::LookupSettings>,
+    /// `[policy.pumping]`: SMS-pumping protection per destination prefix.
+    pub pumping: Option<super::PumpingSettings>,
 }
 
 impl Default for PolicySettings {
@@ -37,6 +41,8 @@ impl Default for PolicySettings {
             blocked_numbers: Vec::new(),
             blocked_numbers_file: None,
             blocked_numbers_reload: Duration::from_secs(10),
+            lookup: None,
+            pumping: None,
         }
     }
 }
@@ -53,6 +59,12 @@ impl PolicySettings {
         if let Some(path) = &self.blocked_numbers_file {
             crate::policy::read_barring_file(path)
                 .map_err(|e| invalid("policy.blocked_numbers_file", e))?;
+        }
+        if let Some(lookup) = &self.lookup {
+            lookup.check()?;
+        }
+        if let Some(pumping) = &self.pumping {
+            pumping.check()?;
         }
         Ok(())
     }

@@ -21,8 +21,8 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::policy::{
-    NumberPolicy, PolicyViolation, QuotaError, QuotaTicket, TenantProfile, TenantQuotas,
-    TenantRefusal, Tenants,
+    GuardRefusal, Guards, NumberPolicy, PolicyViolation, QuotaError, QuotaTicket, TenantProfile,
+    TenantQuotas, TenantRefusal, Tenants,
 };
 use crate::store::{ChallengeStore, Discard, InsertError, SendQuotas, Store, StoreError};
 
@@ -79,6 +79,9 @@ pub enum OtpError {
         /// Seconds until the period ends.
         retry_after_secs: u64,
     },
+    /// The number lookup failed and `policy.lookup.on_failure = "closed"`.
+    #[error(transparent)]
+    Lookup(crate::policy::lookup::LookupUnavailable),
 }
 
 impl From<TenantRefusal> for OtpError {
@@ -101,6 +104,19 @@ impl From<QuotaError> for OtpError {
                 retry_after_secs,
             },
             QuotaError::Store(e) => OtpError::Store(e),
+        }
+    }
+}
+
+impl From<GuardRefusal> for OtpError {
+    fn from(r: GuardRefusal) -> OtpError {
+        match r {
+            GuardRefusal::Violation(PolicyViolation::NotOperatorNumber) => {
+                OtpError::NotOperatorNumber
+            }
+            GuardRefusal::Violation(PolicyViolation::NotAllowed) => OtpError::PhoneNotAllowed,
+            GuardRefusal::Violation(PolicyViolation::Blocked) => OtpError::PhoneBlocked,
+            GuardRefusal::Unavailable(e) => OtpError::Lookup(e),
         }
     }
 }
@@ -133,6 +149,7 @@ pub struct OtpService {
     metrics: Metrics,
     tenants: Tenants,
     quotas: TenantQuotas,
+    guards: Guards,
 }
 
 impl OtpService {
@@ -162,6 +179,7 @@ impl OtpService {
                 rules.max_attempts,
             )),
             quotas: TenantQuotas::default(),
+            guards: Guards::default(),
             rules,
         }
     }
@@ -179,6 +197,12 @@ impl OtpService {
         }
     }
 
+    /// The same service with the lookup hook and pumping protection of `guards`.
+    pub fn with_guards(mut self, guards: Guards) -> OtpService {
+        self.guards = guards;
+        self
+    }
+
     /// Sends a fresh code to `phone` and returns its id once the SMSC has accepted the SMS.
     #[tracing::instrument(name = "send_code", skip_all, fields(client_id = %client_id, phone = %phone))]
     pub async fn send_code(
@@ -194,6 +218,7 @@ impl OtpService {
         })?;
         let tenant = self.tenants.of(client_id);
         tenant.admit(phone, template)?;
+        self.guards.before_send(phone).await?;
         let now_ms = self.clock.now_ms();
         let mut random = [0u8; 8];
         self.rng.fill(&mut random).map_err(|_| OtpError::Random)?;
@@ -249,6 +274,7 @@ impl OtpService {
                     .await?;
                 self.metrics.codes_sent.inc();
                 self.metrics.segments_sent.inc_by(segments as u64);
+                self.guards.sent(&id, phone).await;
                 tracing::info!(target: TARGET, %id, segments, %route, "code sent");
                 Ok(id)
             }
@@ -337,7 +363,10 @@ impl OtpService {
             )
             .await?
         {
-            AttemptOutcome::Valid => Ok(()),
+            AttemptOutcome::Valid => {
+                self.guards.validated(&id).await;
+                Ok(())
+            }
             AttemptOutcome::Invalid => Err(OtpError::InvalidCode),
             AttemptOutcome::Locked => Err(OtpError::Locked),
             AttemptOutcome::Expired => Err(OtpError::Expired),

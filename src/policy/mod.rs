@@ -4,7 +4,10 @@
 //! configuration, a reloaded file and the admin API ([`Barring`]).
 
 mod barring;
+mod guards;
+pub mod lookup;
 mod prefixes;
+pub mod pumping;
 mod quota;
 mod rate;
 mod tenant;
@@ -12,6 +15,7 @@ mod tenant;
 use std::sync::Arc;
 
 pub use barring::{read_file as read_barring_file, BarSource, Barring};
+pub use guards::{GuardRefusal, Guards};
 pub use prefixes::PrefixSet;
 pub use quota::{Quota, QuotaError, QuotaTicket, TenantQuotas};
 pub use rate::ClientRateLimiter;

@@ -11,7 +11,7 @@ use tracing_subscriber::fmt::MakeWriter;
 static LOG: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| {
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let filter = std::env::var("TEST_LOG").unwrap_or_else(|_| {
-        "otp_gateway::api=info,otp_gateway::otp=warn,otp_gateway::auth=info".into()
+        "otp_gateway::api=info,otp_gateway::otp=warn,otp_gateway::auth=info,otp_gateway::policy=info".into()
     });
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -17,6 +17,7 @@
 //! code is stored, only its HMAC. Every call has a deadline; a Redis that does not answer is a
 //! `StoreError::Unavailable` (503), and the connection recovers by itself.
 
+mod pumping;
 mod quota;
 mod scripts;
 #[doc(hidden)]
