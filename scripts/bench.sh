@@ -14,7 +14,8 @@
 # system calls during the same runs (perf stat on the syscall tracepoints), per answered request.
 # BENCH_GATEWAY=/path/to/otp-gateway measures that binary (e.g. an older release, for a
 # before/after in one run) with this build's simulator, echo server and load generator. BENCH_DURATION, BENCH_CONNECTIONS,
-# BENCH_THREADS (wrk's) and BENCH_LIVE change the defaults of 10 s, 64, 2 and 1,000,000.
+# BENCH_THREADS (wrk's) and BENCH_LIVE change the defaults of 10 s, 64, 2 and 1,000,000;
+# BENCH_POOL_EXTRA (600,000) more codes are sent after the memory figure, for the validate runs.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,6 +25,7 @@ DURATION="${BENCH_DURATION:-10}"
 CONNECTIONS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
 LIVE="${BENCH_LIVE:-1000000}"
+POOL_EXTRA="${BENCH_POOL_EXTRA:-600000}"
 PERF="${BENCH_PERF:-0}"
 SYSCALLS="${BENCH_SYSCALLS:-0}"
 # debug: a quick check of the script itself (figures meaningless).
@@ -171,6 +173,14 @@ say "fill: $FILL send-code through the API (to $LIVE live challenges)"
 sleep 1  # receipts of the last sends (receipt delay 200 ms) are in
 RSS_AFTER=$(rss_kib "$GW_PID")
 FILLED=$(field "$OUT/fill.json" answers.ok_2xx)
+# More live codes for the validate runs only (after the memory figure): a faster validate-code
+# must not run out of right codes within the run.
+if [ "$POOL_EXTRA" -gt 0 ]; then
+    say "fill: $POOL_EXTRA more send-code for the validate pool (not in the memory figure)"
+    "$BIN/examples/loadgen" fill --addr "127.0.0.1:$API_PORT" --token "$TOKEN" --first 44800000000 \
+        --count "$POOL_EXTRA" --out "$OUT/pool-ids-extra.tsv" >"$OUT/fill-extra.json"
+    sleep 1
+fi
 
 # Codes from the simulator's handset lines, joined with the ids by number (each number was
 # sent one code). The pool is cut into the parts each later run uses, one file per wrk thread.
@@ -186,7 +196,9 @@ with open(f"{out}/sim.log", errors="replace") as f:
         if m:
             codes[m.group(1)] = m.group(2)
 bodies = []
-with open(f"{out}/pool-ids.tsv") as f:
+import glob
+for path in sorted(glob.glob(f"{out}/pool-ids*.tsv")):
+  with open(path) as f:
     for line in f:
         phone, cid = line.rstrip("\n").split("\t")
         if phone in codes:
