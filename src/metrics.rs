@@ -418,6 +418,11 @@ impl Metrics {
         })
     }
 
+    /// Registers a collector a feature module owns (audit, usage) in this registry.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(c)
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -104,6 +104,10 @@ pub struct ClientEntry {
     /// API requests per second (and burst) allowed to this client; none means unlimited.
     #[serde(default)]
     pub rate_limit: Option<u32>,
+    /// A sandbox client: its SMS never reach an SMSC but its own sandbox inbox, and the
+    /// `[[sandbox.numbers]]` answer it their fixed code or error.
+    #[serde(default)]
+    pub sandbox: bool,
 }
 
 /// `[auth]` after validation.

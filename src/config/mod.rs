@@ -5,6 +5,7 @@
 //! [`Config`] that start-up uses; nothing raw survives it.
 
 mod api;
+mod audit;
 mod auth;
 mod http;
 mod issuers;
@@ -13,6 +14,7 @@ mod otp;
 mod policy;
 mod smpp;
 mod store;
+mod usage;
 
 use std::path::Path;
 
@@ -21,6 +23,7 @@ use figment::Figment;
 use serde::Deserialize;
 
 pub use self::api::ApiSettings;
+pub use self::audit::AuditSettings;
 pub use self::auth::{AuthConfig, AuthSettings, ClientEntry, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 pub use self::http::{AdminSettings, HttpSettings, SandboxSettings};
 pub use self::issuers::{
@@ -31,6 +34,7 @@ pub use self::otp::{HashKey, OtpSettings};
 pub use self::policy::PolicySettings;
 pub use self::smpp::{EmbeddedSmsc, RouteEntry, SmppConfig, SmppSettings, SmscUrl, DEFAULT_ROUTE};
 pub use self::store::{StoreBackend, StoreConfig, StoreSettings};
+pub use self::usage::UsageSettings;
 
 /// Settings as read from defaults, file and environment.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -56,6 +60,10 @@ pub struct Settings {
     pub policy: PolicySettings,
     /// Logging.
     pub log: LogSettings,
+    /// Audit events file.
+    pub audit: AuditSettings,
+    /// Usage counters.
+    pub usage: UsageSettings,
 }
 
 /// The validated configuration start-up builds the gateway from.
@@ -83,6 +91,10 @@ pub struct Config {
     pub policy: PolicySettings,
     /// Logging.
     pub log: LogSettings,
+    /// Audit events file.
+    pub audit: AuditSettings,
+    /// Usage counters.
+    pub usage: UsageSettings,
 }
 
 /// A configuration problem, naming the key that caused it.
@@ -186,6 +198,9 @@ impl Settings {
         }
         let auth = self.auth.validate(self.http.listen.ip().is_loopback())?;
         self.policy.check()?;
+        self.sandbox.check()?;
+        self.audit.check()?;
+        self.usage.check()?;
         Ok(Config {
             api: self.api,
             http: self.http,
@@ -198,6 +213,8 @@ impl Settings {
             store,
             policy: self.policy,
             log: self.log,
+            audit: self.audit,
+            usage: self.usage,
         })
     }
 }

@@ -4,6 +4,7 @@
 
 mod clock;
 mod code;
+mod events;
 mod port;
 
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::{generate, CodeHasher};
-pub use port::{DeliveryError, Sent, SmsSender};
+pub use port::{DeliveryError, SandboxPort, SandboxRoute, Sent, SmsSender};
 
+use crate::audit::{Audit, AuditEvent, EventKind};
 use crate::domain::{
     AttemptOutcome, AuthenticationId, Challenge, ChallengeId, ClientTag, CodeAttempt, IdKey,
     MessageTemplate, PhoneNumber, StoreBucket,
@@ -22,6 +24,7 @@ use crate::domain::{
 use crate::metrics::Metrics;
 use crate::policy::{NumberPolicy, PolicyViolation};
 use crate::store::{ChallengeStore, Discard, InsertError, SendQuotas, Store, StoreError};
+use crate::usage::{Usage, Validation};
 
 const TARGET: &str = "otp_gateway::otp";
 
@@ -90,6 +93,9 @@ pub struct OtpService {
     clock: Arc<dyn Clock>,
     rng: SystemRandom,
     metrics: Metrics,
+    sandbox: Option<Arc<dyn SandboxPort>>,
+    usage: Usage,
+    audit: Audit,
 }
 
 impl OtpService {
@@ -114,7 +120,23 @@ impl OtpService {
             clock,
             rng: SystemRandom::new(),
             metrics,
+            sandbox: None,
+            usage: Usage::default(),
+            audit: Audit::default(),
         }
+    }
+
+    /// Sends of sandbox clients go to `sandbox`, never to the SMSC.
+    pub fn with_sandbox(mut self, sandbox: Arc<dyn SandboxPort>) -> OtpService {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// Counts outcomes in `usage` and records them as audit events in `audit`.
+    pub fn with_reports(mut self, usage: Usage, audit: Audit) -> OtpService {
+        self.usage = usage;
+        self.audit = audit;
+        self
     }
 
     /// Sends a fresh code to `phone` and returns its id once the SMSC has accepted the SMS.
@@ -125,11 +147,43 @@ impl OtpService {
         phone: &PhoneNumber,
         template: &MessageTemplate,
     ) -> Result<AuthenticationId, OtpError> {
-        self.policy.check(phone).map_err(|v| match v {
-            PolicyViolation::NotOperatorNumber => OtpError::NotOperatorNumber,
-            PolicyViolation::NotAllowed => OtpError::PhoneNotAllowed,
-            PolicyViolation::Blocked => OtpError::PhoneBlocked,
-        })?;
+        let sandbox = self
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.route(client_id, phone));
+        let in_sandbox = sandbox.is_some();
+        let magic = sandbox
+            .as_ref()
+            .is_some_and(|r| !matches!(r.magic, Ok(None)));
+        let result = self.send(client_id, phone, template, sandbox).await;
+        if let Ok((_, sent)) = &result {
+            self.usage
+                .sent(client_id, self.clock.now_ms(), sent.segments);
+        }
+        let event = events::send_event(client_id, phone, in_sandbox, magic, &result);
+        self.audit.record(&event);
+        result.map(|(id, _)| id)
+    }
+
+    async fn send(
+        &self,
+        client_id: &str,
+        phone: &PhoneNumber,
+        template: &MessageTemplate,
+        sandbox: Option<SandboxRoute>,
+    ) -> Result<(AuthenticationId, Sent), OtpError> {
+        let (fixed, sender) = match sandbox {
+            Some(route) => (route.magic?, Some(route.sender)),
+            None => (None, None),
+        };
+        // A magic number answers the sandbox client as configured, whatever the policy says.
+        if fixed.is_none() {
+            self.policy.check(phone).map_err(|v| match v {
+                PolicyViolation::NotOperatorNumber => OtpError::NotOperatorNumber,
+                PolicyViolation::NotAllowed => OtpError::PhoneNotAllowed,
+                PolicyViolation::Blocked => OtpError::PhoneBlocked,
+            })?;
+        }
         let now_ms = self.clock.now_ms();
         let mut random = [0u8; 8];
         self.rng.fill(&mut random).map_err(|_| OtpError::Random)?;
@@ -140,7 +194,10 @@ impl OtpService {
             u64::from_be_bytes(random),
             StoreBucket::of(phone),
         );
-        let code = generate(&self.rng, self.rules.code_length).map_err(|_| OtpError::Random)?;
+        let code = match fixed {
+            Some(code) => code,
+            None => generate(&self.rng, self.rules.code_length).map_err(|_| OtpError::Random)?,
+        };
         let ttl_ms = u64::try_from(self.rules.ttl.as_millis()).unwrap_or(u64::MAX);
         let key = ChallengeId::from(&id);
         let client = ClientTag::of(client_id);
@@ -169,16 +226,17 @@ impl OtpService {
         let text = template.render(&code);
         drop(code);
         let tag = id.to_string();
-        let sent = self.sender.send(phone, text, self.rules.ttl, &tag).await;
+        // A sandbox client's channel is the sandbox, never the SMSC.
+        let sender = sender.as_deref().unwrap_or(&*self.sender);
+        let sent = sender.send(phone, text, self.rules.ttl, &tag).await;
         match sent {
-            Ok(Sent { segments, route }) => {
+            Ok(sent) => {
                 self.store
                     .activate(key, client, phone, self.clock.now_ms())
                     .await?;
                 self.metrics.codes_sent.inc();
-                self.metrics.segments_sent.inc_by(segments as u64);
-                tracing::info!(target: TARGET, %id, segments, %route, "code sent");
-                Ok(id)
+                self.metrics.segments_sent.inc_by(sent.segments as u64);
+                Ok((id, sent))
             }
             Err(e) => {
                 // The client gets no id, so the challenge must not outlive this request. The
@@ -232,8 +290,24 @@ impl OtpService {
             Err(_) => "error",
         };
         self.metrics.validations.with_label_values(&[outcome]).inc();
+        let counted = match &result {
+            Ok(()) => Some(Validation::Valid),
+            Err(OtpError::InvalidCode) => Some(Validation::Failed),
+            Err(OtpError::Expired) => Some(Validation::Expired),
+            Err(OtpError::Locked) => Some(Validation::Locked),
+            Err(_) => None,
+        };
+        if let Some(v) = counted {
+            self.usage.validated(client_id, self.clock.now_ms(), v);
+        }
         // The audit trail of a verification (who, which id, what came of it); never the code.
-        tracing::info!(target: TARGET, authentication_id, outcome, "code checked");
+        let mut event = AuditEvent::new(EventKind::Validate, client_id, outcome);
+        event.authentication_id = Some(authentication_id.to_owned());
+        event.sandbox = self
+            .sandbox
+            .as_ref()
+            .is_some_and(|s| s.is_sandbox(client_id));
+        self.audit.record(&event);
         result
     }
 

@@ -20,6 +20,7 @@
 mod scripts;
 #[doc(hidden)]
 pub mod testkit;
+pub(crate) mod usage;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
