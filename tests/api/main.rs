@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod audit;
 mod chaos;
 mod client_assertions;
 mod error_log;
@@ -18,8 +19,10 @@ mod policy;
 mod receipts_across;
 mod replicas;
 mod replicas_ops;
+mod sandbox;
 mod send_code;
 mod shutdown;
 mod tenants;
 mod tokens;
+mod usage;
 mod validate_code;
