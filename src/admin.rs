@@ -1,7 +1,9 @@
 //! The admin listener: liveness, readiness, Prometheus metrics, the delivery state of an
 //! authenticationId's SMS (masked number, never the code) and, when the embedded simulator
 //! plays the SMSC, the sandbox inbox that lets testers read the code they were sent, and the
-//! barred numbers (`/admin/v1/blocked-numbers/{phoneNumber}`: look up, bar, lift).
+//! barred numbers (`/admin/v1/blocked-numbers/{phoneNumber}`: look up, bar, lift), the policy
+//! reload (`admin/policy.rs`), the usage report per client and day (`admin/usage.rs`) and the
+//! admin API's own OpenAPI document at `/admin/openapi.json` (`admin/openapi.rs`).
 //!
 //! `/admin/*` and `/sandbox/*` sit behind [`require_credential`] whenever
 //! [`AdminSettings::credential_required`](crate::config::AdminSettings::credential_required):

@@ -274,3 +274,25 @@ async fn each_magic_error_number_answers_its_camara_error_to_a_sandbox_client() 
     assert!(numbers(&inbox(&app, Some(&a), "").await).is_empty());
     assert!(sim.messages().is_empty());
 }
+
+#[actix_web::test]
+async fn the_example_sandbox_configuration_loads_and_validates() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sandbox.toml");
+    let mut settings = Settings::load(Some(&path)).unwrap();
+    assert_eq!(
+        settings.audit.file.as_deref(),
+        Some(std::path::Path::new("/var/log/otp-gateway/audit.jsonl"))
+    );
+    // Validation opens the audit file; point it somewhere this machine can write.
+    settings.audit.file = Some(std::env::temp_dir().join("otpgw-example-audit.jsonl"));
+    let config = settings.validate().unwrap();
+    let sandboxed: Vec<_> = config
+        .auth
+        .clients
+        .iter()
+        .map(|c| (c.id.as_str(), c.sandbox))
+        .collect();
+    assert_eq!(sandboxed, [("cool-app", false), ("cool-app-sandbox", true)]);
+    assert_eq!(config.sandbox.numbers.len(), 1 + ERRORS.len());
+    assert_eq!(config.usage.retention.as_secs(), 400 * 86_400);
+}
