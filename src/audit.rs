@@ -46,12 +46,11 @@ pub enum EventKind {
     Validate,
 }
 
-/// One audit event, as written to the file (camelCase keys).
+/// One audit event, as written to the file (camelCase keys, after the time `at` and before
+/// the `correlator`, which the file line adds: the log line has both from its context).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
-    /// RFC 3339 UTC time the outcome was known.
-    pub at: String,
     /// `send` or `validate`.
     pub event: EventKind,
     /// The calling client.
@@ -72,18 +71,26 @@ pub struct AuditEvent {
     /// The route (SMSC) that took the SMS, `sandbox` for a sandbox client's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
-    /// The request's `x-correlator`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub correlator: Option<String>,
     /// True for a sandbox client's request.
     pub sandbox: bool,
 }
 
+/// A line of the file: the event, when and under which correlator.
+#[derive(Serialize)]
+struct Line<'a> {
+    /// RFC 3339 UTC time the event was recorded.
+    at: String,
+    #[serde(flatten)]
+    event: &'a AuditEvent,
+    /// The request's `x-correlator`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlator: Option<String>,
+}
+
 impl AuditEvent {
-    /// An event of `kind` for `client_id`, stamped now with the current request's correlator.
+    /// An event of `kind` for `client_id`.
     pub fn new(kind: EventKind, client_id: &str, outcome: &'static str) -> AuditEvent {
         AuditEvent {
-            at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             event: kind,
             client_id: client_id.to_owned(),
             phone_number: None,
@@ -91,7 +98,6 @@ impl AuditEvent {
             outcome,
             policy: None,
             route: None,
-            correlator: current_correlator(),
             sandbox: false,
         }
     }
@@ -138,7 +144,8 @@ impl Audit {
         self.file.as_ref().map_or(0, |(_, d)| d.get())
     }
 
-    /// Records one event: its log line now, its file line queued without waiting.
+    /// Records one event: its log line now, its file line (stamped with the time and the
+    /// current request's correlator) queued without waiting.
     pub fn record(&self, e: &AuditEvent) {
         let authentication_id = e.authentication_id.as_deref().unwrap_or("");
         let route = e.route.as_deref().unwrap_or("");
@@ -157,7 +164,12 @@ impl Audit {
         let Some((tx, dropped)) = &self.file else {
             return;
         };
-        let Ok(line) = serde_json::to_string(e) else {
+        let line = Line {
+            at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            event: e,
+            correlator: current_correlator(),
+        };
+        let Ok(line) = serde_json::to_string(&line) else {
             return;
         };
         match tx.try_send(line) {

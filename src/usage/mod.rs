@@ -115,11 +115,63 @@ pub enum Validation {
 
 type Key = (u64, String);
 
+/// Shards of the accumulator, so request workers rarely meet on one lock.
+const SHARDS: usize = 16;
+
+/// Day → client → counts; nested so that counting an existing client borrows its id instead
+/// of allocating a key.
+type Shard = HashMap<u64, HashMap<String, Counts>>;
+
 struct Inner {
-    /// Memory store: every count. Redis: the counts not yet flushed.
-    local: Mutex<HashMap<Key, Counts>>,
+    /// Memory store: every count. Redis: the counts not yet flushed. Sharded by client id.
+    local: [Mutex<Shard>; SHARDS],
     shared: Option<RedisHandle>,
     retention: Duration,
+}
+
+impl Inner {
+    fn new(shared: Option<RedisHandle>, retention: Duration) -> Inner {
+        Inner {
+            local: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            shared,
+            retention,
+        }
+    }
+
+    fn shard(&self, client_id: &str) -> &Mutex<Shard> {
+        let h = client_id.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        &self.local[h % SHARDS]
+    }
+
+    fn add(&self, day: u64, client_id: &str, f: impl FnOnce(&mut Counts)) {
+        let mut shard = lock(self.shard(client_id));
+        let clients = shard.entry(day).or_default();
+        match clients.get_mut(client_id) {
+            Some(counts) => f(counts),
+            None => f(clients.entry(client_id.to_owned()).or_default()),
+        }
+    }
+
+    /// Every local count, leaving the accumulator empty (`take`) or as it is.
+    fn collect(&self, take: bool) -> HashMap<Key, Counts> {
+        let mut out = HashMap::new();
+        for shard in &self.local {
+            let mut shard = lock(shard);
+            let days = if take {
+                std::mem::take(&mut *shard)
+            } else {
+                shard.clone()
+            };
+            for (day, clients) in days {
+                for (client, counts) in clients {
+                    out.insert((day, client), counts);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// The usage counters (cheap to clone).
@@ -135,27 +187,16 @@ impl Default for Usage {
 impl Usage {
     /// Counters kept in this process (the memory store), days older than `retention` pruned.
     pub fn in_process(retention: Duration) -> Usage {
-        Usage(Arc::new(Inner {
-            local: Mutex::new(HashMap::new()),
-            shared: None,
-            retention,
-        }))
+        Usage(Arc::new(Inner::new(None, retention)))
     }
 
     /// Counters shared through Redis; start [`Usage::flush_every`] to move them there.
     pub(crate) fn shared(redis: RedisHandle, retention: Duration) -> Usage {
-        Usage(Arc::new(Inner {
-            local: Mutex::new(HashMap::new()),
-            shared: Some(redis),
-            retention,
-        }))
+        Usage(Arc::new(Inner::new(Some(redis), retention)))
     }
 
     fn bump(&self, client_id: &str, now_ms: u64, f: impl FnOnce(&mut Counts)) {
-        let mut local = lock(&self.0.local);
-        f(local
-            .entry((now_ms / DAY_MS, client_id.to_owned()))
-            .or_default());
+        self.0.add(now_ms / DAY_MS, client_id, f);
     }
 
     /// Counts a code whose SMS (of `segments` parts) was accepted.
@@ -192,12 +233,9 @@ impl Usage {
                 }
             }
         }
-        for ((day, client), counts) in lock(&self.0.local).iter() {
-            if (from..=to).contains(day) {
-                merged
-                    .entry((*day, client.clone()))
-                    .or_default()
-                    .add(counts);
+        for ((day, client), counts) in self.0.collect(false) {
+            if (from..=to).contains(&day) {
+                merged.entry((day, client)).or_default().add(&counts);
             }
         }
         Ok(merged
@@ -232,10 +270,12 @@ impl Usage {
         let retention_days = self.0.retention.as_secs() / 86_400;
         let Some(redis) = &self.0.shared else {
             let today = now_ms() / DAY_MS;
-            lock(&self.0.local).retain(|(day, _), _| day + retention_days >= today);
+            for shard in &self.0.local {
+                lock(shard).retain(|day, _| day + retention_days >= today);
+            }
             return;
         };
-        let pending = std::mem::take(&mut *lock(&self.0.local));
+        let pending = self.0.collect(true);
         if pending.is_empty() {
             return;
         }
@@ -259,10 +299,9 @@ impl Usage {
         if failed.is_empty() {
             return;
         }
-        let mut local = lock(&self.0.local);
         for ((day, client), counts) in pending {
             if failed.contains(&day) {
-                local.entry((day, client)).or_default().add(&counts);
+                self.0.add(day, &client, |c| c.add(&counts));
             }
         }
     }
