@@ -93,24 +93,24 @@ pub struct MagicNumber {
 /// 4 to 10 ASCII letters or digits (validate-code accepts at most 10 characters).
 pub fn check_numbers(numbers: &[MagicNumber]) -> Result<(), String> {
     let mut seen = HashSet::new();
-    for n in numbers {
-        let e164 = n.number.as_e164();
-        if !seen.insert(e164) {
-            return Err(format!("{} is listed twice", n.number));
+    // Entries are named by position and masked number: config errors are logged too.
+    for (i, entry) in numbers.iter().enumerate() {
+        let name = format!("entry {i} ({})", entry.number);
+        if !seen.insert(entry.number.as_e164()) {
+            return Err(format!("{name} repeats an earlier number"));
         }
-        match (&n.code, &n.error) {
+        match (&entry.code, &entry.error) {
             (Some(code), None) => {
                 let ok = (4..=10).contains(&code.len())
                     && code.bytes().all(|b| b.is_ascii_alphanumeric());
                 if !ok {
                     return Err(format!(
-                        "{}: code must be 4 to 10 ASCII letters or digits",
-                        n.number
+                        "{name}: code must be 4 to 10 ASCII letters or digits"
                     ));
                 }
             }
             (None, Some(_)) => {}
-            _ => return Err(format!("{}: set exactly one of code and error", n.number)),
+            _ => return Err(format!("{name}: set exactly one of code and error")),
         }
     }
     Ok(())
@@ -158,18 +158,15 @@ impl Sandbox {
             clients: clients.into_iter().collect(),
             numbers: numbers
                 .iter()
-                .map(|n| {
+                .filter_map(|n| {
                     let answer = match (&n.code, n.error) {
                         (Some(code), _) => Answer::Code(code.clone()),
                         (None, Some(e)) => Answer::Error(e),
-                        // check_numbers refused this; a number without an answer acts normally.
-                        (None, None) => {
-                            return (String::new(), Answer::Error(MagicError::NotFound))
-                        }
+                        // check_numbers refuses this; such a number stays an ordinary one.
+                        (None, None) => return None,
                     };
-                    (n.number.as_e164().to_owned(), answer)
+                    Some((n.number.as_e164().to_owned(), answer))
                 })
-                .filter(|(n, _)| !n.is_empty())
                 .collect(),
             capacity: capacity.max(1),
             inboxes: Mutex::new(HashMap::new()),

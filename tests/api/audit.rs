@@ -87,6 +87,15 @@ async fn the_audit_file_holds_one_event_per_outcome_and_no_code_token_or_number(
     for e in &events {
         assert_eq!(e["correlator"], CORRELATOR, "{e}");
     }
+    // The writer kept up: the drop counter is exported, at zero.
+    let metrics = app
+        .request(awc::http::Method::GET, &format!("{}/metrics", app.admin))
+        .await;
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(
+        metrics.contains("\notp_sms_audit_events_dropped_total 0\n"),
+        "{metrics}"
+    );
     for secret in [
         code.as_str(),
         wrong.as_str(),
