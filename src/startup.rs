@@ -167,6 +167,18 @@ impl Application {
         ));
         let barring = Arc::clone(policy.barring());
         let (sandbox, usage, audit) = reports(&config, &store, &metrics, &shutdown)?;
+        let receipts = smpp.clone();
+        usage.check_receipts(
+            Arc::new(move |tag| {
+                let smpp = receipts.clone();
+                Box::pin(async move {
+                    let report = smpp.lookup_report(&tag).await.map_err(|e| e.to_string())?;
+                    Ok(report.map(|r| r.state.label()))
+                })
+            }),
+            config.usage.receipt_check_delay(config.otp.ttl),
+            config.usage.receipt_checks_max,
+        );
         let otp = Arc::new(
             OtpService::new(
                 store,

@@ -27,7 +27,8 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         crate::api::error::ErrorInfo,
         super::usage::UsageReport,
-        super::usage::UsageRowSchema
+        crate::usage::UsageRow,
+        crate::usage::Counts
     )),
     modifiers(&AdminSecurity),
     tags(

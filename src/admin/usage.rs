@@ -37,33 +37,7 @@ pub struct UsageReport {
     /// Last day covered.
     to: String,
     /// One row per client and day with any count, by day then client.
-    #[schema(value_type = Vec<UsageRowSchema>)]
     rows: Vec<UsageRow>,
-}
-
-/// One row of a usage report (documentation of [`UsageRow`]).
-#[derive(ToSchema)]
-#[schema(as = UsageRow)]
-#[allow(dead_code)]
-pub struct UsageRowSchema {
-    /// UTC day, `YYYY-MM-DD`.
-    day: String,
-    /// The client.
-    #[schema(rename = "clientId")]
-    client_id: String,
-    /// Codes whose SMS the channel accepted.
-    #[schema(rename = "codesSent")]
-    codes_sent: u64,
-    /// SMS segments of those codes.
-    segments: u64,
-    /// Right codes (204).
-    validated: u64,
-    /// Wrong codes with attempts left (INVALID_OTP).
-    failed: u64,
-    /// Used, superseded or expired ids (VERIFICATION_EXPIRED).
-    expired: u64,
-    /// Attempts exhausted (VERIFICATION_FAILED).
-    locked: u64,
 }
 
 fn day_param(query: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
@@ -77,7 +51,8 @@ fn day_param(query: &HashMap<String, String>, name: &str) -> Result<Option<u64>,
         .transpose()
 }
 
-/// Usage per client and UTC day: codes sent, segments, validated, failed, expired, locked.
+/// Usage per client and UTC day: codes sent, segments, validated, failed, expired, locked,
+/// and receipts by delivery state.
 #[utoipa::path(
     get,
     path = "/admin/v1/usage",
@@ -86,7 +61,7 @@ fn day_param(query: &HashMap<String, String>, name: &str) -> Result<Option<u64>,
     responses(
         (status = 200, description = "The report", content(
             (UsageReport = "application/json"),
-            (String = "text/csv", example = "day,clientId,codesSent,segments,validated,failed,expired,locked\r\n2026-12-01,app,3,3,2,1,0,0\r\n"),
+            (String = "text/csv", example = "day,clientId,codesSent,segments,validated,failed,expired,locked,receiptsDelivered,…\r\n2026-12-01,app,3,3,2,1,0,0,3,…\r\n"),
         )),
         (status = 400, description = "A bad day or range", body = crate::api::error::ErrorInfo),
         (status = 401, description = "No or a wrong admin credential", body = crate::api::error::ErrorInfo),

@@ -156,9 +156,11 @@ impl OtpService {
             .as_ref()
             .is_some_and(|r| !matches!(r.magic, Ok(None)));
         let result = self.send(client_id, phone, template, sandbox).await;
-        if let Ok((_, sent)) = &result {
+        if let Ok((id, sent)) = &result {
+            // A sandbox SMS has no receipt to count.
+            let tag = (!in_sandbox).then_some(id);
             self.usage
-                .sent(client_id, self.clock.now_ms(), sent.segments);
+                .sent(client_id, self.clock.now_ms(), sent.segments, tag);
         }
         let event = events::send_event(client_id, phone, in_sandbox, magic, &result);
         self.audit.record(&event);

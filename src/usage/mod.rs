@@ -11,14 +11,18 @@
 //! is merged back and tried again; at most the counts of the last interval are lost if the
 //! process dies.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::sync::Mutex;
+mod receipts;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+pub use receipts::ReceiptLookup;
+
+use crate::domain::AuthenticationId;
 use crate::store::redis::{usage as shared, RedisHandle};
 use crate::store::StoreError;
 use crate::sync::lock;
@@ -27,7 +31,7 @@ const TARGET: &str = "otp_gateway::usage";
 const DAY_MS: u64 = 86_400_000;
 
 /// The counts of one client on one day.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Counts {
     /// Codes whose SMS the channel accepted (send-code 200).
@@ -42,20 +46,44 @@ pub struct Counts {
     pub expired: u64,
     /// Attempts exhausted (VERIFICATION_FAILED).
     pub locked: u64,
+    /// SMS whose receipts said DELIVRD when checked.
+    pub receipts_delivered: u64,
+    /// UNDELIV.
+    pub receipts_undeliverable: u64,
+    /// EXPIRED (the SMSC gave up within the code's validity).
+    pub receipts_expired: u64,
+    /// REJECTD.
+    pub receipts_rejected: u64,
+    /// DELETED.
+    pub receipts_deleted: u64,
+    /// UNKNOWN or an undocumented state word.
+    pub receipts_unknown: u64,
+    /// No final receipt yet when checked (submitted, enroute).
+    pub receipts_pending: u64,
+    /// The delivery state was gone when checked (past its retention or evicted).
+    pub receipts_missing: u64,
 }
 
 /// The counter names, as JSON keys, CSV columns and Redis field suffixes.
-pub const COUNTERS: [&str; 6] = [
+pub const COUNTERS: [&str; 14] = [
     "codesSent",
     "segments",
     "validated",
     "failed",
     "expired",
     "locked",
+    "receiptsDelivered",
+    "receiptsUndeliverable",
+    "receiptsExpired",
+    "receiptsRejected",
+    "receiptsDeleted",
+    "receiptsUnknown",
+    "receiptsPending",
+    "receiptsMissing",
 ];
 
 impl Counts {
-    fn values(&self) -> [u64; 6] {
+    fn values(&self) -> [u64; 14] {
         [
             self.codes_sent,
             self.segments,
@@ -63,6 +91,14 @@ impl Counts {
             self.failed,
             self.expired,
             self.locked,
+            self.receipts_delivered,
+            self.receipts_undeliverable,
+            self.receipts_expired,
+            self.receipts_rejected,
+            self.receipts_deleted,
+            self.receipts_unknown,
+            self.receipts_pending,
+            self.receipts_missing,
         ]
     }
 
@@ -74,6 +110,14 @@ impl Counts {
             "failed" => &mut self.failed,
             "expired" => &mut self.expired,
             "locked" => &mut self.locked,
+            "receiptsDelivered" => &mut self.receipts_delivered,
+            "receiptsUndeliverable" => &mut self.receipts_undeliverable,
+            "receiptsExpired" => &mut self.receipts_expired,
+            "receiptsRejected" => &mut self.receipts_rejected,
+            "receiptsDeleted" => &mut self.receipts_deleted,
+            "receiptsUnknown" => &mut self.receipts_unknown,
+            "receiptsPending" => &mut self.receipts_pending,
+            "receiptsMissing" => &mut self.receipts_missing,
             _ => return None,
         })
     }
@@ -88,7 +132,7 @@ impl Counts {
 }
 
 /// One row of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageRow {
     /// The UTC day, `YYYY-MM-DD`.
@@ -127,6 +171,9 @@ struct Inner {
     local: [Mutex<Shard>; SHARDS],
     shared: Option<RedisHandle>,
     retention: Duration,
+    /// Sent codes whose delivery state is still to be read, oldest first.
+    receipts: Mutex<VecDeque<receipts::Pending>>,
+    receipt_check: OnceLock<receipts::ReceiptCheck>,
 }
 
 impl Inner {
@@ -135,6 +182,8 @@ impl Inner {
             local: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             shared,
             retention,
+            receipts: Mutex::new(VecDeque::new()),
+            receipt_check: OnceLock::new(),
         }
     }
 
@@ -199,12 +248,59 @@ impl Usage {
         self.0.add(now_ms / DAY_MS, client_id, f);
     }
 
-    /// Counts a code whose SMS (of `segments` parts) was accepted.
-    pub fn sent(&self, client_id: &str, now_ms: u64, segments: usize) {
+    /// Counts a code whose SMS (of `segments` parts) was accepted; with `tag` (an SMS that
+    /// went to an SMSC), its delivery state is counted once checked.
+    pub fn sent(
+        &self,
+        client_id: &str,
+        now_ms: u64,
+        segments: usize,
+        tag: Option<&AuthenticationId>,
+    ) {
         self.bump(client_id, now_ms, |c| {
             c.codes_sent += 1;
             c.segments += segments as u64;
         });
+        let (Some(check), Some(tag)) = (self.0.receipt_check.get(), tag) else {
+            return;
+        };
+        let mut queue = lock(&self.0.receipts);
+        if queue.len() >= check.max_pending {
+            // Bounded: past it a receipt goes uncounted rather than memory growing.
+            return;
+        }
+        queue.push_back(receipts::Pending {
+            due: tokio::time::Instant::now() + check.after,
+            tag: tag.to_string(),
+            client_id: client_id.to_owned(),
+            day: now_ms / DAY_MS,
+        });
+    }
+
+    /// Counts receipts by delivery state: each sent code's state is read with `lookup`
+    /// `after` its send (by [`Usage::flush_every`]), at most `max_pending` waiting.
+    pub fn check_receipts(&self, lookup: ReceiptLookup, after: Duration, max_pending: usize) {
+        let _ = self.0.receipt_check.set(receipts::ReceiptCheck {
+            lookup,
+            after,
+            max_pending,
+        });
+    }
+
+    /// Reads the delivery state of every sent code now due.
+    async fn check_due_receipts(&self) {
+        let Some(check) = self.0.receipt_check.get() else {
+            return;
+        };
+        let due = receipts::due(&mut lock(&self.0.receipts), tokio::time::Instant::now());
+        for p in due {
+            match (check.lookup)(p.tag).await {
+                Ok(state) => self.0.add(p.day, &p.client_id, receipts::count(state)),
+                Err(e) => {
+                    tracing::warn!(target: TARGET, error = %e, "delivery state not read; its receipt goes uncounted");
+                }
+            }
+        }
     }
 
     /// Counts a validation outcome.
@@ -258,6 +354,7 @@ impl Usage {
                 _ = stop.cancelled() => true,
                 _ = tick.tick() => false,
             };
+            self.check_due_receipts().await;
             self.flush().await;
             if stopping {
                 return;
@@ -411,8 +508,8 @@ mod tests {
         let usage = Usage::in_process(Duration::from_secs(86_400 * 10));
         let day = 20_000;
         let at = day * DAY_MS + 5;
-        usage.sent("a", at, 2);
-        usage.sent("a", at, 1);
+        usage.sent("a", at, 2, None);
+        usage.sent("a", at, 1, None);
         usage.validated("a", at, Validation::Valid);
         usage.validated("a", at, Validation::Failed);
         usage.validated("b", at + DAY_MS, Validation::Locked);
@@ -436,9 +533,33 @@ mod tests {
         let lines: Vec<_> = csv.lines().collect();
         assert_eq!(
             lines[0],
-            "day,clientId,codesSent,segments,validated,failed,expired,locked"
+            "day,clientId,codesSent,segments,validated,failed,expired,locked,receiptsDelivered,receiptsUndeliverable,receiptsExpired,receiptsRejected,receiptsDeleted,receiptsUnknown,receiptsPending,receiptsMissing"
         );
-        assert_eq!(lines[1], format!("{},a,2,3,1,1,0,0", format_day(day)));
+        assert_eq!(
+            lines[1],
+            format!("{},a,2,3,1,1,0,0,0,0,0,0,0,0,0,0", format_day(day))
+        );
+    }
+
+    #[test]
+    fn each_delivery_state_has_its_receipt_counter() {
+        let mut c = Counts::default();
+        for state in [
+            Some("delivered"),
+            Some("undeliverable"),
+            Some("expired"),
+            Some("rejected"),
+            Some("deleted"),
+            Some("cancelled"),
+            Some("unknown"),
+            Some("submitted"),
+            Some("enroute"),
+            None,
+        ] {
+            receipts::count(state)(&mut c);
+        }
+        let receipts = &c.values()[6..];
+        assert_eq!(receipts, [1, 1, 1, 1, 2, 1, 2, 1]);
     }
 
     #[test]

@@ -57,12 +57,32 @@ async fn known_sequence(app: &TestApp, other: &str, phones: [&str; 3]) {
     assert_eq!(send_as(app, other, phones[2]).await.status, 200);
 }
 
+const RECEIPT_COLUMNS: &str = "receiptsDelivered,receiptsUndeliverable,receiptsExpired,receiptsRejected,receiptsDeleted,receiptsUnknown,receiptsPending,receiptsMissing";
+
+/// A row with the given send/validation counts and no receipt checked yet.
+fn row(day: &str, client: &str, counts: [u64; 6]) -> Value {
+    let mut row = json!({"day": day, "clientId": client});
+    let names = [
+        "codesSent",
+        "segments",
+        "validated",
+        "failed",
+        "expired",
+        "locked",
+    ];
+    for (name, n) in names.iter().zip(counts) {
+        row[name] = json!(n);
+    }
+    for name in RECEIPT_COLUMNS.split(',') {
+        row[name] = json!(0);
+    }
+    row
+}
+
 fn expected_rows(day: &str) -> Value {
     json!([
-        {"day": day, "clientId": "demo", "codesSent": 2, "segments": 2, "validated": 1,
-         "failed": 2, "expired": 1, "locked": 1},
-        {"day": day, "clientId": "other", "codesSent": 1, "segments": 1, "validated": 0,
-         "failed": 0, "expired": 0, "locked": 0},
+        row(day, "demo", [2, 2, 1, 2, 1, 1]),
+        row(day, "other", [1, 1, 0, 0, 0, 0]),
     ])
 }
 
@@ -84,9 +104,11 @@ async fn the_usage_report_counts_a_known_sequence_per_client_and_day_as_json_and
     assert_eq!(body["from"], day.as_str());
     assert_eq!(body["rows"], expected_rows(&day));
 
+    let header = format!(
+        "day,clientId,codesSent,segments,validated,failed,expired,locked,{RECEIPT_COLUMNS}\r\n"
+    );
     let csv = format!(
-        "day,clientId,codesSent,segments,validated,failed,expired,locked\r\n\
-         {day},demo,2,2,1,2,1,1\r\n{day},other,1,1,0,0,0,0\r\n"
+        "{header}{day},demo,2,2,1,2,1,1,0,0,0,0,0,0,0,0\r\n{day},other,1,1,0,0,0,0,0,0,0,0,0,0,0,0\r\n"
     );
     let by_accept = admin_get(&app, "/admin/v1/usage", Some("text/csv")).await;
     assert_eq!(
@@ -97,7 +119,7 @@ async fn the_usage_report_counts_a_known_sequence_per_client_and_day_as_json_and
     let by_query = admin_get(&app, "/admin/v1/usage?format=csv&clientId=other", None).await;
     assert_eq!(
         String::from_utf8_lossy(&by_query.body),
-        format!("day,clientId,codesSent,segments,validated,failed,expired,locked\r\n{day},other,1,1,0,0,0,0\r\n")
+        format!("{header}{day},other,1,1,0,0,0,0,0,0,0,0,0,0,0,0\r\n")
     );
 
     // Days without traffic report nothing; a day that does not exist is a 400.
@@ -117,6 +139,56 @@ async fn the_usage_report_counts_a_known_sequence_per_client_and_day_as_json_and
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+}
+
+#[actix_web::test]
+async fn receipts_are_counted_by_delivery_state_for_the_client_that_sent_the_code() {
+    let app = spawn_app_with(|s| {
+        two_clients(s);
+        s.auth.clients.push(client("sb", true));
+        s.usage.flush_interval = std::time::Duration::from_millis(100);
+        s.usage.receipt_check_after = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let other = app.fetch_token("other", "other-secret").await;
+    let sandbox = app.fetch_token("sb", "sb-secret").await;
+    app.issue("+34600000821").await;
+    app.issue("+34600000822").await;
+    assert_eq!(send_as(&app, &other, "+34600000823").await.status, 200);
+    // A sandbox SMS has no receipt: it counts as sent, not in any receipt column.
+    assert_eq!(send_as(&app, &sandbox, "+34600000824").await.status, 200);
+
+    let day = today(&app);
+    let path = format!("/admin/v1/usage?from={day}&to={day}");
+    let delivered = |rows: &Value, client: &str| {
+        rows.as_array()
+            .and_then(|r| r.iter().find(|r| r["clientId"] == client))
+            .map(|r| r["receiptsDelivered"].as_u64().unwrap())
+    };
+    let mut rows = Value::Null;
+    for _ in 0..200 {
+        rows = admin_get(&app, &path, None).await.json()["rows"].clone();
+        if delivered(&rows, "demo") == Some(2) && delivered(&rows, "other") == Some(1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivered(&rows, "demo"), Some(2), "{rows}");
+    assert_eq!(delivered(&rows, "other"), Some(1), "{rows}");
+    let sb = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["clientId"] == "sb")
+        .unwrap();
+    assert_eq!(sb["codesSent"], 1);
+    for name in RECEIPT_COLUMNS.split(',') {
+        assert_eq!(sb[name], 0, "{name}: {sb}");
+    }
+    for r in rows.as_array().unwrap() {
+        assert_eq!(r["receiptsPending"], 0, "{r}");
+        assert_eq!(r["receiptsMissing"], 0, "{r}");
+    }
 }
 
 #[actix_web::test]
@@ -245,4 +317,30 @@ async fn the_admin_api_has_its_own_openapi_document_apart_from_the_camara_one() 
     let camara: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
     let camara_paths = camara["paths"].as_object().unwrap();
     assert!(camara_paths.keys().all(|p| !p.contains("admin")));
+}
+
+#[actix_web::test]
+async fn undelivered_receipts_are_counted_under_their_state() {
+    use otp_gateway::smsc_sim::faults::ReceiptMix;
+    use otp_gateway::smsc_sim::ReceiptState;
+    let app = spawn_app_with(|s| {
+        two_clients(s);
+        s.usage.flush_interval = std::time::Duration::from_millis(100);
+        s.usage.receipt_check_after = std::time::Duration::from_millis(300);
+        s.smpp.simulator.receipt_states = ReceiptMix::new(vec![(ReceiptState::Undeliverable, 1)]);
+    })
+    .await;
+    app.issue("+34600000831").await;
+    let day = today(&app);
+    let path = format!("/admin/v1/usage?from={day}&to={day}&clientId=demo");
+    let mut row = Value::Null;
+    for _ in 0..200 {
+        row = admin_get(&app, &path, None).await.json()["rows"][0].clone();
+        if row["receiptsUndeliverable"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(row["receiptsUndeliverable"], 1, "{row}");
+    assert_eq!(row["receiptsDelivered"], 0, "{row}");
 }
