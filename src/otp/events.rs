@@ -1,12 +1,61 @@
-//! The audit event of a send-code outcome: the policy decision and outcome the rules reached,
-//! in the words of [`crate::audit`].
+//! What the rules report once an outcome is known: the usage counts and the audit event of a
+//! send or a validation (the policy decision and outcome in the words of [`crate::audit`]).
 
-use super::{DeliveryError, OtpError, Sent};
+use super::{DeliveryError, OtpError, OtpService, Sent};
 use crate::audit::{AuditEvent, EventKind};
 use crate::domain::{AuthenticationId, PhoneNumber};
+use crate::usage::Validation;
+
+impl OtpService {
+    /// Counts and audits a send; `magic` when a sandbox magic number decided the answer.
+    pub(super) fn report_send(
+        &self,
+        client_id: &str,
+        phone: &PhoneNumber,
+        in_sandbox: bool,
+        magic: bool,
+        result: &Result<(AuthenticationId, Sent), OtpError>,
+    ) {
+        if let Ok((id, sent)) = result {
+            // A sandbox SMS has no receipt to count.
+            let tag = (!in_sandbox).then_some(id);
+            self.usage
+                .sent(client_id, self.clock.now_ms(), sent.segments, tag);
+        }
+        self.audit
+            .record(&send_event(client_id, phone, in_sandbox, magic, result));
+    }
+
+    /// Counts and audits a validation whose metric label is `outcome`.
+    pub(super) fn report_validation(
+        &self,
+        client_id: &str,
+        authentication_id: &str,
+        outcome: &'static str,
+        result: &Result<(), OtpError>,
+    ) {
+        let counted = match result {
+            Ok(()) => Some(Validation::Valid),
+            Err(OtpError::InvalidCode) => Some(Validation::Failed),
+            Err(OtpError::Expired) => Some(Validation::Expired),
+            Err(OtpError::Locked) => Some(Validation::Locked),
+            Err(_) => None,
+        };
+        if let Some(v) = counted {
+            self.usage.validated(client_id, self.clock.now_ms(), v);
+        }
+        let mut event = AuditEvent::new(EventKind::Validate, client_id, outcome);
+        event.authentication_id = Some(authentication_id.to_owned());
+        event.sandbox = self
+            .sandbox
+            .as_ref()
+            .is_some_and(|s| s.is_sandbox(client_id));
+        self.audit.record(&event);
+    }
+}
 
 /// The event of one send: `magic` when a sandbox magic number decided the answer.
-pub(super) fn send_event(
+fn send_event(
     client_id: &str,
     phone: &PhoneNumber,
     sandbox: bool,

@@ -16,7 +16,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::{generate, CodeHasher};
 pub use port::{DeliveryError, SandboxPort, SandboxRoute, Sent, SmsSender};
 
-use crate::audit::{Audit, AuditEvent, EventKind};
+use crate::audit::Audit;
 use crate::domain::{
     AttemptOutcome, AuthenticationId, Challenge, ChallengeId, ClientTag, CodeAttempt, IdKey,
     MessageTemplate, PhoneNumber, StoreBucket,
@@ -24,7 +24,7 @@ use crate::domain::{
 use crate::metrics::Metrics;
 use crate::policy::{NumberPolicy, PolicyViolation};
 use crate::store::{ChallengeStore, Discard, InsertError, SendQuotas, Store, StoreError};
-use crate::usage::{Usage, Validation};
+use crate::usage::Usage;
 
 const TARGET: &str = "otp_gateway::otp";
 
@@ -156,14 +156,7 @@ impl OtpService {
             .as_ref()
             .is_some_and(|r| !matches!(r.magic, Ok(None)));
         let result = self.send(client_id, phone, template, sandbox).await;
-        if let Ok((id, sent)) = &result {
-            // A sandbox SMS has no receipt to count.
-            let tag = (!in_sandbox).then_some(id);
-            self.usage
-                .sent(client_id, self.clock.now_ms(), sent.segments, tag);
-        }
-        let event = events::send_event(client_id, phone, in_sandbox, magic, &result);
-        self.audit.record(&event);
+        self.report_send(client_id, phone, in_sandbox, magic, &result);
         result.map(|(id, _)| id)
     }
 
@@ -292,24 +285,9 @@ impl OtpService {
             Err(_) => "error",
         };
         self.metrics.validations.with_label_values(&[outcome]).inc();
-        let counted = match &result {
-            Ok(()) => Some(Validation::Valid),
-            Err(OtpError::InvalidCode) => Some(Validation::Failed),
-            Err(OtpError::Expired) => Some(Validation::Expired),
-            Err(OtpError::Locked) => Some(Validation::Locked),
-            Err(_) => None,
-        };
-        if let Some(v) = counted {
-            self.usage.validated(client_id, self.clock.now_ms(), v);
-        }
-        // The audit trail of a verification (who, which id, what came of it); never the code.
-        let mut event = AuditEvent::new(EventKind::Validate, client_id, outcome);
-        event.authentication_id = Some(authentication_id.to_owned());
-        event.sandbox = self
-            .sandbox
-            .as_ref()
-            .is_some_and(|s| s.is_sandbox(client_id));
-        self.audit.record(&event);
+        // Usage counts and the audit trail of a verification (who, which id, what came of
+        // it); never the code.
+        self.report_validation(client_id, authentication_id, outcome, &result);
         result
     }
 
