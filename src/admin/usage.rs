@@ -72,8 +72,10 @@ fn day_param(query: &HashMap<String, String>, name: &str) -> Result<Option<u64>,
 pub async fn report(
     state: web::Data<AdminState>,
     req: HttpRequest,
-    query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
+    // Read here rather than by an extractor, so a malformed query is a CAMARA 400 too.
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|_| ApiError::InvalidArgument("the query string is malformed".into()))?;
     let to = day_param(&query, "to")?.unwrap_or_else(usage::today);
     let from = day_param(&query, "from")?.unwrap_or(to);
     if from > to {

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::Sandbox;
@@ -33,13 +33,16 @@ struct InboxQuery {
 #[tracing::instrument(name = "sandbox_inbox", skip_all, fields(client_id = %caller.principal.client_id))]
 async fn inbox(
     caller: Authenticated<SendValidate>,
-    query: web::Query<InboxQuery>,
+    req: HttpRequest,
     sandbox: web::Data<Arc<Sandbox>>,
 ) -> Result<HttpResponse, ApiError> {
     let client_id = &caller.principal.client_id;
     if !sandbox.is_sandbox(client_id) {
         return Err(ApiError::NotFound);
     }
+    // Read here rather than by an extractor, so a malformed query is a CAMARA 400 too.
+    let query = web::Query::<InboxQuery>::from_query(req.query_string())
+        .map_err(|_| ApiError::InvalidArgument("the query string is malformed".into()))?;
     let phone = match &query.phone_number {
         // A '+' left unencoded in a query string arrives as a space; accept both spellings.
         Some(p) => {

@@ -200,6 +200,12 @@ async fn a_sandbox_client_never_reaches_the_configured_smsc_and_reads_only_its_o
     a_numbers.sort();
     assert_eq!(a_numbers, ["+34600000701", FIXED]);
     assert_eq!(numbers(&inbox(&app, Some(&b), "").await), ["+34600000702"]);
+    inbox(&app, Some(&a), "?phoneNumber=%FF")
+        .await
+        .assert_error(400, "INVALID_ARGUMENT");
+    inbox(&app, Some(&a), "?phoneNumber=12")
+        .await
+        .assert_error(400, "INVALID_ARGUMENT");
     // Naming another client's number shows nothing of it.
     assert!(numbers(&inbox(&app, Some(&a), "?phoneNumber=%2B34600000702").await).is_empty());
     // A production client has no sandbox inbox; without a token there is none to show.

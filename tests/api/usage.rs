@@ -128,6 +128,9 @@ async fn the_usage_report_counts_a_known_sequence_per_client_and_day_as_json_and
     admin_get(&app, "/admin/v1/usage?from=2026-02-30", None)
         .await
         .assert_error(400, "INVALID_ARGUMENT");
+    admin_get(&app, "/admin/v1/usage?from=%FF", None)
+        .await
+        .assert_error(400, "INVALID_ARGUMENT");
     admin_get(&app, "/admin/v1/usage?from=2025-01-01&to=2026-12-31", None)
         .await
         .assert_error(400, "INVALID_ARGUMENT");
