@@ -1,7 +1,9 @@
 //! The admin listener: liveness, readiness, Prometheus metrics, the delivery state of an
 //! authenticationId's SMS (masked number, never the code) and, when the embedded simulator
 //! plays the SMSC, the sandbox inbox that lets testers read the code they were sent, and the
-//! barred numbers (`/admin/v1/blocked-numbers/{phoneNumber}`: look up, bar, lift).
+//! barred numbers (`/admin/v1/blocked-numbers/{phoneNumber}`: look up, bar, lift), the policy
+//! reload (`admin/policy.rs`), the usage report per client and day (`admin/usage.rs`) and the
+//! admin API's own OpenAPI document at `/admin/openapi.json` (`admin/openapi.rs`).
 //!
 //! `/admin/*` and `/sandbox/*` sit behind [`require_credential`] whenever
 //! [`AdminSettings::credential_required`](crate::config::AdminSettings::credential_required):
@@ -10,7 +12,10 @@
 //! to whatever path the router matches (percent-encoded spellings included). `/metrics` and
 //! `/health/*` stay open for scrapers and probes.
 
+mod openapi;
+mod policy;
 mod pumping;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +55,8 @@ pub struct AdminState {
     pub barring: Arc<Barring>,
     /// For readiness: every external identity provider's keys loaded.
     pub identity_providers: crate::auth::BearerValidator,
+    /// The usage counters the usage report reads.
+    pub usage: crate::usage::Usage,
 }
 
 pub use crate::auth::ADMIN_SCOPE;
@@ -152,6 +159,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/v1/blocked-numbers/{phone_number}", web::put().to(bar))
                 .route("/v1/blocked-numbers/{phone_number}", web::delete().to(lift))
                 .configure(pumping::configure)
+                .route("/v1/policy/reload", web::post().to(policy::reload))
+                .route("/v1/usage", web::get().to(usage::report))
+                .route("/openapi.json", web::get().to(openapi::serve))
                 .default_service(web::to(crate::api::not_found)),
         )
         .service(
@@ -204,6 +214,19 @@ struct AuthenticationDelivery {
 
 /// Delivery state of the SMS sent for an authenticationId, while its challenge lives. The
 /// SMPP layer knows the message by an opaque tag; the gateway tags with the authenticationId.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/authentications/{authentication_id}",
+    tag = "Delivery",
+    params(("authentication_id" = String, Path, description = "The authenticationId send-code returned")),
+    responses(
+        (status = 200, description = "Masked number, route, aggregate and per-segment state", content_type = "application/json"),
+        (status = 401, description = "No or a wrong admin credential", body = crate::api::error::ErrorInfo),
+        (status = 404, description = "Unknown, or its challenge is gone", body = crate::api::error::ErrorInfo),
+        (status = 503, description = "Redis cannot answer", body = crate::api::error::ErrorInfo),
+    ),
+    security(("admin" = []))
+)]
 async fn authentication(
     state: web::Data<AdminState>,
     path: web::Path<String>,
@@ -253,12 +276,36 @@ fn path_number(path: web::Path<String>) -> Result<PhoneNumber, ApiError> {
 }
 
 /// How many numbers each source bars.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/blocked-numbers",
+    tag = "Policy",
+    responses(
+        (status = 200, description = "Numbers barred by each source", content_type = "application/json",
+            example = json!({"config": 1, "file": 1200, "admin": 3})),
+        (status = 401, description = "No or a wrong admin credential", body = crate::api::error::ErrorInfo),
+    ),
+    security(("admin" = []))
+)]
 async fn barring_counts(state: web::Data<AdminState>) -> HttpResponse {
     let (config, file, admin) = state.barring.counts();
     HttpResponse::Ok().json(json!({"config": config, "file": file, "admin": admin}))
 }
 
 /// Whether a number is barred, and by what.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/blocked-numbers/{phone_number}",
+    tag = "Policy",
+    params(("phone_number" = String, Path, description = "E.164 number, `+` percent-encoded")),
+    responses(
+        (status = 200, description = "Whether and by what the number is barred", content_type = "application/json",
+            example = json!({"phoneNumber": "+34611111111", "blocked": true, "source": "file"})),
+        (status = 400, description = "Not an E.164 number", body = crate::api::error::ErrorInfo),
+        (status = 401, description = "No or a wrong admin credential", body = crate::api::error::ErrorInfo),
+    ),
+    security(("admin" = []))
+)]
 async fn barring_lookup(
     state: web::Data<AdminState>,
     path: web::Path<String>,
@@ -268,6 +315,20 @@ async fn barring_lookup(
 }
 
 /// Bars a number: 201 when the admin list gains it, 200 when it already barred it.
+#[utoipa::path(
+    put,
+    path = "/admin/v1/blocked-numbers/{phone_number}",
+    tag = "Policy",
+    params(("phone_number" = String, Path, description = "E.164 number, `+` percent-encoded")),
+    responses(
+        (status = 201, description = "The admin list gained the number", content_type = "application/json"),
+        (status = 200, description = "The admin list already had it", content_type = "application/json"),
+        (status = 400, description = "Not an E.164 number", body = crate::api::error::ErrorInfo),
+        (status = 401, description = "No or a wrong admin credential", body = crate::api::error::ErrorInfo),
+        (status = 503, description = "Redis cannot answer", body = crate::api::error::ErrorInfo),
+    ),
+    security(("admin" = []))
+)]
 async fn bar(
     state: web::Data<AdminState>,
     path: web::Path<String>,
@@ -287,6 +348,21 @@ async fn bar(
 
 /// Lifts an admin barring: 204; 404 when nothing bars the number; 409 when the configuration
 /// or the barring file does (lift it there, or it would come back at the next reload).
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/blocked-numbers/{phone_number}",
+    tag = "Policy",
+    params(("phone_number" = String, Path, description = "E.164 number, `+` percent-encoded")),
+    responses(
+        (status = 204, description = "The admin barring is lifted"),
+        (status = 400, description = "Not an E.164 number", body = crate::api::error::ErrorInfo),
+        (status = 401, description = "No or a wrong admin credential", body = crate::api::error::ErrorInfo),
+        (status = 404, description = "Nothing bars the number", body = crate::api::error::ErrorInfo),
+        (status = 409, description = "The configuration or the barring file bars it", body = crate::api::error::ErrorInfo),
+        (status = 503, description = "Redis cannot answer", body = crate::api::error::ErrorInfo),
+    ),
+    security(("admin" = []))
+)]
 async fn lift(
     state: web::Data<AdminState>,
     path: web::Path<String>,
@@ -321,6 +397,19 @@ fn canonical_id(s: &str) -> Option<String> {
         .map(|u| u.hyphenated().to_string())
 }
 
+/// The embedded simulator's inbox (every SMS it received), newest first.
+#[utoipa::path(
+    get,
+    path = "/sandbox/v1/messages",
+    tag = "Sandbox",
+    params(("phoneNumber" = Option<String>, Query, description = "Only messages to this number")),
+    responses(
+        (status = 200, description = "Messages, newest first", content_type = "application/json"),
+        (status = 401, description = "No or a wrong admin credential", body = crate::api::error::ErrorInfo),
+        (status = 404, description = "No embedded simulator plays the SMSC", body = crate::api::error::ErrorInfo),
+    ),
+    security(("admin" = []))
+)]
 async fn messages(
     state: web::Data<AdminState>,
     query: web::Query<HashMap<String, String>>,

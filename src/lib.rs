@@ -10,12 +10,14 @@
 //! - [`store`]: the challenge store trait and its moka backend.
 //! - [`smpp`] and [`delivery`]: the SMPP client and its use as the SMS channel.
 //! - [`smsc_sim`]: the project's own SMSC simulator.
-//! - [`admin`], [`metrics`], [`telemetry`]: operations.
+//! - [`admin`], [`metrics`], [`telemetry`]: operations; [`usage`] and [`audit`]: usage
+//!   counters and audit events; [`sandbox`]: sandbox clients, their inboxes, magic numbers.
 //! - [`sync`]: the poison-recovering lock helper.
 //! - [`config`] and [`startup`]: settings and wiring; [`shutdown`]: the orderly stop.
 
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod de;
@@ -25,6 +27,7 @@ pub mod domain;
 pub mod metrics;
 pub mod otp;
 pub mod policy;
+pub mod sandbox;
 pub mod shutdown;
 pub mod smpp;
 pub mod smsc_sim;
@@ -32,3 +35,4 @@ pub mod startup;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod usage;

@@ -357,8 +357,8 @@ impl SmppMetrics {
 }
 
 impl Metrics {
-    /// Adds a collector another module owns (the number-policy guards) to the registry, so
-    /// it renders with the rest.
+    /// Adds a collector another module owns (the number-policy guards, audit, usage) to the
+    /// registry, so it renders with the rest.
     pub fn register(
         &self,
         collector: Box<dyn prometheus::core::Collector>,

@@ -17,6 +17,7 @@ use crate::admin::{self, AdminState};
 use crate::api::deadline;
 use crate::api::openapi::{docs_config, served_document_json, PageNotes, ServedDocument};
 use crate::api::{self, ApiState};
+use crate::audit::Audit;
 use crate::auth::external::ExternalIssuer;
 use crate::auth::{
     AttemptLimits, AuthMethod, BearerValidator, ClientKeys, ClientSecret, IssuerSettings,
@@ -27,10 +28,12 @@ use crate::delivery_state::RedisDeliveryState;
 use crate::metrics::Metrics;
 use crate::otp::{Clock, OtpRules, OtpService, SmsSender, SystemClock};
 use crate::policy::{ClientRateLimiter, NumberPolicy, TenantQuotas, Tenants};
+use crate::sandbox::Sandbox;
 use crate::shutdown::{Services, Shutdown};
 use crate::smpp::{RouteSettings, SharedDeliveryState, SmppRouter};
 use crate::smsc_sim::{SimSettings, SmscHandle};
 use crate::store::{MemoryStore, RedisSettings, RedisStore, SendQuota, SendQuotas, Store};
+use crate::usage::Usage;
 
 /// Things tests may replace.
 pub struct BuildOptions {
@@ -184,6 +187,19 @@ impl Application {
         )
         .map_err(anyhow::Error::msg)?;
         let pumping = web::Data::new(guards.pumping.clone());
+        let (sandbox, usage, audit) = reports(&config, &store, &metrics, &shutdown)?;
+        let receipts = smpp.clone();
+        usage.check_receipts(
+            Arc::new(move |tag| {
+                let smpp = receipts.clone();
+                Box::pin(async move {
+                    let report = smpp.lookup_report(&tag).await.map_err(|e| e.to_string())?;
+                    Ok(report.map(|r| r.state.label()))
+                })
+            }),
+            config.usage.receipt_check_delay(config.otp.ttl),
+            config.usage.receipt_checks_max,
+        );
         let otp = Arc::new(
             OtpService::new(
                 store,
@@ -195,7 +211,9 @@ impl Application {
                 metrics.clone(),
             )
             .with_tenants(tenants, quotas)
-            .with_guards(guards),
+            .with_guards(guards)
+            .with_sandbox(Arc::new(Arc::clone(&sandbox)))
+            .with_reports(usage.clone(), audit),
         );
 
         let api_state = web::Data::new(ApiState {
@@ -209,6 +227,7 @@ impl Application {
         let validator = web::Data::new(bearer.clone());
         let embedded = config.auth.embedded;
         let limiter = web::Data::new(limiter);
+        let sandbox = web::Data::new(sandbox);
         let issuer_data = web::Data::from(Arc::clone(&issuer));
         // Bound before the API so the page can link to the sandbox inbox's real port.
         let admin_listener = TcpListener::bind(config.admin.listen)
@@ -251,7 +270,9 @@ impl Application {
                 .app_data(served_document.clone())
                 .app_data(docs_config.clone())
                 .app_data(metrics_data.clone())
+                .app_data(sandbox.clone())
                 .configure(api::configure)
+                .configure(crate::sandbox::http::configure)
                 .configure(|cfg| {
                     // auth.embedded = false: no token endpoint, JWKS or discovery document.
                     if embedded {
@@ -275,6 +296,7 @@ impl Application {
             draining: shutdown.draining(),
             barring,
             identity_providers: bearer,
+            usage,
         });
         let admin_guard = web::Data::new(admin::AdminGuard::new(
             config.admin.credential_required(),
@@ -349,6 +371,42 @@ impl Application {
             })
             .await
     }
+}
+
+/// The sandbox clients, the usage counters (shared through Redis with that store, flushed in
+/// the background) and the audit sink.
+fn reports(
+    config: &Config,
+    store: &Store,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(Arc<Sandbox>, Usage, Audit)> {
+    let sandbox = Arc::new(Sandbox::new(
+        config
+            .auth
+            .clients
+            .iter()
+            .filter(|c| c.sandbox)
+            .map(|c| c.id.clone()),
+        &config.sandbox.numbers,
+        config.sandbox.inbox_capacity,
+    ));
+    let retention = config.usage.retention;
+    let usage = match store {
+        Store::Redis(redis) => Usage::shared(redis.handle(), retention),
+        Store::Memory(_) => Usage::in_process(retention),
+    };
+    tokio::spawn(
+        usage
+            .clone()
+            .flush_every(config.usage.flush_interval, shutdown.root().clone()),
+    );
+    let audit = match &config.audit.file {
+        Some(path) => Audit::to_file(path, config.audit.buffer, metrics)
+            .with_context(|| format!("audit.file {}", path.display()))?,
+        None => Audit::log_only(),
+    };
+    Ok((sandbox, usage, audit))
 }
 
 /// The API's bearer-token check: the embedded issuer (unless `auth.embedded = false`) and

@@ -83,7 +83,8 @@ pub async fn correlate(
     }
     req.extensions_mut().insert(Correlator(correlator.clone()));
     let span = tracing::info_span!("request", correlator = %correlator);
-    let mut res = next.call(req).instrument(span).await?.map_into_boxed_body();
+    let handled = crate::audit::with_correlator(correlator, next.call(req).instrument(span));
+    let mut res = handled.await?.map_into_boxed_body();
     if let Some(v) = value {
         res.headers_mut().insert(X_CORRELATOR, v);
     }

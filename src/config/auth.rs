@@ -107,6 +107,10 @@ pub struct ClientEntry {
     /// `[auth.clients.tenant]`: this client's tenant profile (see `config::tenant`).
     #[serde(default)]
     pub tenant: super::TenantSettings,
+    /// A sandbox client: its SMS never reach an SMSC but its own sandbox inbox, and the
+    /// `[[sandbox.numbers]]` answer it their fixed code or error.
+    #[serde(default)]
+    pub sandbox: bool,
 }
 
 /// `[auth]` after validation.

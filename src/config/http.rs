@@ -1,5 +1,5 @@
 //! `[http]` and `[admin]`: the two listeners; `[sandbox]`: whether the embedded simulator's
-//! inbox may be served beyond loopback.
+//! inbox may be served beyond loopback, and the sandbox clients' inboxes and magic numbers.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -101,10 +101,38 @@ impl AdminSettings {
 }
 
 /// `[sandbox]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxSettings {
     /// Serve the embedded simulator's inbox (every code it received) on a non-loopback
     /// `admin.listen`; without it such a configuration does not start.
     pub expose: bool,
+    /// Messages kept per sandbox client (`sandbox = true` in `[[auth.clients]]`); older ones
+    /// are dropped (1 to 10,000).
+    pub inbox_capacity: usize,
+    /// `[[sandbox.numbers]]`: test numbers that answer a fixed code or a chosen CAMARA error,
+    /// for sandbox clients only.
+    pub numbers: Vec<crate::sandbox::MagicNumber>,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            expose: false,
+            inbox_capacity: 100,
+            numbers: Vec::new(),
+        }
+    }
+}
+
+impl SandboxSettings {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if !(1..=10_000).contains(&self.inbox_capacity) {
+            return Err(invalid(
+                "sandbox.inbox_capacity",
+                "must be between 1 and 10000",
+            ));
+        }
+        crate::sandbox::check_numbers(&self.numbers).map_err(|e| invalid("sandbox.numbers", e))
+    }
 }

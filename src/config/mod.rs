@@ -5,6 +5,7 @@
 //! [`Config`] that start-up uses; nothing raw survives it.
 
 mod api;
+mod audit;
 mod auth;
 mod guard;
 mod http;
@@ -15,6 +16,7 @@ mod policy;
 mod smpp;
 mod store;
 mod tenant;
+mod usage;
 
 use std::path::Path;
 
@@ -23,6 +25,7 @@ use figment::Figment;
 use serde::Deserialize;
 
 pub use self::api::ApiSettings;
+pub use self::audit::AuditSettings;
 pub use self::auth::{AuthConfig, AuthSettings, ClientEntry, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 pub use self::guard::{LookupFailure, LookupSettings, PumpingSettings};
 pub use self::http::{AdminSettings, HttpSettings, SandboxSettings};
@@ -35,6 +38,7 @@ pub use self::policy::PolicySettings;
 pub use self::smpp::{EmbeddedSmsc, RouteEntry, SmppConfig, SmppSettings, SmscUrl, DEFAULT_ROUTE};
 pub use self::store::{StoreBackend, StoreConfig, StoreSettings};
 pub use self::tenant::{longest_ttl, TenantBounds, TenantSettings};
+pub use self::usage::UsageSettings;
 
 /// Settings as read from defaults, file and environment.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -60,6 +64,10 @@ pub struct Settings {
     pub policy: PolicySettings,
     /// Logging.
     pub log: LogSettings,
+    /// Audit events file.
+    pub audit: AuditSettings,
+    /// Usage counters.
+    pub usage: UsageSettings,
 }
 
 /// The validated configuration start-up builds the gateway from.
@@ -87,6 +95,10 @@ pub struct Config {
     pub policy: PolicySettings,
     /// Logging.
     pub log: LogSettings,
+    /// Audit events file.
+    pub audit: AuditSettings,
+    /// Usage counters.
+    pub usage: UsageSettings,
 }
 
 /// A configuration problem, naming the key that caused it.
@@ -192,6 +204,9 @@ impl Settings {
         let auth = self.auth.validate(self.http.listen.ip().is_loopback())?;
         self.policy.check()?;
         tenant::check_all(&auth.clients, &self.otp)?;
+        self.sandbox.check()?;
+        self.audit.check()?;
+        self.usage.check()?;
         Ok(Config {
             api: self.api,
             http: self.http,
@@ -204,6 +219,8 @@ impl Settings {
             store,
             policy: self.policy,
             log: self.log,
+            audit: self.audit,
+            usage: self.usage,
         })
     }
 }

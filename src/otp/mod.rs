@@ -4,6 +4,7 @@
 
 mod clock;
 mod code;
+mod events;
 mod port;
 
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::{generate, generate_from, CodeAlphabet, CodeHasher};
-pub use port::{DeliveryError, Sent, SmsSender};
+pub use port::{DeliveryError, SandboxPort, SandboxRoute, Sent, SmsSender};
 
+use crate::audit::Audit;
 use crate::domain::{
     AttemptOutcome, AuthenticationId, Challenge, ChallengeId, ClientTag, CodeAttempt, IdKey,
     MessageTemplate, PhoneNumber, StoreBucket,
@@ -25,6 +27,7 @@ use crate::policy::{
     TenantQuotas, TenantRefusal, Tenants,
 };
 use crate::store::{ChallengeStore, Discard, InsertError, SendQuotas, Store, StoreError};
+use crate::usage::Usage;
 
 const TARGET: &str = "otp_gateway::otp";
 
@@ -150,6 +153,9 @@ pub struct OtpService {
     tenants: Tenants,
     quotas: TenantQuotas,
     guards: Guards,
+    sandbox: Option<Arc<dyn SandboxPort>>,
+    usage: Usage,
+    audit: Audit,
 }
 
 impl OtpService {
@@ -180,6 +186,9 @@ impl OtpService {
             )),
             quotas: TenantQuotas::default(),
             guards: Guards::default(),
+            sandbox: None,
+            usage: Usage::default(),
+            audit: Audit::default(),
             rules,
         }
     }
@@ -203,6 +212,19 @@ impl OtpService {
         self
     }
 
+    /// Sends of sandbox clients go to `sandbox`, never to the SMSC.
+    pub fn with_sandbox(mut self, sandbox: Arc<dyn SandboxPort>) -> OtpService {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// Counts outcomes in `usage` and records them as audit events in `audit`.
+    pub fn with_reports(mut self, usage: Usage, audit: Audit) -> OtpService {
+        self.usage = usage;
+        self.audit = audit;
+        self
+    }
+
     /// Sends a fresh code to `phone` and returns its id once the SMSC has accepted the SMS.
     #[tracing::instrument(name = "send_code", skip_all, fields(client_id = %client_id, phone = %phone))]
     pub async fn send_code(
@@ -211,14 +233,46 @@ impl OtpService {
         phone: &PhoneNumber,
         template: &MessageTemplate,
     ) -> Result<AuthenticationId, OtpError> {
-        self.policy.check(phone).map_err(|v| match v {
-            PolicyViolation::NotOperatorNumber => OtpError::NotOperatorNumber,
-            PolicyViolation::NotAllowed => OtpError::PhoneNotAllowed,
-            PolicyViolation::Blocked => OtpError::PhoneBlocked,
-        })?;
+        let sandbox = self
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.route(client_id, phone));
+        let in_sandbox = sandbox.is_some();
+        let magic = sandbox
+            .as_ref()
+            .is_some_and(|r| !matches!(r.magic, Ok(None)));
+        let result = self.send(client_id, phone, template, sandbox).await;
+        self.report_send(client_id, phone, in_sandbox, magic, &result);
+        result.map(|(id, _)| id)
+    }
+
+    async fn send(
+        &self,
+        client_id: &str,
+        phone: &PhoneNumber,
+        template: &MessageTemplate,
+        sandbox: Option<SandboxRoute>,
+    ) -> Result<(AuthenticationId, Sent), OtpError> {
+        let (fixed, sender) = match sandbox {
+            Some(route) => (route.magic?, Some(route.sender)),
+            None => (None, None),
+        };
+        // A magic number answers the sandbox client as configured, whatever the policy says.
+        if fixed.is_none() {
+            self.policy.check(phone).map_err(|v| match v {
+                PolicyViolation::NotOperatorNumber => OtpError::NotOperatorNumber,
+                PolicyViolation::NotAllowed => OtpError::PhoneNotAllowed,
+                PolicyViolation::Blocked => OtpError::PhoneBlocked,
+            })?;
+        }
         let tenant = self.tenants.of(client_id);
-        tenant.admit(phone, template)?;
-        self.guards.before_send(phone).await?;
+        if fixed.is_none() {
+            tenant.admit(phone, template)?;
+        }
+        // Lookup and pumping protection are about real SMS: a sandbox send is neither.
+        if sender.is_none() {
+            self.guards.before_send(phone).await?;
+        }
         let now_ms = self.clock.now_ms();
         let mut random = [0u8; 8];
         self.rng.fill(&mut random).map_err(|_| OtpError::Random)?;
@@ -229,8 +283,11 @@ impl OtpService {
             u64::from_be_bytes(random),
             StoreBucket::of(phone),
         );
-        let code = generate_from(&self.rng, tenant.code_length, tenant.alphabet)
-            .map_err(|_| OtpError::Random)?;
+        let code = match fixed {
+            Some(code) => code,
+            None => generate_from(&self.rng, tenant.code_length, tenant.alphabet)
+                .map_err(|_| OtpError::Random)?,
+        };
         let ttl_ms = u64::try_from(tenant.ttl.as_millis()).unwrap_or(u64::MAX);
         let key = ChallengeId::from(&id);
         let client = ClientTag::of(client_id);
@@ -263,20 +320,23 @@ impl OtpService {
         let text = tenant.render(template, &code);
         drop(code);
         let tag = id.to_string();
-        let sent = self
-            .sender
+        // A sandbox client's channel is the sandbox, never the SMSC.
+        let in_sandbox = sender.is_some();
+        let channel = sender.as_deref().unwrap_or(&*self.sender);
+        let sent = channel
             .send_from(phone, text, tenant.ttl, &tag, tenant.sender())
             .await;
         match sent {
-            Ok(Sent { segments, route }) => {
+            Ok(sent) => {
                 self.store
                     .activate(key, client, phone, self.clock.now_ms())
                     .await?;
                 self.metrics.codes_sent.inc();
-                self.metrics.segments_sent.inc_by(segments as u64);
-                self.guards.sent(&id, phone).await;
-                tracing::info!(target: TARGET, %id, segments, %route, "code sent");
-                Ok(id)
+                self.metrics.segments_sent.inc_by(sent.segments as u64);
+                if !in_sandbox {
+                    self.guards.sent(&id, phone).await;
+                }
+                Ok((id, sent))
             }
             Err(e) => {
                 // The client gets no id, so the challenge must not outlive this request. The
@@ -333,8 +393,9 @@ impl OtpService {
             Err(_) => "error",
         };
         self.metrics.validations.with_label_values(&[outcome]).inc();
-        // The audit trail of a verification (who, which id, what came of it); never the code.
-        tracing::info!(target: TARGET, authentication_id, outcome, "code checked");
+        // Usage counts and the audit trail of a verification (who, which id, what came of
+        // it); never the code.
+        self.report_validation(client_id, authentication_id, outcome, &result);
         result
     }
 

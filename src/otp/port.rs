@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::domain::{PhoneNumber, SenderId};
+use crate::domain::{OtpCode, PhoneNumber, SenderId};
 
 /// A lower-level error kept as the source of a [`DeliveryError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -65,4 +65,23 @@ pub trait SmsSender: Send + Sync + 'static {
         let _ = sender;
         self.send(to, text, validity, authentication_id)
     }
+}
+
+/// Clients whose SMS go to a sandbox instead of an SMSC (implemented by `crate::sandbox`).
+pub trait SandboxPort: Send + Sync + 'static {
+    /// Whether `client_id` is a sandbox client.
+    fn is_sandbox(&self, client_id: &str) -> bool;
+
+    /// `None` for a client that is not a sandbox client (its SMS go to the SMSC); for a sandbox
+    /// client, the channel to use and what `phone` answers as a magic number.
+    fn route(&self, client_id: &str, phone: &PhoneNumber) -> Option<SandboxRoute>;
+}
+
+/// How a sandbox client's send goes.
+pub struct SandboxRoute {
+    /// The sandbox's channel (never an SMSC).
+    pub sender: Box<dyn SmsSender>,
+    /// `Ok(Some)`: the fixed code of a magic number; `Err`: the error a magic number answers;
+    /// `Ok(None)`: an ordinary number.
+    pub magic: Result<Option<OtpCode>, super::OtpError>,
 }

@@ -232,6 +232,18 @@ impl Barring {
         Ok(true)
     }
 
+    /// Re-reads the file now, changed or not (the admin API's policy reload): Ok(Some(count))
+    /// with the numbers now in force from it, Ok(None) when no file is configured, Err when it
+    /// could not be read or parsed (the previous list stays).
+    pub fn reload_now(&self) -> Result<Option<usize>, String> {
+        if self.path.is_none() {
+            return Ok(None);
+        }
+        *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.reload_if_changed()?;
+        Ok(Some(read(&self.file).len()))
+    }
+
     /// Checks the file (and re-reads the shared admin list) every `every` until `stop`; a file
     /// that went bad is logged at each change and the previous list stays in force, as does
     /// the last admin list read when Redis cannot answer.

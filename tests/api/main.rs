@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod audit;
 mod chaos;
 mod client_assertions;
 mod error_log;
@@ -20,9 +21,11 @@ mod pumping;
 mod receipts_across;
 mod replicas;
 mod replicas_ops;
+mod sandbox;
 mod send_code;
 mod shutdown;
 mod tenant_profiles;
 mod tenants;
 mod tokens;
+mod usage;
 mod validate_code;

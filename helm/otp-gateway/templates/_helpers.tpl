@@ -67,7 +67,9 @@ for the SMPP unbind and the admin listener. Defaults are the gateway's own.
 {{- $admin := default (dict) $cfg.admin -}}
 {{- $_ := set $admin "listen" (printf "0.0.0.0:%d" (int .Values.ports.admin)) -}}
 {{- $_ := set $cfg "admin" $admin -}}
-{{- $_ := set $cfg "sandbox" (dict "expose" (and (eq .Values.profile "sandbox") .Values.smsc.embedded)) -}}
+{{- $sandbox := default (dict) $cfg.sandbox -}}
+{{- $_ := set $sandbox "expose" (and (eq .Values.profile "sandbox") .Values.smsc.embedded) -}}
+{{- $_ := set $cfg "sandbox" $sandbox -}}
 {{- if .Values.secrets.signingKey.name -}}
 {{- $auth := default (dict) $cfg.auth -}}
 {{- if .Values.secrets.signingKey.keys -}}

@@ -22,6 +22,7 @@ mod quota;
 mod scripts;
 #[doc(hidden)]
 pub mod testkit;
+pub(crate) mod usage;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
