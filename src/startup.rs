@@ -193,8 +193,8 @@ impl Application {
             Arc::new(move |tag| {
                 let smpp = receipts.clone();
                 Box::pin(async move {
-                    let report = smpp.lookup_report(&tag).await.map_err(|e| e.to_string())?;
-                    Ok(report.map(|r| r.state.label()))
+                    let state = smpp.lookup_state(&tag).await.map_err(|e| e.to_string())?;
+                    Ok(state.map(|s| s.label()))
                 })
             }),
             config.usage.receipt_check_delay(config.otp.ttl),

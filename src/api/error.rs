@@ -275,7 +275,9 @@ impl From<OtpError> for ApiError {
     fn from(e: OtpError) -> ApiError {
         let answer = match &e {
             OtpError::NotOperatorNumber | OtpError::UnknownId => ApiError::NotFound,
-            OtpError::PhoneNotAllowed => ApiError::PhoneNumberNotAllowed,
+            OtpError::PhoneNotAllowed | OtpError::PumpingCooldown => {
+                ApiError::PhoneNumberNotAllowed
+            }
             OtpError::PhoneBlocked => ApiError::PhoneNumberBlocked,
             OtpError::TooManyCodes => ApiError::MaxOtpCodesExceeded,
             OtpError::Expired => ApiError::VerificationExpired,

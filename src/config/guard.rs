@@ -207,9 +207,12 @@ mod tests {
     use crate::config::Settings;
 
     #[test]
-    fn the_example_policy_file_loads_and_validates() {
-        let s = Settings::load(Some(std::path::Path::new("examples/policy.toml"))).unwrap();
+    fn the_example_policy_and_guard_files_load_and_validate_layered() {
+        let files = ["examples/policy.toml", "examples/guards.toml"].map(std::path::Path::new);
+        let s = Settings::load_all(files.into_iter()).unwrap();
         let c = s.validate().unwrap();
+        // The lists of the first file survive the second's [policy] tables.
+        assert_eq!(c.policy.operator_prefixes, ["+346", "+347", "+348", "+349"]);
         let lookup = c.policy.lookup.unwrap();
         assert_eq!(lookup.on_failure, LookupFailure::Open);
         assert_eq!(lookup.timeout, Duration::from_millis(300));

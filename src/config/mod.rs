@@ -162,8 +162,16 @@ fn load_error(e: figment::Error) -> ConfigError {
 impl Settings {
     /// Defaults, then `file` (when given), then `OTPGW_*` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Settings::load_all(file.into_iter())
+    }
+
+    /// Defaults, then each of `files` in order (a later file's keys override an earlier
+    /// one's; tables merge key by key, a list replaces the earlier list), then `OTPGW_*`
+    /// environment variables. Lets an operator keep e.g. the number policy in a file of its
+    /// own beside the gateway's configuration.
+    pub fn load_all<'a>(files: impl Iterator<Item = &'a Path>) -> Result<Settings, ConfigError> {
         let mut figment = Figment::new();
-        if let Some(path) = file {
+        for path in files {
             if !path.exists() {
                 return Err(invalid(
                     "--config",

@@ -73,6 +73,7 @@ fn send_event(
             OtpError::TemplateNotAllowed => ("refused", "tenant_template"),
             OtpError::QuotaExceeded { .. } => ("refused", "tenant_quota"),
             OtpError::Lookup(_) => ("lookup_unavailable", "lookup_failed"),
+            OtpError::PumpingCooldown => ("refused", "pumping_cooldown"),
             OtpError::Delivery(d) => (
                 match d {
                     DeliveryError::Unavailable(_) => "smsc_unavailable",

@@ -82,6 +82,10 @@ pub enum OtpError {
         /// Seconds until the period ends.
         retry_after_secs: u64,
     },
+    /// The destination's prefix cools down after suspected SMS pumping (answered as
+    /// [`OtpError::PhoneNotAllowed`]).
+    #[error("destination prefix cooling down")]
+    PumpingCooldown,
     /// The number lookup failed and `policy.lookup.on_failure = "closed"`.
     #[error(transparent)]
     Lookup(crate::policy::lookup::LookupUnavailable),
@@ -119,6 +123,7 @@ impl From<GuardRefusal> for OtpError {
             }
             GuardRefusal::Violation(PolicyViolation::NotAllowed) => OtpError::PhoneNotAllowed,
             GuardRefusal::Violation(PolicyViolation::Blocked) => OtpError::PhoneBlocked,
+            GuardRefusal::Pumping => OtpError::PumpingCooldown,
             GuardRefusal::Unavailable(e) => OtpError::Lookup(e),
         }
     }

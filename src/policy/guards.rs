@@ -12,9 +12,13 @@ use crate::domain::{AuthenticationId, PhoneNumber};
 /// Why a guard refused a send.
 #[derive(Debug, thiserror::Error)]
 pub enum GuardRefusal {
-    /// The lookup or the pumping protection refused the number.
+    /// The lookup refused the number.
     #[error("number refused by policy: {0:?}")]
     Violation(PolicyViolation),
+    /// The destination's prefix is cooling down after SMS pumping was suspected; answered as
+    /// a number that cannot receive SMS, told apart for the audit trail.
+    #[error("destination prefix cooling down (suspected SMS pumping)")]
+    Pumping,
     /// The lookup failed and fails closed.
     #[error(transparent)]
     Unavailable(#[from] LookupUnavailable),
@@ -45,7 +49,7 @@ impl Guards {
         }
         if let Some(pumping) = &self.pumping {
             if !pumping.allows(phone).await {
-                return Err(GuardRefusal::Violation(PolicyViolation::NotAllowed));
+                return Err(GuardRefusal::Pumping);
             }
         }
         Ok(())

@@ -332,6 +332,11 @@ impl SmppClient {
         self.inner.shared.tracker.lookup(tag).await
     }
 
+    /// Only the aggregate delivery state of `tag` (cheaper than [`Self::lookup_report`]).
+    pub async fn lookup_state(&self, tag: &str) -> Result<Option<super::DeliveryState>, BoxError> {
+        self.inner.shared.tracker.lookup_state(tag).await
+    }
+
     #[cfg(test)]
     pub(super) fn shared(&self) -> &Shared {
         &self.inner.shared

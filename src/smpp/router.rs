@@ -267,6 +267,16 @@ impl SmppRouter {
         Ok(None)
     }
 
+    /// Only the aggregate delivery state of `tag`, from the first route that knows it.
+    pub async fn lookup_state(&self, tag: &str) -> Result<Option<super::DeliveryState>, BoxError> {
+        for route in self.routes.iter() {
+            if let Some(state) = route.lookup_state(tag).await? {
+                return Ok(Some(state));
+            }
+        }
+        Ok(None)
+    }
+
     /// Unbinds every route.
     pub async fn shutdown(&self) {
         futures::future::join_all(self.routes.iter().map(SmppClient::shutdown)).await;

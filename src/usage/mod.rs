@@ -13,7 +13,7 @@
 
 mod receipts;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -172,7 +172,7 @@ struct Inner {
     shared: Option<RedisHandle>,
     retention: Duration,
     /// Sent codes whose delivery state is still to be read, oldest first.
-    receipts: Mutex<VecDeque<receipts::Pending>>,
+    receipts: Mutex<receipts::Queue>,
     receipt_check: OnceLock<receipts::ReceiptCheck>,
 }
 
@@ -182,7 +182,7 @@ impl Inner {
             local: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             shared,
             retention,
-            receipts: Mutex::new(VecDeque::new()),
+            receipts: Mutex::new(receipts::Queue::default()),
             receipt_check: OnceLock::new(),
         }
     }
@@ -265,14 +265,15 @@ impl Usage {
             return;
         };
         let mut queue = lock(&self.0.receipts);
-        if queue.len() >= check.max_pending {
+        if queue.pending.len() >= check.max_pending {
             // Bounded: past it a receipt goes uncounted rather than memory growing.
             return;
         }
-        queue.push_back(receipts::Pending {
+        let client_id = queue.name(client_id);
+        queue.pending.push_back(receipts::Pending {
             due: tokio::time::Instant::now() + check.after,
-            tag: tag.to_string(),
-            client_id: client_id.to_owned(),
+            tag: *tag,
+            client_id,
             day: now_ms / DAY_MS,
         });
     }
@@ -292,9 +293,17 @@ impl Usage {
         let Some(check) = self.0.receipt_check.get() else {
             return;
         };
-        let due = receipts::due(&mut lock(&self.0.receipts), tokio::time::Instant::now());
-        for p in due {
-            match (check.lookup)(p.tag).await {
+        let due = receipts::due(
+            &mut lock(&self.0.receipts).pending,
+            tokio::time::Instant::now(),
+        );
+        for (i, p) in due.into_iter().enumerate() {
+            // Thousands may come due at once: give the thread back now and then, so the
+            // requests and SMPP sessions sharing it never wait behind the whole batch.
+            if i % 256 == 255 {
+                tokio::task::yield_now().await;
+            }
+            match (check.lookup)(p.tag.to_string()).await {
                 Ok(state) => self.0.add(p.day, &p.client_id, receipts::count(state)),
                 Err(e) => {
                     tracing::warn!(target: TARGET, error = %e, "delivery state not read; its receipt goes uncounted");

@@ -5,7 +5,7 @@
 //! The SMS's validity period is the code's lifetime, so an SMSC settles nearly every message
 //! within it; one still without a final receipt counts as `receiptsPending`.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::Counts;
+use crate::domain::AuthenticationId;
 
 /// Looks up the aggregate delivery state of a tag (`crate::smpp::DeliveryState::label`);
 /// `Ok(None)` when the state is gone.
@@ -26,12 +27,39 @@ pub(super) struct ReceiptCheck {
     pub(super) max_pending: usize,
 }
 
-/// A sent code whose state is to be read at `due`.
+/// A sent code whose state is to be read at `due`: 64 bytes, no heap of its own. One is held
+/// per code sent within the last `receipt_check_after` (a minute by default), so at a
+/// million sends a minute it weighs as much as a live code's store record.
 pub(super) struct Pending {
     pub(super) due: Instant,
-    pub(super) tag: String,
-    pub(super) client_id: String,
+    pub(super) tag: AuthenticationId,
+    /// Shared by every pending check of the client.
+    pub(super) client_id: Arc<str>,
     pub(super) day: u64,
+}
+
+/// The pending checks, oldest first, and the client ids they share.
+#[derive(Default)]
+pub(super) struct Queue {
+    pub(super) pending: VecDeque<Pending>,
+    names: HashSet<Arc<str>>,
+}
+
+impl Queue {
+    /// The shared form of `client_id` (one allocation per client, not per send).
+    pub(super) fn name(&mut self, client_id: &str) -> Arc<str> {
+        if let Some(n) = self.names.get(client_id) {
+            return Arc::clone(n);
+        }
+        // Names of clients with nothing pending go, so the set stays as small as the clients
+        // that are sending.
+        if self.pending.is_empty() {
+            self.names.clear();
+        }
+        let n: Arc<str> = client_id.into();
+        self.names.insert(Arc::clone(&n));
+        n
+    }
 }
 
 /// Most checks one flush tick makes, so a backlog is worked off over several ticks.

@@ -449,4 +449,16 @@ impl Receipts {
             Receipts::Shared(t) => t.report(tag).await,
         }
     }
+
+    /// Only the aggregate state of `tag`'s report: in process without building the report
+    /// (no strings, no dates), for the usage counting that reads one per code sent.
+    pub(in crate::smpp) async fn lookup_state(
+        &self,
+        tag: &str,
+    ) -> Result<Option<DeliveryState>, BoxError> {
+        match self {
+            Receipts::Local(t) => Ok(t.state(tag)),
+            Receipts::Shared(t) => Ok(t.report(tag).await?.map(|r| r.state)),
+        }
+    }
 }
