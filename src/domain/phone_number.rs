@@ -35,6 +35,15 @@ impl PhoneNumber {
         &self.0
     }
 
+    /// The digits as an integer, for compact in-process keys: E.164 has at most 15 digits and
+    /// never a leading zero, so the value is unique per number and fits in 50 bits.
+    pub fn as_u64(&self) -> u64 {
+        self.0
+            .bytes()
+            .skip(1)
+            .fold(0u64, |n, d| n * 10 + u64::from(d.wrapping_sub(b'0')))
+    }
+
     /// The first four and last two characters, the rest starred: safe for logs.
     pub fn masked(&self) -> String {
         mask_digits(&self.0)
@@ -100,5 +109,13 @@ mod tests {
         assert_eq!(p.to_string(), "+346*******34");
         assert!(!format!("{p:?}").contains("6661113"));
         assert_eq!(p.as_e164(), "+346661113334");
+    }
+
+    #[test]
+    fn the_integer_form_is_the_digits_and_distinct_per_number() {
+        let n = |s: &str| PhoneNumber::parse(s).unwrap().as_u64();
+        assert_eq!(n("+346661113334"), 346_661_113_334);
+        assert_eq!(n("+123456789012345"), 123_456_789_012_345);
+        assert_ne!(n("+12345"), n("+123450"));
     }
 }

@@ -161,16 +161,6 @@ impl BuildHasher for IdHash {
     }
 }
 
-/// The number as an integer: E.164 has at most 15 digits and never a leading zero, so the
-/// digits read as a decimal integer are unique per number and fit in 50 bits.
-fn phone_key(phone: &PhoneNumber) -> u64 {
-    phone
-        .as_e164()
-        .bytes()
-        .skip(1)
-        .fold(0u64, |n, d| n * 10 + u64::from(d.wrapping_sub(b'0')))
-}
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -342,7 +332,7 @@ impl Inner {
 
     /// Runs `f` on the number's state, creating it when absent.
     fn with_phone<T>(&self, phone: &PhoneNumber, f: impl FnOnce(&mut PhoneState) -> T) -> T {
-        let key = phone_key(phone);
+        let key = phone.as_u64();
         let now = self.mono_secs();
         let mut shard = lock(self.phone_shard(key));
         let full = shard.map.len() >= self.phones_per_shard && !shard.map.contains_key(&key);

@@ -100,15 +100,6 @@ fn from_unix_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// The digits of an E.164 number as an integer (at most 15 digits, no leading zero).
-fn number_key(phone: &PhoneNumber) -> u64 {
-    phone
-        .as_e164()
-        .bytes()
-        .skip(1)
-        .fold(0u64, |n, d| n * 10 + u64::from(d.wrapping_sub(b'0')))
-}
-
 fn masked_number(key: u64) -> String {
     PhoneNumber::parse(&format!("+{key}"))
         .map(|p| p.masked())
@@ -119,7 +110,7 @@ impl Entry {
     fn new(destination: &PhoneNumber, route: Arc<str>, ids: &[String], now: SystemTime) -> Entry {
         let now = unix_ms(now);
         Entry {
-            destination: number_key(destination),
+            destination: destination.as_u64(),
             route,
             state: DeliveryState::Submitted,
             segments: ids
