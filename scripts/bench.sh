@@ -32,7 +32,7 @@ SYSCALLS="${BENCH_SYSCALLS:-0}"
 PROFILE="${BENCH_PROFILE:-release}"
 LUA="$ROOT/scripts/bench/wrk.lua"
 mkdir -p "$OUT"
-rm -f "$OUT"/*.log "$OUT"/pool* "$OUT"/*.json "$OUT"/*.jsonl
+rm -f "$OUT"/*.log "$OUT"/pool* "$OUT"/*.json "$OUT"/*.jsonl "$OUT"/*.csv "$OUT"/perf-*
 
 say() { printf '==> %s\n' "$*" >&2; }
 
