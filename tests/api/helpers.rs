@@ -242,17 +242,7 @@ impl TestApp {
 
     /// POST a JSON value with a valid token and a correlator.
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
-        let auth = format!("Bearer {}", self.token);
-        self.post_raw(
-            path,
-            &[
-                ("Authorization", auth.as_str()),
-                ("Content-Type", "application/json"),
-                ("x-correlator", CORRELATOR),
-            ],
-            Some(&body.to_string()),
-        )
-        .await
+        post_as(self, &self.token, path, body).await
     }
 
     pub async fn send_code(&self, phone: &str) -> Reply {
@@ -290,4 +280,37 @@ pub fn wrong_code(code: &str) -> String {
     code.chars()
         .map(|c| if c == '0' { '1' } else { '0' })
         .collect()
+}
+
+/// POST a JSON value with `token` (another client's, say) and a correlator.
+pub async fn post_as(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    body: impl std::borrow::Borrow<Value>,
+) -> Reply {
+    let auth = format!("Bearer {token}");
+    app.post_raw(
+        path,
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+            ("x-correlator", CORRELATOR),
+        ],
+        Some(&body.borrow().to_string()),
+    )
+    .await
+}
+
+/// The value of one series on the admin listener's `/metrics` (0 when it is absent).
+pub async fn metric(app: &TestApp, series: &str) -> f64 {
+    let text = String::from_utf8(
+        app.request(awc::http::Method::GET, &format!("{}/metrics", app.admin))
+            .await
+            .body,
+    )
+    .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use awc::http::Method;
 use otp_gateway::config::{LookupFailure, LookupSettings, Settings};
 use otp_gateway::domain::Secret;
 use serde_json::{json, Value};
@@ -125,18 +124,6 @@ fn with_lookup(
             credential_header: None,
         });
     }
-}
-
-async fn metric(app: &TestApp, series: &str) -> f64 {
-    let text = String::from_utf8(
-        app.request(Method::GET, &format!("{}/metrics", app.admin))
-            .await
-            .body,
-    )
-    .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[actix_web::test]

@@ -58,18 +58,6 @@ async fn status(app: &TestApp) -> Value {
     r.json()
 }
 
-async fn metric(app: &TestApp, series: &str) -> f64 {
-    let text = String::from_utf8(
-        app.request(Method::GET, &format!("{}/metrics", app.admin))
-            .await
-            .body,
-    )
-    .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Sends to `count` fresh numbers of `prefix` (from the `first`-th), validating the first
 /// `validate` of them; every send must be accepted.
 async fn traffic(app: &TestApp, prefix: &str, first: u32, count: u32, validate: u32) {

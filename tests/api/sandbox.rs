@@ -110,22 +110,13 @@ async fn sandbox_app() -> (TestApp, SmscHandle, String, String) {
     (app, sim, a, b)
 }
 
-pub async fn post_as(app: &TestApp, token: &str, op: &str, body: &Value) -> Reply {
-    let auth = format!("Bearer {token}");
-    app.post_raw(
-        &format!("/one-time-password-sms/v1/{op}"),
-        &[
-            ("Authorization", auth.as_str()),
-            ("Content-Type", "application/json"),
-            ("x-correlator", CORRELATOR),
-        ],
-        Some(&body.to_string()),
-    )
-    .await
+/// POST to the CAMARA operation `op` with `token`.
+pub async fn post_op(app: &TestApp, token: &str, op: &str, body: &Value) -> Reply {
+    post_as(app, token, &format!("/one-time-password-sms/v1/{op}"), body).await
 }
 
 pub async fn send_as(app: &TestApp, token: &str, phone: &str) -> Reply {
-    post_as(
+    post_op(
         app,
         token,
         "send-code",
@@ -135,7 +126,7 @@ pub async fn send_as(app: &TestApp, token: &str, phone: &str) -> Reply {
 }
 
 pub async fn validate_as(app: &TestApp, token: &str, id: &str, code: &str) -> Reply {
-    post_as(
+    post_op(
         app,
         token,
         "validate-code",

@@ -40,20 +40,6 @@ async fn app_with_clients(
     (app, tokens)
 }
 
-async fn post_as(app: &TestApp, token: &str, path: &str, body: &serde_json::Value) -> Reply {
-    let auth = format!("Bearer {token}");
-    app.post_raw(
-        path,
-        &[
-            ("Authorization", auth.as_str()),
-            ("Content-Type", "application/json"),
-            ("x-correlator", CORRELATOR),
-        ],
-        Some(&body.to_string()),
-    )
-    .await
-}
-
 async fn send_as(app: &TestApp, token: &str, phone: &str) -> Reply {
     post_as(
         app,
